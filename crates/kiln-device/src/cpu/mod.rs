@@ -1,0 +1,115 @@
+//! The native CPU backend: host memory and one module per kernel family, multi-threaded with rayon.
+
+pub(crate) mod copy;
+pub(crate) mod elementwise;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use half::f16;
+
+use crate::{DType, DeviceInfo, MemoryStats};
+
+/// Elements in host memory, by dtype.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CpuData {
+    /// f32 elements.
+    F32(Vec<f32>),
+    /// f16 elements.
+    F16(Vec<f16>),
+    /// u32 elements.
+    U32(Vec<u32>),
+}
+
+impl CpuData {
+    /// The dtype of the elements.
+    pub fn dtype(&self) -> DType {
+        match self {
+            CpuData::F32(_) => DType::F32,
+            CpuData::F16(_) => DType::F16,
+            CpuData::U32(_) => DType::U32,
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        match self {
+            CpuData::F32(v) => v.len() as u64 * 4,
+            CpuData::F16(v) => v.len() as u64 * 2,
+            CpuData::U32(v) => v.len() as u64 * 4,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    bytes_in_use: AtomicU64,
+    allocations: AtomicU64,
+}
+
+/// A handle to the CPU backend. Each `Device::cpu()` has its own memory counters; all CPU devices share
+/// host memory, so tensors move freely between them.
+#[derive(Clone, Default)]
+pub struct CpuDevice {
+    counters: Arc<Counters>,
+}
+
+/// One tensor's elements in host memory; counted in its device's memory stats while alive.
+pub struct CpuBuffer {
+    data: CpuData,
+    counters: Arc<Counters>,
+}
+
+impl CpuBuffer {
+    /// The elements.
+    pub fn data(&self) -> &CpuData {
+        &self.data
+    }
+}
+
+impl Drop for CpuBuffer {
+    fn drop(&mut self) {
+        self.counters.bytes_in_use.fetch_sub(self.data.bytes(), Ordering::Relaxed);
+    }
+}
+
+impl CpuDevice {
+    /// Takes ownership of `data` as a tensor's storage.
+    pub(crate) fn store(&self, data: CpuData) -> CpuBuffer {
+        self.counters.allocations.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_in_use.fetch_add(data.bytes(), Ordering::Relaxed);
+        CpuBuffer {
+            data,
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Host memory held by this device's live tensors.
+    pub fn memory_stats(&self) -> MemoryStats {
+        MemoryStats {
+            bytes_in_use: self.counters.bytes_in_use.load(Ordering::Relaxed),
+            bytes_pooled: 0,
+            allocations: self.counters.allocations.load(Ordering::Relaxed),
+            reuses: 0,
+        }
+    }
+
+    /// Describes the CPU backend.
+    pub fn info(&self) -> DeviceInfo {
+        let threads = rayon::current_num_threads();
+        DeviceInfo {
+            name: format!("native CPU backend ({threads} threads)"),
+            backend: "cpu".into(),
+            device_type: "cpu".into(),
+            driver: String::new(),
+            is_software: false,
+            shader_f16: false,
+            subgroup: false,
+            timestamp_query: false,
+            max_buffer_bytes: u64::MAX,
+            max_binding_bytes: u64::MAX,
+            max_workgroup_invocations: 0,
+            max_workgroup_memory_bytes: 0,
+            threads,
+        }
+    }
+}

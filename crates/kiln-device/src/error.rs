@@ -1,0 +1,117 @@
+//! The one error type of kiln's device layer. Every variant names the op that failed and what to do.
+
+use crate::{DType, Shape};
+
+/// Result alias used throughout kiln.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What went wrong, with the op, the shapes or sizes involved, and a hint at the fix.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// Two shapes cannot be broadcast together (numpy rules).
+    #[error(
+        "{op}: shapes {lhs} and {rhs} cannot be broadcast together (each dimension must match or be 1; \
+         reshape or unsqueeze one operand)"
+    )]
+    Broadcast {
+        /// The op that was called.
+        op: &'static str,
+        /// Left operand's shape.
+        lhs: Shape,
+        /// Right operand's shape.
+        rhs: Shape,
+    },
+
+    /// Operands of one op have different dtypes.
+    #[error("{op}: dtype mismatch, {lhs:?} vs {rhs:?} (cast one operand with .cast(..) first)")]
+    DTypeMismatch {
+        /// The op that was called.
+        op: &'static str,
+        /// Left operand's dtype.
+        lhs: DType,
+        /// Right operand's dtype.
+        rhs: DType,
+    },
+
+    /// The op does not compute in this dtype.
+    #[error("{op}: dtype {dtype:?} is not supported ({hint})")]
+    UnsupportedDType {
+        /// The op that was called.
+        op: &'static str,
+        /// The offending dtype.
+        dtype: DType,
+        /// What to do instead.
+        hint: &'static str,
+    },
+
+    /// Operands live on different devices.
+    #[error("{op}: operands live on different devices ({lhs} and {rhs}); move one with .to_device(..)")]
+    DeviceMismatch {
+        /// The op that was called.
+        op: &'static str,
+        /// Description of the first operand's device.
+        lhs: String,
+        /// Description of the second operand's device.
+        rhs: String,
+    },
+
+    /// A shape argument is invalid for the op (element count, dimension, range).
+    #[error("{op}: {message}")]
+    InvalidShape {
+        /// The op that was called.
+        op: &'static str,
+        /// The shapes involved and the fix.
+        message: String,
+    },
+
+    /// A buffer would exceed the adapter's limits.
+    #[error(
+        "{op}: {what} of {bytes} bytes exceeds the GPU adapter's limit of {limit} bytes \
+         (split the tensor, use a smaller batch, or run on the CPU device)"
+    )]
+    TooLarge {
+        /// The op that was called.
+        op: &'static str,
+        /// Which limit (buffer size or storage binding size).
+        what: &'static str,
+        /// Requested size in bytes.
+        bytes: u64,
+        /// The adapter's limit in bytes.
+        limit: u64,
+    },
+
+    /// The GPU device was lost (driver reset, device destroyed); nothing more can run on it.
+    #[error("{op}: the GPU device is lost ({reason}); create a new Device and move the data again")]
+    DeviceLost {
+        /// The op that was called.
+        op: &'static str,
+        /// Why the device was lost, as the driver reported it.
+        reason: String,
+    },
+
+    /// wgpu reported a validation or out-of-memory error while running the op.
+    #[error("{op}: GPU error: {message}")]
+    Gpu {
+        /// The op (or batch of ops) that was running.
+        op: String,
+        /// wgpu's message.
+        message: String,
+    },
+
+    /// No GPU adapter matched the request, or the device request failed.
+    #[error("no usable GPU adapter: {reason}")]
+    NoAdapter {
+        /// Why each candidate was rejected.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Shorthand for an [`Error::InvalidShape`].
+    pub fn invalid(op: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidShape {
+            op,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! The GPU runtime: one wgpu device and queue, the pipeline cache, the buffer pool, the pending batch of
+//! dispatches, and the readback path. Kernel launchers (`elementwise.rs`, `copy.rs`, ...) go through
+//! [`GpuContext::dispatch`].
+
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::params::{PARAM_WORDS, Params};
+use super::pipelines::{Kernel, PipelineCache};
+use super::pool::{BufferPool, MemoryStats, bucket_size};
+use crate::{DeviceInfo, Error, Result};
+
+/// Threads per workgroup of every 1-D kernel (`WORKGROUP` in the shaders).
+pub(crate) const WORKGROUP_SIZE: u64 = 256;
+/// Bytes between two parameter blocks in the batch's uniform buffer (the largest offset alignment
+/// WebGPU allows an adapter to require).
+const PARAM_SLOT_BYTES: u64 = 256;
+/// Dispatches recorded before the batch is submitted.
+const MAX_BATCH_DISPATCHES: usize = 512;
+
+/// Counters of the runtime's traffic with the driver.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Kernel launches recorded.
+    pub dispatches: u64,
+    /// Command buffers submitted to the queue (each holds a batch of dispatches).
+    pub submissions: u64,
+    /// Device-to-host copies (`to_vec`).
+    pub readbacks: u64,
+    /// Compute pipelines compiled.
+    pub pipelines: u64,
+}
+
+/// Device loss and uncaptured validation errors, filled in by wgpu's callbacks.
+#[derive(Default)]
+struct Health {
+    lost: Mutex<Option<String>>,
+    errors: Mutex<Vec<String>>,
+}
+
+/// Dispatches recorded but not yet submitted.
+struct Batch {
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    /// Parameter blocks of the recorded dispatches, one slot each, written to `params_buffer` at submit.
+    params: Vec<u8>,
+    params_buffer: wgpu::Buffer,
+    /// Names of the recorded ops, for error messages.
+    ops: Vec<&'static str>,
+}
+
+/// Everything one GPU device owns.
+pub(crate) struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    queue: wgpu::Queue,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) info: DeviceInfo,
+    pipelines: PipelineCache,
+    pool: Mutex<BufferPool>,
+    batch: Mutex<Batch>,
+    staging: Mutex<Option<wgpu::Buffer>>,
+    health: Arc<Health>,
+    dispatches: AtomicU64,
+    submissions: AtomicU64,
+    readbacks: AtomicU64,
+}
+
+/// A storage buffer holding one tensor's elements. Returns to the pool when dropped.
+pub struct GpuBuffer {
+    buffer: Option<wgpu::Buffer>,
+    bytes: u64,
+    bucket: u64,
+    ctx: Arc<GpuContext>,
+}
+
+impl GpuBuffer {
+    /// Bytes of tensor data (a multiple of 4).
+    pub fn len_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn raw(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("buffer present until drop")
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.buffer.take() {
+            self.ctx.pool.lock().unwrap().give_back(self.bucket, buffer);
+        }
+    }
+}
+
+impl GpuContext {
+    /// Wraps a freshly requested device and installs the loss and error callbacks.
+    pub(crate) fn new(device: wgpu::Device, queue: wgpu::Queue, info: DeviceInfo) -> Arc<Self> {
+        let health = Arc::new(Health::default());
+        let on_lost = health.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let mut lost = on_lost.lost.lock().unwrap();
+            lost.get_or_insert_with(|| format!("{reason:?}: {message}"));
+        });
+        let on_error = health.clone();
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            on_error.errors.lock().unwrap().push(error.to_string());
+        }));
+        let params_buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln params"),
+            size: PARAM_SLOT_BYTES * MAX_BATCH_DISPATCHES as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let limits = device.limits();
+        Arc::new(GpuContext {
+            device,
+            queue,
+            limits,
+            info,
+            pipelines: PipelineCache::default(),
+            pool: Mutex::new(BufferPool::default()),
+            batch: Mutex::new(Batch {
+                encoder: None,
+                pass: None,
+                params: Vec::new(),
+                params_buffer,
+                ops: Vec::new(),
+            }),
+            staging: Mutex::new(None),
+            health,
+            dispatches: AtomicU64::new(0),
+            submissions: AtomicU64::new(0),
+            readbacks: AtomicU64::new(0),
+        })
+    }
+
+    /// `Err(DeviceLost)` once the device is gone.
+    pub(crate) fn check_alive(&self, op: &'static str) -> Result<()> {
+        match &*self.health.lost.lock().unwrap() {
+            Some(reason) => Err(Error::DeviceLost {
+                op,
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A buffer for `bytes` bytes of tensor data, from the pool when one is free.
+    pub(crate) fn alloc(self: &Arc<Self>, op: &'static str, bytes: u64) -> Result<GpuBuffer> {
+        self.check_alive(op)?;
+        let bytes = bytes.max(4).next_multiple_of(4);
+        let binding_limit = self.limits.max_storage_buffer_binding_size;
+        if bytes > binding_limit {
+            return Err(Error::TooLarge {
+                op,
+                what: "tensor (one storage binding)",
+                bytes,
+                limit: binding_limit,
+            });
+        }
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::TooLarge {
+                op,
+                what: "tensor (one buffer)",
+                bytes,
+                limit: self.limits.max_buffer_size,
+            });
+        }
+        let bucket = bucket_size(bytes, self.limits.max_buffer_size);
+        let pooled = self.pool.lock().unwrap().take(bucket);
+        let buffer = match pooled {
+            Some(buffer) => buffer,
+            None => {
+                let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(op),
+                    size: bucket,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                if let Some(error) = pollster::block_on(scope.pop()) {
+                    return Err(Error::Gpu {
+                        op: op.to_string(),
+                        message: format!("allocating {bucket} bytes: {error}"),
+                    });
+                }
+                self.pool.lock().unwrap().note_allocation(bucket);
+                buffer
+            }
+        };
+        Ok(GpuBuffer {
+            buffer: Some(buffer),
+            bytes,
+            bucket,
+            ctx: self.clone(),
+        })
+    }
+
+    /// A buffer holding `data` (padded with zeros to a multiple of 4 bytes).
+    pub(crate) fn upload(self: &Arc<Self>, op: &'static str, data: &[u8]) -> Result<GpuBuffer> {
+        let buffer = self.alloc(op, data.len() as u64)?;
+        // `write_buffer` lands before the next submission: pending dispatches that used this (pooled)
+        // buffer must be submitted first so they do not see the new contents.
+        self.flush()?;
+        if data.len() % 4 == 0 {
+            self.queue.write_buffer(buffer.raw(), 0, data);
+        } else {
+            let mut padded = data.to_vec();
+            padded.resize(data.len().next_multiple_of(4), 0);
+            self.queue.write_buffer(buffer.raw(), 0, &padded);
+        }
+        Ok(buffer)
+    }
+
+    /// Records one kernel launch of `threads` threads into the pending batch. `bindings` pairs each
+    /// storage buffer with its `@binding` index (binding 0 is always the parameter block).
+    pub(crate) fn dispatch(
+        &self,
+        op: &'static str,
+        kernel: &Kernel,
+        params: &Params,
+        bindings: &[(u32, &GpuBuffer)],
+        threads: u64,
+    ) -> Result<()> {
+        self.check_alive(op)?;
+        if threads == 0 {
+            return Ok(());
+        }
+        let (x, y) = self.grid(op, threads.div_ceil(WORKGROUP_SIZE))?;
+
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = self.pipelines.get(&self.device, kernel);
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                op: op.to_string(),
+                message: format!("compiling {}::{}: {error}", kernel.shader.file_name(), kernel.entry),
+            });
+        }
+
+        let mut batch = self.batch.lock().unwrap();
+        if batch.ops.len() == MAX_BATCH_DISPATCHES {
+            self.submit(&mut batch)?;
+        }
+        let slot = batch.ops.len() as u64;
+        batch.params.extend_from_slice(bytemuck::cast_slice(&params.0));
+        batch.params.resize(((slot + 1) * PARAM_SLOT_BYTES) as usize, 0);
+
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &batch.params_buffer,
+                offset: slot * PARAM_SLOT_BYTES,
+                size: NonZeroU64::new((PARAM_WORDS * 4) as u64),
+            }),
+        }];
+        for &(binding, buffer) in bindings {
+            entries.push(wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: buffer.raw(),
+                    offset: 0,
+                    size: NonZeroU64::new(buffer.bytes),
+                }),
+            });
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(op),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                op: op.to_string(),
+                message: error.to_string(),
+            });
+        }
+
+        if batch.encoder.is_none() {
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln batch") });
+            let pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("kiln batch"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            batch.encoder = Some(encoder);
+            batch.pass = Some(pass);
+        }
+        let pass = batch.pass.as_mut().expect("pass open while encoder is");
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+        batch.ops.push(op);
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Splits `workgroups` into an x·y grid within the per-dimension limit (kernels flatten it back).
+    fn grid(&self, op: &'static str, workgroups: u64) -> Result<(u32, u32)> {
+        let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
+        let x = workgroups.min(max);
+        let y = workgroups.div_ceil(x);
+        if y > max {
+            return Err(Error::invalid(
+                op,
+                format!("{workgroups} workgroups exceed the adapter's {max}x{max} dispatch grid; split the tensor"),
+            ));
+        }
+        Ok((x as u32, y as u32))
+    }
+
+    /// Submits the pending batch, if any, and reports errors wgpu raised while recording it.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let mut batch = self.batch.lock().unwrap();
+        self.submit(&mut batch)
+    }
+
+    fn submit(&self, batch: &mut Batch) -> Result<()> {
+        let Some(encoder) = batch.encoder.take() else {
+            return self.take_errors("flush");
+        };
+        drop(batch.pass.take());
+        self.queue.write_buffer(&batch.params_buffer, 0, &batch.params);
+        self.queue.submit([encoder.finish()]);
+        self.submissions.fetch_add(1, Ordering::Relaxed);
+        batch.params.clear();
+        let ops = std::mem::take(&mut batch.ops);
+        let context = match ops.last() {
+            Some(last) => format!("a batch of {} ops ending with {last}", ops.len()),
+            None => "flush".to_string(),
+        };
+        self.take_errors(&context)
+    }
+
+    fn take_errors(&self, context: &str) -> Result<()> {
+        let errors = std::mem::take(&mut *self.health.errors.lock().unwrap());
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Gpu {
+                op: context.to_string(),
+                message: errors.join("; "),
+            })
+        }
+    }
+
+    /// Submits pending work and waits until the GPU has finished it.
+    pub(crate) fn synchronize(&self) -> Result<()> {
+        self.check_alive("synchronize")?;
+        self.flush()?;
+        self.wait("synchronize")
+    }
+
+    fn wait(&self, op: &'static str) -> Result<()> {
+        let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
+        self.check_alive(op)?;
+        polled.map(|_| ()).map_err(|e| Error::Gpu {
+            op: op.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Copies `len` bytes starting at byte `offset` (a multiple of 4) of `buffer` to the host.
+    pub(crate) fn read(&self, op: &'static str, buffer: &GpuBuffer, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.check_alive(op)?;
+        self.flush()?;
+        let copy_len = (len as u64).next_multiple_of(4);
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let mut staging_slot = self.staging.lock().unwrap();
+        if staging_slot.as_ref().is_none_or(|s| s.size() < copy_len) {
+            *staging_slot = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kiln readback"),
+                size: copy_len.next_power_of_two().max(256),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let staging = staging_slot.as_ref().expect("staging buffer just ensured");
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln readback") });
+        encoder.copy_buffer_to_buffer(buffer.raw(), offset, staging, 0, copy_len);
+        self.queue.submit([encoder.finish()]);
+        self.submissions.fetch_add(1, Ordering::Relaxed);
+
+        let mapped = Arc::new(Mutex::new(None));
+        let on_mapped = mapped.clone();
+        let slice = staging.slice(..copy_len);
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            *on_mapped.lock().unwrap() = Some(result);
+        });
+        self.wait(op)?;
+        self.take_errors(op)?;
+        match mapped.lock().unwrap().take() {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                return Err(Error::Gpu {
+                    op: op.to_string(),
+                    message: format!("mapping the readback buffer: {e}"),
+                });
+            }
+            None => {
+                return Err(Error::Gpu {
+                    op: op.to_string(),
+                    message: "the readback buffer was never mapped".into(),
+                });
+            }
+        }
+        let data = {
+            let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
+                op: op.to_string(),
+                message: e.to_string(),
+            })?;
+            view[..len].to_vec()
+        };
+        staging.unmap();
+        self.readbacks.fetch_add(1, Ordering::Relaxed);
+        Ok(data)
+    }
+
+    /// Memory counters of the pool.
+    pub(crate) fn memory_stats(&self) -> MemoryStats {
+        self.pool.lock().unwrap().stats
+    }
+
+    /// Traffic counters.
+    pub(crate) fn runtime_stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            dispatches: self.dispatches.load(Ordering::Relaxed),
+            submissions: self.submissions.load(Ordering::Relaxed),
+            readbacks: self.readbacks.load(Ordering::Relaxed),
+            pipelines: self.pipelines.len() as u64,
+        }
+    }
+
+    /// Returns every pooled buffer's memory to the driver.
+    pub(crate) fn release_pooled(&self) {
+        self.pool.lock().unwrap().clear();
+    }
+
+    /// Destroys the device: every later op returns [`Error::DeviceLost`].
+    pub(crate) fn destroy(&self) {
+        self.health
+            .lost
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| "destroyed by Device::destroy()".to_string());
+        self.device.destroy();
+    }
+}

@@ -1,0 +1,56 @@
+//! The GPU backend: wgpu device selection, the runtime (pipelines, buffer pool, batched submission,
+//! readback) and one launcher per kernel family, each matching a file in `shaders/`.
+
+mod context;
+pub(crate) mod copy;
+pub(crate) mod elementwise;
+mod params;
+mod pipelines;
+mod pool;
+mod select;
+
+use std::sync::Arc;
+
+pub(crate) use context::GpuContext;
+pub use context::{GpuBuffer, RuntimeStats};
+pub use pool::MemoryStats;
+pub use select::{Backend, GpuOptions, PowerPreference};
+pub(crate) use select::list_adapters;
+
+use crate::{DeviceInfo, Result};
+
+/// A handle to one GPU device (cheap to clone; clones share the device).
+#[derive(Clone)]
+pub struct GpuDevice {
+    pub(crate) ctx: Arc<GpuContext>,
+}
+
+impl GpuDevice {
+    /// Opens the best adapter matching `options`.
+    pub fn open(options: &GpuOptions) -> Result<Self> {
+        let (device, queue, info) = select::open(options)?;
+        Ok(GpuDevice {
+            ctx: GpuContext::new(device, queue, info),
+        })
+    }
+
+    /// The adapter's description and limits.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.ctx.info
+    }
+
+    /// Traffic counters (dispatches, submissions, readbacks, pipelines).
+    pub fn runtime_stats(&self) -> RuntimeStats {
+        self.ctx.runtime_stats()
+    }
+
+    /// Destroys the device now, freeing its memory; every later op on it returns `Error::DeviceLost`.
+    pub fn destroy(&self) {
+        self.ctx.destroy();
+    }
+
+    /// Whether two handles refer to the same device.
+    pub fn same_device(&self, other: &GpuDevice) -> bool {
+        Arc::ptr_eq(&self.ctx, &other.ctx)
+    }
+}

@@ -1,0 +1,95 @@
+//! Compiled compute pipelines, cached by kernel, dtype and specialisation constants: creating a pipeline
+//! can take 100 ms, running one takes microseconds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::DType;
+use crate::shaders::Shader;
+
+/// One compute entry point with its specialisation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Kernel {
+    /// The WGSL file.
+    pub(crate) shader: Shader,
+    /// The `@compute` function.
+    pub(crate) entry: &'static str,
+    /// The element type the kernel computes in.
+    pub(crate) dtype: DType,
+    /// Values of the shader's `override` constants.
+    pub(crate) constants: Vec<(&'static str, u32)>,
+}
+
+impl Kernel {
+    /// A kernel without override constants.
+    pub(crate) fn new(shader: Shader, entry: &'static str, dtype: DType) -> Self {
+        Kernel {
+            shader,
+            entry,
+            dtype,
+            constants: Vec::new(),
+        }
+    }
+
+    /// Sets an `override` constant.
+    pub(crate) fn with(mut self, name: &'static str, value: u32) -> Self {
+        self.constants.push((name, value));
+        self
+    }
+}
+
+/// A pipeline and the layout of its bind group 0.
+pub(crate) struct Pipeline {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+/// Shader modules and pipelines created so far.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+}
+
+impl PipelineCache {
+    /// The pipeline of `kernel`, compiled on first use. Compilation errors are caught by the caller's
+    /// error scope.
+    pub(crate) fn get(&self, device: &wgpu::Device, kernel: &Kernel) -> Arc<Pipeline> {
+        if let Some(p) = self.pipelines.lock().unwrap().get(kernel) {
+            return p.clone();
+        }
+        let module = {
+            let mut modules = self.modules.lock().unwrap();
+            modules
+                .entry(kernel.shader)
+                .or_insert_with(|| {
+                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(kernel.shader.file_name()),
+                        source: wgpu::ShaderSource::Wgsl(kernel.shader.source().into()),
+                    })
+                })
+                .clone()
+        };
+        let constants: Vec<(&str, f64)> = kernel.constants.iter().map(|&(k, v)| (k, f64::from(v))).collect();
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(kernel.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        let layout = pipeline.get_bind_group_layout(0);
+        let compiled = Arc::new(Pipeline { pipeline, layout });
+        self.pipelines.lock().unwrap().insert(kernel.clone(), compiled.clone());
+        compiled
+    }
+
+    /// Number of pipelines compiled.
+    pub(crate) fn len(&self) -> usize {
+        self.pipelines.lock().unwrap().len()
+    }
+}

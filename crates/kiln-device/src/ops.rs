@@ -1,0 +1,134 @@
+//! The elementwise op vocabulary shared by both backends. The numeric codes are the `OP` override
+//! constant of `shaders/elementwise.wgsl`; keep the two in sync (a test checks every code on both devices).
+
+/// A function applied to each element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// `max(x, 0)`
+    Relu,
+    /// `1 / (1 + exp(-x))`
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// `e^x`
+    Exp,
+    /// Natural logarithm (`-inf` at 0, NaN below, as in PyTorch).
+    Log,
+    /// Square root.
+    Sqrt,
+    /// `-x`
+    Neg,
+    /// `|x|`
+    Abs,
+}
+
+impl UnaryOp {
+    /// Every unary op, for tests and docs.
+    pub const ALL: [UnaryOp; 8] = [
+        UnaryOp::Relu,
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+    ];
+
+    /// The op's name as errors and fixtures spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Relu => "relu",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Neg => "neg",
+            UnaryOp::Abs => "abs",
+        }
+    }
+
+    /// The `OP` code of `shaders/elementwise.wgsl`.
+    pub(crate) fn shader_code(self) -> u32 {
+        self as u32
+    }
+
+    /// The CPU reference of the op.
+    pub(crate) fn apply(self, x: f32) -> f32 {
+        match self {
+            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Neg => -x,
+            UnaryOp::Abs => x.abs(),
+        }
+    }
+}
+
+/// A function of two elements, applied with numpy broadcasting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// `max(a, b)` (NaN if either is NaN, as in PyTorch)
+    Maximum,
+}
+
+impl BinaryOp {
+    /// Every binary op, for tests and docs.
+    pub const ALL: [BinaryOp; 5] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Maximum];
+
+    /// The op's name as errors and fixtures spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Maximum => "maximum",
+        }
+    }
+
+    /// The op's name for its tensor-scalar form.
+    pub fn scalar_name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add_scalar",
+            BinaryOp::Sub => "sub_scalar",
+            BinaryOp::Mul => "mul_scalar",
+            BinaryOp::Div => "div_scalar",
+            BinaryOp::Maximum => "maximum_scalar",
+        }
+    }
+
+    /// The `OP` code of `shaders/elementwise.wgsl`.
+    pub(crate) fn shader_code(self) -> u32 {
+        self as u32
+    }
+
+    /// The CPU reference of the op.
+    pub(crate) fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Maximum => {
+                if a.is_nan() || b.is_nan() {
+                    f32::NAN
+                } else {
+                    a.max(b)
+                }
+            }
+        }
+    }
+}

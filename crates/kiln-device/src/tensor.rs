@@ -1,0 +1,385 @@
+//! `RawTensor`: an n-dimensional array on a device, without autograd. Views share storage; every op
+//! checks its operands and returns an error naming the op and the shapes.
+
+use std::sync::Arc;
+
+use half::f16;
+
+use crate::cpu::{self, CpuData};
+use crate::gpu::{self, GpuBuffer};
+use crate::ops::{BinaryOp, UnaryOp};
+use crate::{DType, Device, Element, Error, Layout, Result, Shape, Storage};
+
+/// An n-dimensional array of one dtype on one device.
+#[derive(Clone)]
+pub struct RawTensor {
+    storage: Arc<Storage>,
+    layout: Layout,
+    dtype: DType,
+    device: Device,
+}
+
+impl std::fmt::Debug for RawTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawTensor({} {} on {})", self.dtype, self.layout.shape(), self.device)
+    }
+}
+
+impl RawTensor {
+    fn new(storage: Storage, shape: Shape, dtype: DType, device: &Device) -> Self {
+        RawTensor {
+            storage: Arc::new(storage),
+            layout: Layout::contiguous(shape),
+            dtype,
+            device: device.clone(),
+        }
+    }
+
+    fn view(&self, layout: Layout) -> Self {
+        RawTensor {
+            storage: self.storage.clone(),
+            layout,
+            dtype: self.dtype,
+            device: self.device.clone(),
+        }
+    }
+
+    fn from_cpu_data(data: CpuData, shape: Shape, device: &Device) -> Result<Self> {
+        let dtype = data.dtype();
+        let storage = match device {
+            Device::Cpu(cpu) => Storage::Cpu(cpu.store(data)),
+            Device::Gpu(gpu) => {
+                let bytes: &[u8] = match &data {
+                    CpuData::F32(v) => bytemuck::cast_slice(v),
+                    CpuData::F16(v) => bytemuck::cast_slice(v),
+                    CpuData::U32(v) => bytemuck::cast_slice(v),
+                };
+                Storage::Gpu(gpu.ctx.upload("from_slice", bytes)?)
+            }
+        };
+        Ok(RawTensor::new(storage, shape, dtype, device))
+    }
+
+    /// A tensor of `shape` holding `data` (row-major), on `device`.
+    pub fn from_slice<T: Element>(data: &[T], shape: impl Into<Shape>, device: &Device) -> Result<Self> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::invalid(
+                "from_slice",
+                format!("{} values cannot fill shape {shape} ({} elements)", data.len(), shape.numel()),
+            ));
+        }
+        let data = match T::DTYPE {
+            DType::F32 => CpuData::F32(bytemuck::cast_slice(data).to_vec()),
+            DType::F16 => CpuData::F16(bytemuck::cast_slice(data).to_vec()),
+            DType::U32 => CpuData::U32(bytemuck::cast_slice(data).to_vec()),
+        };
+        RawTensor::from_cpu_data(data, shape, device)
+    }
+
+    /// A tensor of `shape` with every element equal to `value`.
+    pub fn full(shape: impl Into<Shape>, value: f64, dtype: DType, device: &Device) -> Result<Self> {
+        let shape = shape.into();
+        let n = shape.numel();
+        match device {
+            Device::Cpu(_) => {
+                let data = match dtype {
+                    DType::F32 => CpuData::F32(vec![value as f32; n]),
+                    DType::F16 => CpuData::F16(vec![f16::from_f64(value); n]),
+                    DType::U32 => CpuData::U32(vec![value as u32; n]),
+                };
+                RawTensor::from_cpu_data(data, shape, device)
+            }
+            Device::Gpu(gpu) => {
+                let buffer = gpu::copy::fill(&gpu.ctx, n, dtype, value)?;
+                Ok(RawTensor::new(Storage::Gpu(buffer), shape, dtype, device))
+            }
+        }
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Self> {
+        RawTensor::full(shape, 0.0, dtype, device)
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Self> {
+        RawTensor::full(shape, 1.0, dtype, device)
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        self.layout.shape()
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device the elements live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Shape, strides and offset into the storage.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape().numel()
+    }
+
+    /// The elements in row-major order, copied to the host. `T` must match the dtype.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        if T::DTYPE != self.dtype {
+            return Err(Error::UnsupportedDType {
+                op: "to_vec",
+                dtype: self.dtype,
+                hint: "read it as its own dtype, or .cast(..) it first",
+            });
+        }
+        let data = self.host_data()?;
+        let values: Vec<T> = match &data {
+            CpuData::F32(v) => bytemuck::cast_slice(v).to_vec(),
+            CpuData::F16(v) => bytemuck::cast_slice(v).to_vec(),
+            CpuData::U32(v) => bytemuck::cast_slice(v).to_vec(),
+        };
+        Ok(values)
+    }
+
+    /// The elements converted to f32, copied to the host.
+    pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
+        self.cast(DType::F32)?.to_vec::<f32>()
+    }
+
+    /// The elements as contiguous host data.
+    fn host_data(&self) -> Result<CpuData> {
+        match &*self.storage {
+            Storage::Cpu(buffer) => Ok(cpu::copy::gather_data(buffer.data(), &self.layout)),
+            Storage::Gpu(buffer) => {
+                let elem = self.dtype.size_in_bytes();
+                let offset_bytes = self.layout.offset() * elem;
+                let len = self.numel() * elem;
+                let readable = self.layout.is_contiguous()
+                    && offset_bytes % 4 == 0
+                    && (offset_bytes + len).next_multiple_of(4) as u64 <= buffer.len_bytes();
+                let gpu = self.gpu_context();
+                let bytes = if readable {
+                    gpu.read("to_vec", buffer, offset_bytes as u64, len)?
+                } else {
+                    let packed = self.contiguous()?;
+                    let Storage::Gpu(packed_buffer) = &*packed.storage else {
+                        unreachable!("a GPU tensor's copy stays on the GPU")
+                    };
+                    gpu.read("to_vec", packed_buffer, 0, len)?
+                };
+                Ok(match self.dtype {
+                    DType::F32 => CpuData::F32(bytemuck::pod_collect_to_vec(&bytes)),
+                    DType::F16 => CpuData::F16(bytemuck::pod_collect_to_vec(&bytes)),
+                    DType::U32 => CpuData::U32(bytemuck::pod_collect_to_vec(&bytes)),
+                })
+            }
+        }
+    }
+
+    fn gpu_context(&self) -> &Arc<gpu::GpuContext> {
+        match &self.device {
+            Device::Gpu(gpu) => &gpu.ctx,
+            Device::Cpu(_) => unreachable!("GPU storage belongs to a GPU device"),
+        }
+    }
+
+    /// A copy of this tensor on `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        if self.device.same_device(device) {
+            return Ok(self.clone());
+        }
+        RawTensor::from_cpu_data(self.host_data()?, self.shape().clone(), device)
+    }
+
+    /// The same elements with a new shape (a view when the layout allows, else a copy).
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self> {
+        match self.layout.reshape("reshape", shape.into())? {
+            Some(layout) => Ok(self.view(layout)),
+            None => {
+                let packed = self.contiguous()?;
+                let layout = packed.layout.reshape("reshape", self.shape().clone())?;
+                Ok(packed.view(layout.expect("contiguous layouts reshape as views")))
+            }
+        }
+    }
+
+    /// Dimensions reordered (a view): output dimension `i` is input dimension `order[i]`.
+    pub fn permute(&self, order: &[usize]) -> Result<Self> {
+        Ok(self.view(self.layout.permute(order)?))
+    }
+
+    /// Two dimensions swapped (a view).
+    pub fn transpose(&self, dim0: usize, dim1: usize) -> Result<Self> {
+        Ok(self.view(self.layout.transpose(dim0, dim1)?))
+    }
+
+    /// Broadcast to `shape` (a view with zero strides).
+    pub fn broadcast_to(&self, shape: impl Into<Shape>) -> Result<Self> {
+        Ok(self.view(self.layout.broadcast_to("broadcast_to", &shape.into())?))
+    }
+
+    /// Elements `start .. start + len` of dimension `dim` (a view).
+    pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Self> {
+        Ok(self.view(self.layout.narrow(dim, start, len)?))
+    }
+
+    /// Dimension `dim` (of size 1) removed (a view).
+    pub fn squeeze(&self, dim: usize) -> Result<Self> {
+        Ok(self.view(self.layout.squeeze(dim)?))
+    }
+
+    /// A dimension of size 1 inserted at `dim` (a view).
+    pub fn unsqueeze(&self, dim: usize) -> Result<Self> {
+        Ok(self.view(self.layout.unsqueeze(dim)?))
+    }
+
+    /// Whether the elements are stored row-major without gaps.
+    pub fn is_contiguous(&self) -> bool {
+        self.layout.is_contiguous()
+    }
+
+    /// A row-major copy when this is a strided view; `self` when it already is contiguous.
+    pub fn contiguous(&self) -> Result<Self> {
+        if self.is_contiguous() && self.layout.offset() == 0 {
+            return Ok(self.clone());
+        }
+        self.convert(self.dtype)
+    }
+
+    /// The elements converted to `dtype` (f32↔f16 round to nearest; f32→u32 truncates, negatives → 0).
+    pub fn cast(&self, dtype: DType) -> Result<Self> {
+        if dtype == self.dtype {
+            return Ok(self.clone());
+        }
+        self.convert(dtype)
+    }
+
+    /// A contiguous copy converted to `dtype`.
+    fn convert(&self, dtype: DType) -> Result<Self> {
+        let shape = self.shape().clone();
+        match &*self.storage {
+            Storage::Cpu(buffer) => {
+                RawTensor::from_cpu_data(cpu::copy::cast(buffer.data(), &self.layout, dtype), shape, &self.device)
+            }
+            Storage::Gpu(buffer) => {
+                let out = gpu::copy::gather(self.gpu_context(), "cast", buffer, &self.layout, self.dtype, dtype)?;
+                Ok(RawTensor::new(Storage::Gpu(out), shape, dtype, &self.device))
+            }
+        }
+    }
+
+    /// Runs an f32 computation on `inputs`: f16 inputs are computed in f32 and the result cast back,
+    /// u32 inputs are refused.
+    fn float_op(
+        op: &'static str,
+        inputs: &[&RawTensor],
+        compute: impl FnOnce(&[RawTensor]) -> Result<RawTensor>,
+    ) -> Result<RawTensor> {
+        let dtype = inputs[0].dtype;
+        for other in &inputs[1..] {
+            if other.dtype != dtype {
+                return Err(Error::DTypeMismatch {
+                    op,
+                    lhs: dtype,
+                    rhs: other.dtype,
+                });
+            }
+            if !other.device.same_device(&inputs[0].device) {
+                return Err(Error::DeviceMismatch {
+                    op,
+                    lhs: inputs[0].device.to_string(),
+                    rhs: other.device.to_string(),
+                });
+            }
+        }
+        match dtype {
+            DType::F32 => compute(&inputs.iter().map(|t| (*t).clone()).collect::<Vec<_>>()),
+            DType::F16 => {
+                let widened = inputs.iter().map(|t| t.cast(DType::F32)).collect::<Result<Vec<_>>>()?;
+                compute(&widened)?.cast(DType::F16)
+            }
+            DType::U32 => Err(Error::UnsupportedDType {
+                op,
+                dtype,
+                hint: "cast to f32 first with .cast(DType::F32)",
+            }),
+        }
+    }
+
+    /// `op` applied to every element.
+    pub fn unary(&self, op: UnaryOp) -> Result<Self> {
+        RawTensor::float_op(op.name(), &[self], |t| {
+            let x = &t[0];
+            let storage = match &*x.storage {
+                Storage::Cpu(buffer) => {
+                    let CpuData::F32(data) = buffer.data() else { unreachable!("float_op passes f32") };
+                    let Device::Cpu(cpu) = &x.device else { unreachable!("host storage is on the CPU") };
+                    Storage::Cpu(cpu.store(CpuData::F32(cpu::elementwise::unary(op, data, &x.layout))))
+                }
+                Storage::Gpu(buffer) => {
+                    Storage::Gpu(gpu::elementwise::unary(x.gpu_context(), op, buffer, &x.layout)?)
+                }
+            };
+            Ok(RawTensor::new(storage, x.shape().clone(), DType::F32, &x.device))
+        })
+    }
+
+    /// `op(self, scalar)` for every element.
+    pub fn scalar(&self, op: BinaryOp, scalar: f32) -> Result<Self> {
+        RawTensor::float_op(op.scalar_name(), &[self], |t| {
+            let x = &t[0];
+            let storage = match &*x.storage {
+                Storage::Cpu(buffer) => {
+                    let CpuData::F32(data) = buffer.data() else { unreachable!("float_op passes f32") };
+                    let Device::Cpu(cpu) = &x.device else { unreachable!("host storage is on the CPU") };
+                    Storage::Cpu(cpu.store(CpuData::F32(cpu::elementwise::scalar(op, data, &x.layout, scalar))))
+                }
+                Storage::Gpu(buffer) => {
+                    Storage::Gpu(gpu::elementwise::scalar(x.gpu_context(), op, buffer, &x.layout, scalar)?)
+                }
+            };
+            Ok(RawTensor::new(storage, x.shape().clone(), DType::F32, &x.device))
+        })
+    }
+
+    /// `op(self, other)` with numpy broadcasting.
+    pub fn binary(&self, op: BinaryOp, other: &RawTensor) -> Result<Self> {
+        let name = op.name();
+        let shape = Shape::broadcast(name, self.shape(), other.shape())?;
+        RawTensor::float_op(name, &[self, other], |t| {
+            let la = t[0].layout.broadcast_to(name, &shape)?;
+            let lb = t[1].layout.broadcast_to(name, &shape)?;
+            let storage = match (&*t[0].storage, &*t[1].storage) {
+                (Storage::Cpu(a), Storage::Cpu(b)) => {
+                    let (CpuData::F32(a), CpuData::F32(b)) = (a.data(), b.data()) else {
+                        unreachable!("float_op passes f32")
+                    };
+                    let Device::Cpu(cpu) = &t[0].device else { unreachable!("host storage is on the CPU") };
+                    Storage::Cpu(cpu.store(CpuData::F32(cpu::elementwise::binary(op, a, &la, b, &lb, &shape))))
+                }
+                (Storage::Gpu(a), Storage::Gpu(b)) => {
+                    Storage::Gpu(gpu::elementwise::binary(t[0].gpu_context(), op, (a, &la), (b, &lb))?)
+                }
+                _ => unreachable!("float_op checked the devices"),
+            };
+            Ok(RawTensor::new(storage, shape.clone(), DType::F32, &t[0].device))
+        })
+    }
+
+    /// The GPU buffer behind this tensor, if it lives on a GPU.
+    pub fn gpu_buffer(&self) -> Option<&GpuBuffer> {
+        match &*self.storage {
+            Storage::Gpu(buffer) => Some(buffer),
+            Storage::Cpu(_) => None,
+        }
+    }
+}
