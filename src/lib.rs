@@ -1,1 +1,26 @@
-pub use kiln_device;
+//! # kiln
+//!
+//! Train neural networks on whatever GPU a machine has — through wgpu on Vulkan, Metal, DX12 or GL —
+//! or on the native CPU backend when there is none.
+//!
+//! This facade re-exports kiln's crates; `use kiln::prelude::*` brings in what a program needs.
+//!
+//! ```no_run
+//! use kiln::prelude::*;
+//! let device = Device::auto();
+//! println!("running on {device}");
+//! let x = RawTensor::from_slice(&[1.0f32, -2.0, 3.0], [3], &device)?;
+//! println!("{:?}", x.unary(UnaryOp::Relu)?.to_vec::<f32>()?);
+//! # Ok::<(), kiln::Error>(())
+//! ```
+
+pub use kiln_device as device;
+pub use kiln_device::{Error, Result};
+
+/// Everything a typical kiln program uses.
+pub mod prelude {
+    pub use kiln_device::{
+        Backend, BinaryOp, DType, Device, DeviceInfo, Error, GpuOptions, RawTensor, Result, Shape,
+        UnaryOp,
+    };
+}

@@ -72,7 +72,9 @@ impl Device {
 
     /// Like [`Device::auto`], also returning why that device was chosen.
     pub fn auto_with_reason() -> (Device, String) {
-        let requested = std::env::var("KILN_DEVICE").ok().filter(|v| !v.trim().is_empty());
+        let requested = std::env::var("KILN_DEVICE")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
         if let Some(value) = requested {
             let value = value.trim().to_ascii_lowercase();
             let options = match value.as_str() {
@@ -84,7 +86,9 @@ impl Device {
                 Some(options) => match Device::gpu_with(&options) {
                     Ok(device) => return (device, format!("KILN_DEVICE={value}")),
                     Err(e) => {
-                        let reason = format!("KILN_DEVICE={value} asked for a GPU but {e}; falling back to the CPU");
+                        let reason = format!(
+                            "KILN_DEVICE={value} asked for a GPU but {e}; falling back to the CPU"
+                        );
                         log::warn!("kiln: {reason}");
                         return (Device::cpu(), reason);
                     }

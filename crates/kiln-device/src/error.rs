@@ -45,7 +45,9 @@ pub enum Error {
     },
 
     /// Operands live on different devices.
-    #[error("{op}: operands live on different devices ({lhs} and {rhs}); move one with .to_device(..)")]
+    #[error(
+        "{op}: operands live on different devices ({lhs} and {rhs}); move one with .to_device(..)"
+    )]
     DeviceMismatch {
         /// The op that was called.
         op: &'static str,

@@ -55,7 +55,13 @@ impl Layout {
         if self.shape.numel() == 0 {
             return 0;
         }
-        let last: usize = self.shape.dims().iter().zip(&self.strides).map(|(&d, &s)| (d - 1) * s).sum();
+        let last: usize = self
+            .shape
+            .dims()
+            .iter()
+            .zip(&self.strides)
+            .map(|(&d, &s)| (d - 1) * s)
+            .sum();
         self.offset + last + 1
     }
 
@@ -86,15 +92,24 @@ impl Layout {
         let rank = self.shape.rank();
         let mut seen = vec![false; rank];
         let valid = order.len() == rank
-            && order.iter().all(|&d| d < rank && !std::mem::replace(&mut seen[d], true));
+            && order
+                .iter()
+                .all(|&d| d < rank && !std::mem::replace(&mut seen[d], true));
         if !valid {
             return Err(Error::invalid(
                 "permute",
-                format!("{order:?} is not a permutation of the {rank} dimensions of {}", self.shape),
+                format!(
+                    "{order:?} is not a permutation of the {rank} dimensions of {}",
+                    self.shape
+                ),
             ));
         }
         Ok(Layout {
-            shape: order.iter().map(|&d| self.shape.dims()[d]).collect::<Vec<_>>().into(),
+            shape: order
+                .iter()
+                .map(|&d| self.shape.dims()[d])
+                .collect::<Vec<_>>()
+                .into(),
             strides: order.iter().map(|&d| self.strides[d]).collect(),
             offset: self.offset,
         })
@@ -106,7 +121,10 @@ impl Layout {
         if dim0 >= rank || dim1 >= rank {
             return Err(Error::invalid(
                 "transpose",
-                format!("dimensions ({dim0}, {dim1}) are out of range for shape {}", self.shape),
+                format!(
+                    "dimensions ({dim0}, {dim1}) are out of range for shape {}",
+                    self.shape
+                ),
             ));
         }
         let mut order: Vec<usize> = (0..rank).collect();
@@ -149,7 +167,11 @@ impl Layout {
         if dim >= dims.len() || start + len > dims[dim] {
             return Err(Error::invalid(
                 "narrow",
-                format!("range {start}..{} of dimension {dim} is out of bounds for shape {}", start + len, self.shape),
+                format!(
+                    "range {start}..{} of dimension {dim} is out of bounds for shape {}",
+                    start + len,
+                    self.shape
+                ),
             ));
         }
         let mut new_dims = dims.to_vec();
@@ -295,7 +317,9 @@ mod tests {
 
     #[test]
     fn broadcast_gives_zero_strides() {
-        let b = Layout::contiguous([3, 1]).broadcast_to("add", &[2, 3, 4].into()).unwrap();
+        let b = Layout::contiguous([3, 1])
+            .broadcast_to("add", &[2, 3, 4].into())
+            .unwrap();
         assert_eq!(b.strides(), &[0, 1, 0]);
         assert_eq!(b.indices().take(5).collect::<Vec<_>>(), vec![0, 0, 0, 0, 1]);
     }
@@ -341,6 +365,9 @@ mod tests {
     #[test]
     fn empty_layout_yields_no_indices() {
         assert_eq!(Layout::contiguous([0, 3]).indices().count(), 0);
-        assert_eq!(Layout::contiguous(()).indices().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(
+            Layout::contiguous(()).indices().collect::<Vec<_>>(),
+            vec![0]
+        );
     }
 }

@@ -86,7 +86,13 @@ pub enum BinaryOp {
 
 impl BinaryOp {
     /// Every binary op, for tests and docs.
-    pub const ALL: [BinaryOp; 5] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Maximum];
+    pub const ALL: [BinaryOp; 5] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Maximum,
+    ];
 
     /// The op's name as errors and fixtures spell it.
     pub fn name(self) -> &'static str {

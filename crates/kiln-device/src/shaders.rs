@@ -44,12 +44,19 @@ mod tests {
             let source = std::fs::read_to_string(&path).unwrap();
             let module = naga::front::wgsl::parse_str(&source)
                 .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::all(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
             checked += 1;
         }
-        assert!(checked >= 2, "found only {checked} shaders in {}", dir.display());
+        assert!(
+            checked >= 2,
+            "found only {checked} shaders in {}",
+            dir.display()
+        );
     }
 
     /// Every file in `shaders/` is compiled into the binary through `Shader`.

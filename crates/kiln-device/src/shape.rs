@@ -45,7 +45,11 @@ impl Shape {
         if resolved < 0 || resolved >= rank {
             return Err(Error::invalid(
                 op,
-                format!("axis {axis} is out of range for shape {self} (valid: {} ..= {})", -rank, rank - 1),
+                format!(
+                    "axis {axis} is out of range for shape {self} (valid: {} ..= {})",
+                    -rank,
+                    rank - 1
+                ),
             ));
         }
         Ok(resolved as usize)
@@ -77,7 +81,11 @@ impl Shape {
 
     /// The `i`-th dimension counted from the right, 1 past the rank.
     fn dim_from_right(&self, i: usize) -> usize {
-        if i < self.rank() { self.0[self.rank() - 1 - i] } else { 1 }
+        if i < self.rank() {
+            self.0[self.rank() - 1 - i]
+        } else {
+            1
+        }
     }
 }
 
@@ -133,8 +141,13 @@ mod tests {
 
     #[test]
     fn incompatible_broadcast_names_op_and_shapes() {
-        let err = Shape::broadcast("mul", &[3, 4].into(), &[5].into()).unwrap_err().to_string();
-        assert!(err.contains("mul") && err.contains("[3, 4]") && err.contains("[5]"), "{err}");
+        let err = Shape::broadcast("mul", &[3, 4].into(), &[5].into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mul") && err.contains("[3, 4]") && err.contains("[5]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,7 +21,13 @@ pub struct RawTensor {
 
 impl std::fmt::Debug for RawTensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RawTensor({} {} on {})", self.dtype, self.layout.shape(), self.device)
+        write!(
+            f,
+            "RawTensor({} {} on {})",
+            self.dtype,
+            self.layout.shape(),
+            self.device
+        )
     }
 }
 
@@ -61,12 +67,20 @@ impl RawTensor {
     }
 
     /// A tensor of `shape` holding `data` (row-major), on `device`.
-    pub fn from_slice<T: Element>(data: &[T], shape: impl Into<Shape>, device: &Device) -> Result<Self> {
+    pub fn from_slice<T: Element>(
+        data: &[T],
+        shape: impl Into<Shape>,
+        device: &Device,
+    ) -> Result<Self> {
         let shape = shape.into();
         if data.len() != shape.numel() {
             return Err(Error::invalid(
                 "from_slice",
-                format!("{} values cannot fill shape {shape} ({} elements)", data.len(), shape.numel()),
+                format!(
+                    "{} values cannot fill shape {shape} ({} elements)",
+                    data.len(),
+                    shape.numel()
+                ),
             ));
         }
         let data = match T::DTYPE {
@@ -78,7 +92,12 @@ impl RawTensor {
     }
 
     /// A tensor of `shape` with every element equal to `value`.
-    pub fn full(shape: impl Into<Shape>, value: f64, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn full(
+        shape: impl Into<Shape>,
+        value: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let shape = shape.into();
         let n = shape.numel();
         match device {
@@ -164,7 +183,7 @@ impl RawTensor {
                 let offset_bytes = self.layout.offset() * elem;
                 let len = self.numel() * elem;
                 let readable = self.layout.is_contiguous()
-                    && offset_bytes % 4 == 0
+                    && offset_bytes.is_multiple_of(4)
                     && (offset_bytes + len).next_multiple_of(4) as u64 <= buffer.len_bytes();
                 let gpu = self.gpu_context();
                 let bytes = if readable {
@@ -267,12 +286,26 @@ impl RawTensor {
     fn convert(&self, dtype: DType) -> Result<Self> {
         let shape = self.shape().clone();
         match &*self.storage {
-            Storage::Cpu(buffer) => {
-                RawTensor::from_cpu_data(cpu::copy::cast(buffer.data(), &self.layout, dtype), shape, &self.device)
-            }
+            Storage::Cpu(buffer) => RawTensor::from_cpu_data(
+                cpu::copy::cast(buffer.data(), &self.layout, dtype),
+                shape,
+                &self.device,
+            ),
             Storage::Gpu(buffer) => {
-                let out = gpu::copy::gather(self.gpu_context(), "cast", buffer, &self.layout, self.dtype, dtype)?;
-                Ok(RawTensor::new(Storage::Gpu(out), shape, dtype, &self.device))
+                let out = gpu::copy::gather(
+                    self.gpu_context(),
+                    "cast",
+                    buffer,
+                    &self.layout,
+                    self.dtype,
+                    dtype,
+                )?;
+                Ok(RawTensor::new(
+                    Storage::Gpu(out),
+                    shape,
+                    dtype,
+                    &self.device,
+                ))
             }
         }
     }
@@ -304,7 +337,10 @@ impl RawTensor {
         match dtype {
             DType::F32 => compute(&inputs.iter().map(|t| (*t).clone()).collect::<Vec<_>>()),
             DType::F16 => {
-                let widened = inputs.iter().map(|t| t.cast(DType::F32)).collect::<Result<Vec<_>>>()?;
+                let widened = inputs
+                    .iter()
+                    .map(|t| t.cast(DType::F32))
+                    .collect::<Result<Vec<_>>>()?;
                 compute(&widened)?.cast(DType::F16)
             }
             DType::U32 => Err(Error::UnsupportedDType {
@@ -321,15 +357,29 @@ impl RawTensor {
             let x = &t[0];
             let storage = match &*x.storage {
                 Storage::Cpu(buffer) => {
-                    let CpuData::F32(data) = buffer.data() else { unreachable!("float_op passes f32") };
-                    let Device::Cpu(cpu) = &x.device else { unreachable!("host storage is on the CPU") };
-                    Storage::Cpu(cpu.store(CpuData::F32(cpu::elementwise::unary(op, data, &x.layout))))
+                    let CpuData::F32(data) = buffer.data() else {
+                        unreachable!("float_op passes f32")
+                    };
+                    let Device::Cpu(cpu) = &x.device else {
+                        unreachable!("host storage is on the CPU")
+                    };
+                    Storage::Cpu(
+                        cpu.store(CpuData::F32(cpu::elementwise::unary(op, data, &x.layout))),
+                    )
                 }
-                Storage::Gpu(buffer) => {
-                    Storage::Gpu(gpu::elementwise::unary(x.gpu_context(), op, buffer, &x.layout)?)
-                }
+                Storage::Gpu(buffer) => Storage::Gpu(gpu::elementwise::unary(
+                    x.gpu_context(),
+                    op,
+                    buffer,
+                    &x.layout,
+                )?),
             };
-            Ok(RawTensor::new(storage, x.shape().clone(), DType::F32, &x.device))
+            Ok(RawTensor::new(
+                storage,
+                x.shape().clone(),
+                DType::F32,
+                &x.device,
+            ))
         })
     }
 
@@ -339,15 +389,30 @@ impl RawTensor {
             let x = &t[0];
             let storage = match &*x.storage {
                 Storage::Cpu(buffer) => {
-                    let CpuData::F32(data) = buffer.data() else { unreachable!("float_op passes f32") };
-                    let Device::Cpu(cpu) = &x.device else { unreachable!("host storage is on the CPU") };
-                    Storage::Cpu(cpu.store(CpuData::F32(cpu::elementwise::scalar(op, data, &x.layout, scalar))))
+                    let CpuData::F32(data) = buffer.data() else {
+                        unreachable!("float_op passes f32")
+                    };
+                    let Device::Cpu(cpu) = &x.device else {
+                        unreachable!("host storage is on the CPU")
+                    };
+                    Storage::Cpu(cpu.store(CpuData::F32(cpu::elementwise::scalar(
+                        op, data, &x.layout, scalar,
+                    ))))
                 }
-                Storage::Gpu(buffer) => {
-                    Storage::Gpu(gpu::elementwise::scalar(x.gpu_context(), op, buffer, &x.layout, scalar)?)
-                }
+                Storage::Gpu(buffer) => Storage::Gpu(gpu::elementwise::scalar(
+                    x.gpu_context(),
+                    op,
+                    buffer,
+                    &x.layout,
+                    scalar,
+                )?),
             };
-            Ok(RawTensor::new(storage, x.shape().clone(), DType::F32, &x.device))
+            Ok(RawTensor::new(
+                storage,
+                x.shape().clone(),
+                DType::F32,
+                &x.device,
+            ))
         })
     }
 
@@ -363,15 +428,27 @@ impl RawTensor {
                     let (CpuData::F32(a), CpuData::F32(b)) = (a.data(), b.data()) else {
                         unreachable!("float_op passes f32")
                     };
-                    let Device::Cpu(cpu) = &t[0].device else { unreachable!("host storage is on the CPU") };
-                    Storage::Cpu(cpu.store(CpuData::F32(cpu::elementwise::binary(op, a, &la, b, &lb, &shape))))
+                    let Device::Cpu(cpu) = &t[0].device else {
+                        unreachable!("host storage is on the CPU")
+                    };
+                    Storage::Cpu(cpu.store(CpuData::F32(cpu::elementwise::binary(
+                        op, a, &la, b, &lb, &shape,
+                    ))))
                 }
-                (Storage::Gpu(a), Storage::Gpu(b)) => {
-                    Storage::Gpu(gpu::elementwise::binary(t[0].gpu_context(), op, (a, &la), (b, &lb))?)
-                }
+                (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(gpu::elementwise::binary(
+                    t[0].gpu_context(),
+                    op,
+                    (a, &la),
+                    (b, &lb),
+                )?),
                 _ => unreachable!("float_op checked the devices"),
             };
-            Ok(RawTensor::new(storage, shape.clone(), DType::F32, &t[0].device))
+            Ok(RawTensor::new(
+                storage,
+                shape.clone(),
+                DType::F32,
+                &t[0].device,
+            ))
         })
     }
 

@@ -27,7 +27,9 @@ pub fn gpu_for_tests() -> Option<Device> {
             eprintln!("GPU tests run on {device}");
             Some(device)
         }
-        Err(e) if gpu_required() => panic!("KILN_REQUIRE_GPU=1 but no GPU device could be opened: {e}"),
+        Err(e) if gpu_required() => {
+            panic!("KILN_REQUIRE_GPU=1 but no GPU device could be opened: {e}")
+        }
         Err(e) => {
             eprintln!("skipping GPU test: {e} (set KILN_REQUIRE_GPU=1 to make this a failure)");
             None

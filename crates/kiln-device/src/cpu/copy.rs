@@ -37,7 +37,12 @@ pub(crate) fn from_f32(values: Vec<f32>, dtype: DType) -> CpuData {
     match dtype {
         DType::F32 => CpuData::F32(values),
         DType::F16 => CpuData::F16(values.into_iter().map(f16::from_f32).collect()),
-        DType::U32 => CpuData::U32(values.into_iter().map(|x| if x > 0.0 { x as u32 } else { 0 }).collect()),
+        DType::U32 => CpuData::U32(
+            values
+                .into_iter()
+                .map(|x| if x > 0.0 { x as u32 } else { 0 })
+                .collect(),
+        ),
     }
 }
 

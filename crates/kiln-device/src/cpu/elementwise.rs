@@ -21,7 +21,9 @@ fn map_slice(input: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 pub(crate) fn unary(op: UnaryOp, data: &[f32], layout: &Layout) -> Vec<f32> {
     if layout.is_contiguous() {
         let start = layout.offset();
-        map_slice(&data[start..start + layout.shape().numel()], |x| op.apply(x))
+        map_slice(&data[start..start + layout.shape().numel()], |x| {
+            op.apply(x)
+        })
     } else {
         layout.indices().map(|i| op.apply(data[i])).collect()
     }
@@ -31,14 +33,26 @@ pub(crate) fn unary(op: UnaryOp, data: &[f32], layout: &Layout) -> Vec<f32> {
 pub(crate) fn scalar(op: BinaryOp, data: &[f32], layout: &Layout, scalar: f32) -> Vec<f32> {
     if layout.is_contiguous() {
         let start = layout.offset();
-        map_slice(&data[start..start + layout.shape().numel()], |x| op.apply(x, scalar))
+        map_slice(&data[start..start + layout.shape().numel()], |x| {
+            op.apply(x, scalar)
+        })
     } else {
-        layout.indices().map(|i| op.apply(data[i], scalar)).collect()
+        layout
+            .indices()
+            .map(|i| op.apply(data[i], scalar))
+            .collect()
     }
 }
 
 /// `op(a, b)` over the broadcast shape `out`; both layouts are already broadcast to `out`.
-pub(crate) fn binary(op: BinaryOp, a: &[f32], la: &Layout, b: &[f32], lb: &Layout, out: &Shape) -> Vec<f32> {
+pub(crate) fn binary(
+    op: BinaryOp,
+    a: &[f32],
+    la: &Layout,
+    b: &[f32],
+    lb: &Layout,
+    out: &Shape,
+) -> Vec<f32> {
     let n = out.numel();
     if la.is_contiguous() && lb.is_contiguous() {
         let a = &a[la.offset()..la.offset() + n];
@@ -48,5 +62,8 @@ pub(crate) fn binary(op: BinaryOp, a: &[f32], la: &Layout, b: &[f32], lb: &Layou
         }
         return a.iter().zip(b).map(|(&x, &y)| op.apply(x, y)).collect();
     }
-    la.indices().zip(lb.indices()).map(|(i, j)| op.apply(a[i], b[j])).collect()
+    la.indices()
+        .zip(lb.indices())
+        .map(|(i, j)| op.apply(a[i], b[j]))
+        .collect()
 }

@@ -68,7 +68,9 @@ impl CpuBuffer {
 
 impl Drop for CpuBuffer {
     fn drop(&mut self) {
-        self.counters.bytes_in_use.fetch_sub(self.data.bytes(), Ordering::Relaxed);
+        self.counters
+            .bytes_in_use
+            .fetch_sub(self.data.bytes(), Ordering::Relaxed);
     }
 }
 
@@ -76,7 +78,9 @@ impl CpuDevice {
     /// Takes ownership of `data` as a tensor's storage.
     pub(crate) fn store(&self, data: CpuData) -> CpuBuffer {
         self.counters.allocations.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes_in_use.fetch_add(data.bytes(), Ordering::Relaxed);
+        self.counters
+            .bytes_in_use
+            .fetch_add(data.bytes(), Ordering::Relaxed);
         CpuBuffer {
             data,
             counters: self.counters.clone(),

@@ -205,7 +205,7 @@ impl GpuContext {
         // `write_buffer` lands before the next submission: pending dispatches that used this (pooled)
         // buffer must be submitted first so they do not see the new contents.
         self.flush()?;
-        if data.len() % 4 == 0 {
+        if data.len().is_multiple_of(4) {
             self.queue.write_buffer(buffer.raw(), 0, data);
         } else {
             let mut padded = data.to_vec();
@@ -236,7 +236,11 @@ impl GpuContext {
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu {
                 op: op.to_string(),
-                message: format!("compiling {}::{}: {error}", kernel.shader.file_name(), kernel.entry),
+                message: format!(
+                    "compiling {}::{}: {error}",
+                    kernel.shader.file_name(),
+                    kernel.entry
+                ),
             });
         }
 
@@ -245,8 +249,12 @@ impl GpuContext {
             self.submit(&mut batch)?;
         }
         let slot = batch.ops.len() as u64;
-        batch.params.extend_from_slice(bytemuck::cast_slice(&params.0));
-        batch.params.resize(((slot + 1) * PARAM_SLOT_BYTES) as usize, 0);
+        batch
+            .params
+            .extend_from_slice(bytemuck::cast_slice(&params.0));
+        batch
+            .params
+            .resize(((slot + 1) * PARAM_SLOT_BYTES) as usize, 0);
 
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
@@ -282,7 +290,9 @@ impl GpuContext {
         if batch.encoder.is_none() {
             let mut encoder = self
                 .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln batch") });
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("kiln batch"),
+                });
             let pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("kiln batch"),
@@ -309,7 +319,9 @@ impl GpuContext {
         if y > max {
             return Err(Error::invalid(
                 op,
-                format!("{workgroups} workgroups exceed the adapter's {max}x{max} dispatch grid; split the tensor"),
+                format!(
+                    "{workgroups} workgroups exceed the adapter's {max}x{max} dispatch grid; split the tensor"
+                ),
             ));
         }
         Ok((x as u32, y as u32))
@@ -326,7 +338,8 @@ impl GpuContext {
             return self.take_errors("flush");
         };
         drop(batch.pass.take());
-        self.queue.write_buffer(&batch.params_buffer, 0, &batch.params);
+        self.queue
+            .write_buffer(&batch.params_buffer, 0, &batch.params);
         self.queue.submit([encoder.finish()]);
         self.submissions.fetch_add(1, Ordering::Relaxed);
         batch.params.clear();
@@ -367,7 +380,13 @@ impl GpuContext {
     }
 
     /// Copies `len` bytes starting at byte `offset` (a multiple of 4) of `buffer` to the host.
-    pub(crate) fn read(&self, op: &'static str, buffer: &GpuBuffer, offset: u64, len: usize) -> Result<Vec<u8>> {
+    pub(crate) fn read(
+        &self,
+        op: &'static str,
+        buffer: &GpuBuffer,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
         self.check_alive(op)?;
         self.flush()?;
         let copy_len = (len as u64).next_multiple_of(4);
@@ -386,7 +405,9 @@ impl GpuContext {
         let staging = staging_slot.as_ref().expect("staging buffer just ensured");
         let mut encoder = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln readback") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("kiln readback"),
+            });
         encoder.copy_buffer_to_buffer(buffer.raw(), offset, staging, 0, copy_len);
         self.queue.submit([encoder.finish()]);
         self.submissions.fetch_add(1, Ordering::Relaxed);

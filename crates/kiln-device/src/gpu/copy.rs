@@ -39,7 +39,11 @@ pub(crate) fn gather(
         .with_words(op, 2, &[layout.offset()])?
         .with_words(op, 16, &strides[0])?;
     let out = ctx.alloc(op, (numel * to.size_in_bytes()) as u64)?;
-    let threads = if pairs_per_thread { numel.div_ceil(2) } else { numel };
+    let threads = if pairs_per_thread {
+        numel.div_ceil(2)
+    } else {
+        numel
+    };
     ctx.dispatch(
         op,
         &Kernel::new(Shader::Copy, entry, to),
@@ -51,7 +55,12 @@ pub(crate) fn gather(
 }
 
 /// A buffer of `numel` elements of `dtype`, all equal to `value`.
-pub(crate) fn fill(ctx: &Arc<GpuContext>, numel: usize, dtype: DType, value: f64) -> Result<GpuBuffer> {
+pub(crate) fn fill(
+    ctx: &Arc<GpuContext>,
+    numel: usize,
+    dtype: DType,
+    value: f64,
+) -> Result<GpuBuffer> {
     let op = "fill";
     let word = match dtype {
         DType::F32 => (value as f32).to_bits(),

@@ -26,7 +26,12 @@ fn one_input_params(op: &'static str, layout: &Layout) -> Result<Params> {
 }
 
 /// `op` of every element of the view `layout` over `src`.
-pub(crate) fn unary(ctx: &Arc<GpuContext>, op: UnaryOp, src: &GpuBuffer, layout: &Layout) -> Result<GpuBuffer> {
+pub(crate) fn unary(
+    ctx: &Arc<GpuContext>,
+    op: UnaryOp,
+    src: &GpuBuffer,
+    layout: &Layout,
+) -> Result<GpuBuffer> {
     let name = op.name();
     let numel = layout.shape().numel();
     let out = ctx.alloc(name, numel as u64 * 4)?;
@@ -72,6 +77,12 @@ pub(crate) fn binary(
     let out = ctx.alloc(name, numel as u64 * 4)?;
     let contiguous = la.is_contiguous() && lb.is_contiguous();
     let kernel = kernel("binary_main", op.shader_code(), contiguous);
-    ctx.dispatch(name, &kernel, &params, &[(1, a), (2, b), (3, &out)], numel as u64)?;
+    ctx.dispatch(
+        name,
+        &kernel,
+        &params,
+        &[(1, a), (2, b), (3, &out)],
+        numel as u64,
+    )?;
     Ok(out)
 }

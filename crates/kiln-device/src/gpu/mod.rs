@@ -14,8 +14,8 @@ use std::sync::Arc;
 pub(crate) use context::GpuContext;
 pub use context::{GpuBuffer, RuntimeStats};
 pub use pool::MemoryStats;
-pub use select::{Backend, GpuOptions, PowerPreference};
 pub(crate) use select::list_adapters;
+pub use select::{Backend, GpuOptions, PowerPreference};
 
 use crate::{DeviceInfo, Result};
 

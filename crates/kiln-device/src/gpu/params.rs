@@ -30,7 +30,12 @@ impl Params {
     }
 
     /// Sets the element count, rank and shape of a strided kernel (words 0, 1 and 8..16).
-    pub(crate) fn with_shape(mut self, op: &'static str, numel: usize, dims: &[usize]) -> Result<Self> {
+    pub(crate) fn with_shape(
+        mut self,
+        op: &'static str,
+        numel: usize,
+        dims: &[usize],
+    ) -> Result<Self> {
         if dims.len() > MAX_KERNEL_RANK {
             return Err(Error::invalid(
                 op,
@@ -50,7 +55,12 @@ impl Params {
     }
 
     /// Writes `values` starting at word `start`.
-    pub(crate) fn with_words(mut self, op: &'static str, start: usize, values: &[usize]) -> Result<Self> {
+    pub(crate) fn with_words(
+        mut self,
+        op: &'static str,
+        start: usize,
+        values: &[usize],
+    ) -> Result<Self> {
         for (i, &v) in values.iter().enumerate() {
             self.0[start + i] = to_word(op, v)?;
         }
@@ -61,6 +71,9 @@ impl Params {
 /// A size or index as a kernel word; GPU kernels index with 32 bits.
 pub(crate) fn to_word(op: &'static str, value: usize) -> Result<u32> {
     u32::try_from(value).map_err(|_| {
-        Error::invalid(op, format!("{value} exceeds the GPU kernels' 32-bit indexing; split the tensor"))
+        Error::invalid(
+            op,
+            format!("{value} exceeds the GPU kernels' 32-bit indexing; split the tensor"),
+        )
     })
 }

@@ -70,7 +70,11 @@ impl PipelineCache {
                 })
                 .clone()
         };
-        let constants: Vec<(&str, f64)> = kernel.constants.iter().map(|&(k, v)| (k, f64::from(v))).collect();
+        let constants: Vec<(&str, f64)> = kernel
+            .constants
+            .iter()
+            .map(|&(k, v)| (k, f64::from(v)))
+            .collect();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry),
             layout: None,
@@ -84,7 +88,10 @@ impl PipelineCache {
         });
         let layout = pipeline.get_bind_group_layout(0);
         let compiled = Arc::new(Pipeline { pipeline, layout });
-        self.pipelines.lock().unwrap().insert(kernel.clone(), compiled.clone());
+        self.pipelines
+            .lock()
+            .unwrap()
+            .insert(kernel.clone(), compiled.clone());
         compiled
     }
 

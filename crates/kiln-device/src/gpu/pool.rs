@@ -23,7 +23,11 @@ const MIN_BUCKET: u64 = 256;
 /// the request rounded up to 256 bytes when the power of two would exceed `max_buffer`.
 pub(crate) fn bucket_size(bytes: u64, max_buffer: u64) -> u64 {
     let pow2 = bytes.max(MIN_BUCKET).next_power_of_two();
-    if pow2 <= max_buffer { pow2 } else { bytes.div_ceil(MIN_BUCKET) * MIN_BUCKET }
+    if pow2 <= max_buffer {
+        pow2
+    } else {
+        bytes.div_ceil(MIN_BUCKET) * MIN_BUCKET
+    }
 }
 
 /// Free buffers by bucket size, and the counters.

@@ -110,7 +110,11 @@ impl GpuOptions {
         if self.backends.is_empty() {
             None
         } else {
-            Some(self.backends.iter().fold(wgpu::Backends::empty(), |acc, b| acc | b.to_wgpu()))
+            Some(
+                self.backends
+                    .iter()
+                    .fold(wgpu::Backends::empty(), |acc, b| acc | b.to_wgpu()),
+            )
         }
     }
 }
@@ -130,7 +134,11 @@ fn is_software(info: &wgpu::AdapterInfo) -> bool {
 }
 
 /// Describes an adapter for `Device::list_adapters` and `Device::info`.
-pub(crate) fn describe(info: &wgpu::AdapterInfo, features: wgpu::Features, limits: &wgpu::Limits) -> DeviceInfo {
+pub(crate) fn describe(
+    info: &wgpu::AdapterInfo,
+    features: wgpu::Features,
+    limits: &wgpu::Limits,
+) -> DeviceInfo {
     DeviceInfo {
         name: info.name.clone(),
         backend: info.backend.to_str().to_string(),
@@ -142,7 +150,9 @@ pub(crate) fn describe(info: &wgpu::AdapterInfo, features: wgpu::Features, limit
             wgpu::DeviceType::Other => "other",
         }
         .to_string(),
-        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
         is_software: is_software(info),
         shader_f16: features.contains(wgpu::Features::SHADER_F16),
         subgroup: features.contains(wgpu::Features::SUBGROUP),
@@ -175,7 +185,11 @@ fn rank(info: &wgpu::AdapterInfo, preference: PowerPreference) -> u32 {
         (wgpu::DeviceType::Other, _) => 20,
         (wgpu::DeviceType::Cpu, _) => 10,
     };
-    let api = if info.backend == wgpu::Backend::Gl { 0 } else { 1 };
+    let api = if info.backend == wgpu::Backend::Gl {
+        0
+    } else {
+        1
+    };
     kind * 2 + api
 }
 
@@ -186,7 +200,9 @@ fn wanted_features() -> wgpu::Features {
 
 /// Opens the best adapter matching `options`: returns the device, its queue and its description.
 pub(crate) fn open(options: &GpuOptions) -> Result<(wgpu::Device, wgpu::Queue, DeviceInfo)> {
-    let adapters = pollster::block_on(instance(options.wgpu_backends()).enumerate_adapters(wgpu::Backends::all()));
+    let adapters = pollster::block_on(
+        instance(options.wgpu_backends()).enumerate_adapters(wgpu::Backends::all()),
+    );
     if adapters.is_empty() {
         return Err(Error::NoAdapter {
             reason: "wgpu found no adapter (no Vulkan/Metal/DX12/GL driver; on Linux install \
@@ -199,7 +215,11 @@ pub(crate) fn open(options: &GpuOptions) -> Result<(wgpu::Device, wgpu::Queue, D
     for adapter in adapters {
         let info = adapter.get_info();
         if is_software(&info) && !options.allow_software {
-            rejected.push(format!("{} ({}) is a software adapter", info.name, info.backend.to_str()));
+            rejected.push(format!(
+                "{} ({}) is a software adapter",
+                info.name,
+                info.backend.to_str()
+            ));
         } else if let Some(want) = &options.adapter_name
             && !info.name.to_lowercase().contains(&want.to_lowercase())
         {
@@ -215,7 +235,8 @@ pub(crate) fn open(options: &GpuOptions) -> Result<(wgpu::Device, wgpu::Queue, D
         let mut limits = adapter.limits();
         if let Some(cap) = options.max_buffer_bytes {
             limits.max_buffer_size = limits.max_buffer_size.min(cap);
-            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
         }
         let request = adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
@@ -229,7 +250,11 @@ pub(crate) fn open(options: &GpuOptions) -> Result<(wgpu::Device, wgpu::Queue, D
                 let description = describe(&info, device.features(), &device.limits());
                 return Ok((device, queue, description));
             }
-            Err(e) => rejected.push(format!("{} ({}): device request failed: {e}", info.name, info.backend.to_str())),
+            Err(e) => rejected.push(format!(
+                "{} ({}): device request failed: {e}",
+                info.name,
+                info.backend.to_str()
+            )),
         }
     }
     Err(Error::NoAdapter {
