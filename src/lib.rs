@@ -24,3 +24,8 @@ pub mod prelude {
         UnaryOp,
     };
 }
+
+/// The README's code blocks run as doctests, so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
