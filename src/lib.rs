@@ -20,8 +20,8 @@ pub use kiln_device::{Error, Result};
 /// Everything a typical kiln program uses.
 pub mod prelude {
     pub use kiln_device::{
-        Backend, BinaryOp, DType, Device, DeviceInfo, Error, GpuOptions, RawTensor, Result, Shape,
-        UnaryOp,
+        AdamConfig, Backend, BinaryOp, Conv2dParams, DType, Device, DeviceInfo, Error, GpuOptions,
+        Pool2dParams, RawTensor, ReduceOp, Result, SgdConfig, Shape, UnaryOp,
     };
 }
 

@@ -100,6 +100,16 @@ pub enum Error {
         message: String,
     },
 
+    /// Input data an op cannot accept (a label out of range, ...). On the GPU this is detected inside
+    /// the kernel and reported at the next readback.
+    #[error("{op}: {message}")]
+    InvalidData {
+        /// The op that detected it (on the GPU: the readback that reported it).
+        op: &'static str,
+        /// What was wrong and where.
+        message: String,
+    },
+
     /// No GPU adapter matched the request, or the device request failed.
     #[error("no usable GPU adapter: {reason}")]
     NoAdapter {

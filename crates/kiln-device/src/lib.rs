@@ -29,7 +29,7 @@ pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use gpu::{Backend, GpuOptions, MemoryStats, PowerPreference, RuntimeStats};
 pub use layout::{Layout, StridedIndices};
-pub use ops::{BinaryOp, UnaryOp};
+pub use ops::{AdamConfig, BinaryOp, Conv2dParams, Pool2dParams, ReduceOp, SgdConfig, UnaryOp};
 pub use shape::Shape;
 pub use storage::Storage;
 pub use tensor::RawTensor;

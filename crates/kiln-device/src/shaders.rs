@@ -7,14 +7,45 @@ pub(crate) enum Shader {
     Elementwise,
     /// `shaders/copy.wgsl`: contiguous copies, casts and fills.
     Copy,
+    /// `shaders/gemm.wgsl`: the tiled GEMM behind matmul and conv2d.
+    Gemm,
+    /// `shaders/reduce.wgsl`: sum, mean, max, min, argmax along an axis.
+    Reduce,
+    /// `shaders/softmax.wgsl`: softmax and log-softmax, forward and backward.
+    Softmax,
+    /// `shaders/loss.wgsl`: fused cross-entropy, BCE-with-logits, MSE.
+    Loss,
+    /// `shaders/optimizer.wgsl`: fused Adam/AdamW and SGD updates.
+    Optimizer,
+    /// `shaders/pool.wgsl`: max and average pooling, forward and backward.
+    Pool,
 }
 
 impl Shader {
+    /// Every shader file.
+    #[cfg(test)]
+    pub(crate) const ALL: [Shader; 8] = [
+        Shader::Elementwise,
+        Shader::Copy,
+        Shader::Gemm,
+        Shader::Reduce,
+        Shader::Softmax,
+        Shader::Loss,
+        Shader::Optimizer,
+        Shader::Pool,
+    ];
+
     /// The file name under `shaders/`.
     pub(crate) fn file_name(self) -> &'static str {
         match self {
             Shader::Elementwise => "elementwise.wgsl",
             Shader::Copy => "copy.wgsl",
+            Shader::Gemm => "gemm.wgsl",
+            Shader::Reduce => "reduce.wgsl",
+            Shader::Softmax => "softmax.wgsl",
+            Shader::Loss => "loss.wgsl",
+            Shader::Optimizer => "optimizer.wgsl",
+            Shader::Pool => "pool.wgsl",
         }
     }
 
@@ -23,6 +54,12 @@ impl Shader {
         match self {
             Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             Shader::Copy => include_str!("../../../shaders/copy.wgsl"),
+            Shader::Gemm => include_str!("../../../shaders/gemm.wgsl"),
+            Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
+            Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
+            Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
+            Shader::Optimizer => include_str!("../../../shaders/optimizer.wgsl"),
+            Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
         }
     }
 }
@@ -64,7 +101,7 @@ mod tests {
     fn every_shader_file_is_registered() {
         use super::Shader;
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shaders");
-        let registered = [Shader::Elementwise, Shader::Copy];
+        let registered = Shader::ALL;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
             if name.ends_with(".wgsl") {

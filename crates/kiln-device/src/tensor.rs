@@ -5,10 +5,17 @@ use std::sync::Arc;
 
 use half::f16;
 
-use crate::cpu::{self, CpuData};
+use crate::cpu::{self, CpuData, CpuDevice};
 use crate::gpu::{self, GpuBuffer};
-use crate::ops::{BinaryOp, UnaryOp};
 use crate::{DType, Device, Element, Error, Layout, Result, Shape, Storage};
+
+/// Where an op's kernels run.
+pub(crate) enum Backend<'a> {
+    /// The CPU backend.
+    Cpu(&'a CpuDevice),
+    /// A GPU runtime.
+    Gpu(&'a Arc<gpu::GpuContext>),
+}
 
 /// An n-dimensional array of one dtype on one device.
 #[derive(Clone)]
@@ -32,7 +39,7 @@ impl std::fmt::Debug for RawTensor {
 }
 
 impl RawTensor {
-    fn new(storage: Storage, shape: Shape, dtype: DType, device: &Device) -> Self {
+    pub(crate) fn new(storage: Storage, shape: Shape, dtype: DType, device: &Device) -> Self {
         RawTensor {
             storage: Arc::new(storage),
             layout: Layout::contiguous(shape),
@@ -50,7 +57,7 @@ impl RawTensor {
         }
     }
 
-    fn from_cpu_data(data: CpuData, shape: Shape, device: &Device) -> Result<Self> {
+    pub(crate) fn from_cpu_data(data: CpuData, shape: Shape, device: &Device) -> Result<Self> {
         let dtype = data.dtype();
         let storage = match device {
             Device::Cpu(cpu) => Storage::Cpu(cpu.store(data)),
@@ -211,6 +218,128 @@ impl RawTensor {
         }
     }
 
+    /// Where this tensor's kernels run, with what they need to run there.
+    pub(crate) fn backend(&self) -> Backend<'_> {
+        match (&*self.storage, &self.device) {
+            (Storage::Cpu(_), Device::Cpu(cpu)) => Backend::Cpu(cpu),
+            (Storage::Gpu(_), Device::Gpu(gpu)) => Backend::Gpu(&gpu.ctx),
+            _ => unreachable!("storage always matches its device"),
+        }
+    }
+
+    /// The f32 elements of a contiguous CPU tensor (kernel input).
+    pub(crate) fn host_f32(&self) -> &[f32] {
+        match &*self.storage {
+            Storage::Cpu(buffer) => match buffer.data() {
+                CpuData::F32(v) => &v[self.layout.offset()..self.layout.offset() + self.numel()],
+                _ => unreachable!("callers check the dtype"),
+            },
+            Storage::Gpu(_) => unreachable!("callers check the device"),
+        }
+    }
+
+    /// The whole f32 storage of a CPU tensor, for kernels that walk `layout()` themselves.
+    pub(crate) fn host_storage_f32(&self) -> &[f32] {
+        match &*self.storage {
+            Storage::Cpu(buffer) => match buffer.data() {
+                CpuData::F32(v) => v,
+                _ => unreachable!("callers check the dtype"),
+            },
+            Storage::Gpu(_) => unreachable!("callers check the device"),
+        }
+    }
+
+    /// The u32 elements of a contiguous CPU tensor (kernel input).
+    pub(crate) fn host_u32(&self) -> &[u32] {
+        match &*self.storage {
+            Storage::Cpu(buffer) => match buffer.data() {
+                CpuData::U32(v) => &v[self.layout.offset()..self.layout.offset() + self.numel()],
+                _ => unreachable!("callers check the dtype"),
+            },
+            Storage::Gpu(_) => unreachable!("callers check the device"),
+        }
+    }
+
+    /// The buffer of a GPU tensor (kernel input; contiguous tensors start at offset 0).
+    pub(crate) fn buffer(&self) -> &GpuBuffer {
+        match &*self.storage {
+            Storage::Gpu(buffer) => buffer,
+            Storage::Cpu(_) => unreachable!("callers check the device"),
+        }
+    }
+
+    /// A contiguous f32 CPU tensor holding `values` (kernel output).
+    pub(crate) fn from_host_f32(
+        values: Vec<f32>,
+        shape: impl Into<Shape>,
+        cpu: &CpuDevice,
+    ) -> Self {
+        let device = Device::Cpu(cpu.clone());
+        RawTensor::new(
+            Storage::Cpu(cpu.store(CpuData::F32(values))),
+            shape.into(),
+            DType::F32,
+            &device,
+        )
+    }
+
+    /// A contiguous u32 CPU tensor holding `values` (kernel output).
+    pub(crate) fn from_host_u32(
+        values: Vec<u32>,
+        shape: impl Into<Shape>,
+        cpu: &CpuDevice,
+    ) -> Self {
+        let device = Device::Cpu(cpu.clone());
+        RawTensor::new(
+            Storage::Cpu(cpu.store(CpuData::U32(values))),
+            shape.into(),
+            DType::U32,
+            &device,
+        )
+    }
+
+    /// A contiguous GPU tensor over `buffer` (kernel output).
+    pub(crate) fn from_gpu(
+        buffer: GpuBuffer,
+        shape: impl Into<Shape>,
+        dtype: DType,
+        like: &RawTensor,
+    ) -> Self {
+        RawTensor::new(Storage::Gpu(buffer), shape.into(), dtype, &like.device)
+    }
+
+    /// `Err` unless every tensor lives on the device of the first.
+    pub(crate) fn check_same_device(op: &'static str, tensors: &[&RawTensor]) -> Result<()> {
+        for other in &tensors[1..] {
+            if !other.device.same_device(&tensors[0].device) {
+                return Err(Error::DeviceMismatch {
+                    op,
+                    lhs: tensors[0].device.to_string(),
+                    rhs: other.device.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `Err` unless the tensor holds `dtype`.
+    pub(crate) fn expect_dtype(
+        &self,
+        op: &'static str,
+        dtype: DType,
+        hint: &'static str,
+    ) -> Result<()> {
+        if self.dtype == dtype {
+            Ok(())
+        } else {
+            Err(Error::UnsupportedDType {
+                op,
+                dtype: self.dtype,
+                hint,
+            })
+        }
+    }
+
     /// A copy of this tensor on `device`.
     pub fn to_device(&self, device: &Device) -> Result<Self> {
         if self.device.same_device(device) {
@@ -312,7 +441,7 @@ impl RawTensor {
 
     /// Runs an f32 computation on `inputs`: f16 inputs are computed in f32 and the result cast back,
     /// u32 inputs are refused.
-    fn float_op(
+    pub(crate) fn float_op(
         op: &'static str,
         inputs: &[&RawTensor],
         compute: impl FnOnce(&[RawTensor]) -> Result<RawTensor>,
@@ -326,14 +455,8 @@ impl RawTensor {
                     rhs: other.dtype,
                 });
             }
-            if !other.device.same_device(&inputs[0].device) {
-                return Err(Error::DeviceMismatch {
-                    op,
-                    lhs: inputs[0].device.to_string(),
-                    rhs: other.device.to_string(),
-                });
-            }
         }
+        RawTensor::check_same_device(op, inputs)?;
         match dtype {
             DType::F32 => compute(&inputs.iter().map(|t| (*t).clone()).collect::<Vec<_>>()),
             DType::F16 => {
@@ -349,107 +472,6 @@ impl RawTensor {
                 hint: "cast to f32 first with .cast(DType::F32)",
             }),
         }
-    }
-
-    /// `op` applied to every element.
-    pub fn unary(&self, op: UnaryOp) -> Result<Self> {
-        RawTensor::float_op(op.name(), &[self], |t| {
-            let x = &t[0];
-            let storage = match &*x.storage {
-                Storage::Cpu(buffer) => {
-                    let CpuData::F32(data) = buffer.data() else {
-                        unreachable!("float_op passes f32")
-                    };
-                    let Device::Cpu(cpu) = &x.device else {
-                        unreachable!("host storage is on the CPU")
-                    };
-                    Storage::Cpu(
-                        cpu.store(CpuData::F32(cpu::elementwise::unary(op, data, &x.layout))),
-                    )
-                }
-                Storage::Gpu(buffer) => Storage::Gpu(gpu::elementwise::unary(
-                    x.gpu_context(),
-                    op,
-                    buffer,
-                    &x.layout,
-                )?),
-            };
-            Ok(RawTensor::new(
-                storage,
-                x.shape().clone(),
-                DType::F32,
-                &x.device,
-            ))
-        })
-    }
-
-    /// `op(self, scalar)` for every element.
-    pub fn scalar(&self, op: BinaryOp, scalar: f32) -> Result<Self> {
-        RawTensor::float_op(op.scalar_name(), &[self], |t| {
-            let x = &t[0];
-            let storage = match &*x.storage {
-                Storage::Cpu(buffer) => {
-                    let CpuData::F32(data) = buffer.data() else {
-                        unreachable!("float_op passes f32")
-                    };
-                    let Device::Cpu(cpu) = &x.device else {
-                        unreachable!("host storage is on the CPU")
-                    };
-                    Storage::Cpu(cpu.store(CpuData::F32(cpu::elementwise::scalar(
-                        op, data, &x.layout, scalar,
-                    ))))
-                }
-                Storage::Gpu(buffer) => Storage::Gpu(gpu::elementwise::scalar(
-                    x.gpu_context(),
-                    op,
-                    buffer,
-                    &x.layout,
-                    scalar,
-                )?),
-            };
-            Ok(RawTensor::new(
-                storage,
-                x.shape().clone(),
-                DType::F32,
-                &x.device,
-            ))
-        })
-    }
-
-    /// `op(self, other)` with numpy broadcasting.
-    pub fn binary(&self, op: BinaryOp, other: &RawTensor) -> Result<Self> {
-        let name = op.name();
-        let shape = Shape::broadcast(name, self.shape(), other.shape())?;
-        RawTensor::float_op(name, &[self, other], |t| {
-            let la = t[0].layout.broadcast_to(name, &shape)?;
-            let lb = t[1].layout.broadcast_to(name, &shape)?;
-            let storage = match (&*t[0].storage, &*t[1].storage) {
-                (Storage::Cpu(a), Storage::Cpu(b)) => {
-                    let (CpuData::F32(a), CpuData::F32(b)) = (a.data(), b.data()) else {
-                        unreachable!("float_op passes f32")
-                    };
-                    let Device::Cpu(cpu) = &t[0].device else {
-                        unreachable!("host storage is on the CPU")
-                    };
-                    Storage::Cpu(cpu.store(CpuData::F32(cpu::elementwise::binary(
-                        op, a, &la, b, &lb, &shape,
-                    ))))
-                }
-                (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(gpu::elementwise::binary(
-                    t[0].gpu_context(),
-                    op,
-                    (a, &la),
-                    (b, &lb),
-                )?),
-                _ => unreachable!("float_op checked the devices"),
-            };
-            Ok(RawTensor::new(
-                storage,
-                shape.clone(),
-                DType::F32,
-                &t[0].device,
-            ))
-        })
     }
 
     /// The GPU buffer behind this tensor, if it lives on a GPU.

@@ -1,7 +1,14 @@
 //! The native CPU backend: host memory and one module per kernel family, multi-threaded with rayon.
 
+pub(crate) mod conv2d;
 pub(crate) mod copy;
 pub(crate) mod elementwise;
+pub(crate) mod loss;
+pub(crate) mod matmul;
+pub(crate) mod optimizer;
+pub(crate) mod pool;
+pub(crate) mod reduce;
+pub(crate) mod softmax;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -6,9 +6,9 @@ use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::buffer_pool::{BufferPool, MemoryStats, bucket_size};
 use super::params::{PARAM_WORDS, Params};
 use super::pipelines::{Kernel, PipelineCache};
-use super::pool::{BufferPool, MemoryStats, bucket_size};
 use crate::{DeviceInfo, Error, Result};
 
 /// Threads per workgroup of every 1-D kernel (`WORKGROUP` in the shaders).
@@ -18,6 +18,16 @@ pub(crate) const WORKGROUP_SIZE: u64 = 256;
 const PARAM_SLOT_BYTES: u64 = 256;
 /// Dispatches recorded before the batch is submitted.
 const MAX_BATCH_DISPATCHES: usize = 512;
+
+/// Workgroups of [`WORKGROUP_SIZE`] threads needed for `threads` threads.
+pub(crate) fn groups_for(threads: usize) -> u64 {
+    (threads as u64).div_ceil(WORKGROUP_SIZE)
+}
+
+/// A buffer a kernel can bind: the wgpu buffer and how many bytes of it to bind.
+pub(crate) trait Bindable {
+    fn binding(&self) -> (&wgpu::Buffer, u64);
+}
 
 /// Counters of the runtime's traffic with the driver.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,6 +71,11 @@ pub(crate) struct GpuContext {
     batch: Mutex<Batch>,
     staging: Mutex<Option<wgpu::Buffer>>,
     health: Arc<Health>,
+    /// One word kernels raise (atomicMax) when they meet bad data they cannot report otherwise, such as
+    /// a class label out of range; checked at every readback.
+    error_flag: wgpu::Buffer,
+    /// Messages of the error codes kernels may raise; code `i + 1` is `error_messages[i]`.
+    error_messages: Mutex<Vec<String>>,
     dispatches: AtomicU64,
     submissions: AtomicU64,
     readbacks: AtomicU64,
@@ -82,6 +97,21 @@ impl GpuBuffer {
 
     fn raw(&self) -> &wgpu::Buffer {
         self.buffer.as_ref().expect("buffer present until drop")
+    }
+}
+
+impl Bindable for GpuBuffer {
+    fn binding(&self) -> (&wgpu::Buffer, u64) {
+        (self.raw(), self.bytes)
+    }
+}
+
+/// The device's error-flag word, bindable by kernels that validate their input.
+pub(crate) struct ErrorFlag<'a>(&'a wgpu::Buffer);
+
+impl Bindable for ErrorFlag<'_> {
+    fn binding(&self) -> (&wgpu::Buffer, u64) {
+        (self.0, 4)
     }
 }
 
@@ -112,6 +142,14 @@ impl GpuContext {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let error_flag = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln error flag"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         let limits = device.limits();
         Arc::new(GpuContext {
             device,
@@ -129,6 +167,8 @@ impl GpuContext {
             }),
             staging: Mutex::new(None),
             health,
+            error_flag,
+            error_messages: Mutex::new(Vec::new()),
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
             readbacks: AtomicU64::new(0),
@@ -215,21 +255,35 @@ impl GpuContext {
         Ok(buffer)
     }
 
-    /// Records one kernel launch of `threads` threads into the pending batch. `bindings` pairs each
-    /// storage buffer with its `@binding` index (binding 0 is always the parameter block).
+    /// The error-flag word and the code under which a kernel reports `message` through it.
+    pub(crate) fn error_check(&self, message: String) -> (ErrorFlag<'_>, u32) {
+        let mut messages = self.error_messages.lock().unwrap();
+        let code = match messages.iter().position(|m| *m == message) {
+            Some(i) => i + 1,
+            None => {
+                messages.push(message);
+                messages.len()
+            }
+        };
+        (ErrorFlag(&self.error_flag), code as u32)
+    }
+
+    /// Records one kernel launch of `workgroups` workgroups (spread over an x·y grid; kernels flatten
+    /// it back) into the pending batch. `bindings` pairs each storage buffer with its `@binding` index
+    /// (binding 0 is always the parameter block).
     pub(crate) fn dispatch(
         &self,
         op: &'static str,
         kernel: &Kernel,
         params: &Params,
-        bindings: &[(u32, &GpuBuffer)],
-        threads: u64,
+        bindings: &[(u32, &dyn Bindable)],
+        workgroups: u64,
     ) -> Result<()> {
         self.check_alive(op)?;
-        if threads == 0 {
+        if workgroups == 0 {
             return Ok(());
         }
-        let (x, y) = self.grid(op, threads.div_ceil(WORKGROUP_SIZE))?;
+        let (x, y) = self.grid(op, workgroups)?;
 
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = self.pipelines.get(&self.device, kernel);
@@ -264,13 +318,14 @@ impl GpuContext {
                 size: NonZeroU64::new((PARAM_WORDS * 4) as u64),
             }),
         }];
-        for &(binding, buffer) in bindings {
+        for &(binding, bindable) in bindings {
+            let (buffer, bytes) = bindable.binding();
             entries.push(wgpu::BindGroupEntry {
                 binding,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: buffer.raw(),
+                    buffer,
                     offset: 0,
-                    size: NonZeroU64::new(buffer.bytes),
+                    size: NonZeroU64::new(bytes),
                 }),
             });
         }
@@ -390,14 +445,13 @@ impl GpuContext {
         self.check_alive(op)?;
         self.flush()?;
         let copy_len = (len as u64).next_multiple_of(4);
-        if len == 0 {
-            return Ok(Vec::new());
-        }
+        // The error flag travels with the data, right after it.
+        let staged_len = copy_len + 4;
         let mut staging_slot = self.staging.lock().unwrap();
-        if staging_slot.as_ref().is_none_or(|s| s.size() < copy_len) {
+        if staging_slot.as_ref().is_none_or(|s| s.size() < staged_len) {
             *staging_slot = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("kiln readback"),
-                size: copy_len.next_power_of_two().max(256),
+                size: staged_len.next_power_of_two().max(256),
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }));
@@ -408,13 +462,16 @@ impl GpuContext {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("kiln readback"),
             });
-        encoder.copy_buffer_to_buffer(buffer.raw(), offset, staging, 0, copy_len);
+        if copy_len > 0 {
+            encoder.copy_buffer_to_buffer(buffer.raw(), offset, staging, 0, copy_len);
+        }
+        encoder.copy_buffer_to_buffer(&self.error_flag, 0, staging, copy_len, 4);
         self.queue.submit([encoder.finish()]);
         self.submissions.fetch_add(1, Ordering::Relaxed);
 
         let mapped = Arc::new(Mutex::new(None));
         let on_mapped = mapped.clone();
-        let slice = staging.slice(..copy_len);
+        let slice = staging.slice(..staged_len);
         slice.map_async(wgpu::MapMode::Read, move |result| {
             *on_mapped.lock().unwrap() = Some(result);
         });
@@ -435,15 +492,29 @@ impl GpuContext {
                 });
             }
         }
-        let data = {
+        let (data, flag) = {
             let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
                 op: op.to_string(),
                 message: e.to_string(),
             })?;
-            view[..len].to_vec()
+            let flag = u32::from_le_bytes(
+                view[copy_len as usize..staged_len as usize]
+                    .try_into()
+                    .unwrap(),
+            );
+            (view[..len].to_vec(), flag)
         };
         staging.unmap();
         self.readbacks.fetch_add(1, Ordering::Relaxed);
+        if flag != 0 {
+            self.queue.write_buffer(&self.error_flag, 0, &[0; 4]);
+            let messages = self.error_messages.lock().unwrap();
+            let message = messages
+                .get(flag as usize - 1)
+                .cloned()
+                .unwrap_or_else(|| format!("error code {flag}"));
+            return Err(Error::InvalidData { op, message });
+        }
         Ok(data)
     }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::params::Params;
 use super::pipelines::Kernel;
-use super::{GpuBuffer, GpuContext};
+use super::{GpuBuffer, GpuContext, groups_for};
 use crate::layout::coalesce_dims;
 use crate::shaders::Shader;
 use crate::{DType, Layout, Result};
@@ -49,7 +49,7 @@ pub(crate) fn gather(
         &Kernel::new(Shader::Copy, entry, to),
         &params,
         &[(1, src), (2, &out)],
-        threads as u64,
+        groups_for(threads),
     )?;
     Ok(out)
 }
@@ -78,7 +78,7 @@ pub(crate) fn fill(
         &Kernel::new(Shader::Copy, "fill_words", dtype),
         &params,
         &[(2, &out)],
-        words as u64,
+        groups_for(words),
     )?;
     Ok(out)
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::params::Params;
 use super::pipelines::Kernel;
-use super::{GpuBuffer, GpuContext};
+use super::{GpuBuffer, GpuContext, groups_for};
 use crate::layout::coalesce_dims;
 use crate::ops::{BinaryOp, UnaryOp};
 use crate::shaders::Shader;
@@ -37,7 +37,13 @@ pub(crate) fn unary(
     let out = ctx.alloc(name, numel as u64 * 4)?;
     let kernel = kernel("unary_main", op.shader_code(), layout.is_contiguous());
     let params = one_input_params(name, layout)?;
-    ctx.dispatch(name, &kernel, &params, &[(1, src), (3, &out)], numel as u64)?;
+    ctx.dispatch(
+        name,
+        &kernel,
+        &params,
+        &[(1, src), (3, &out)],
+        groups_for(numel),
+    )?;
     Ok(out)
 }
 
@@ -54,7 +60,13 @@ pub(crate) fn scalar(
     let out = ctx.alloc(name, numel as u64 * 4)?;
     let kernel = kernel("scalar_main", op.shader_code(), layout.is_contiguous());
     let params = one_input_params(name, layout)?.set(4, scalar.to_bits());
-    ctx.dispatch(name, &kernel, &params, &[(1, src), (3, &out)], numel as u64)?;
+    ctx.dispatch(
+        name,
+        &kernel,
+        &params,
+        &[(1, src), (3, &out)],
+        groups_for(numel),
+    )?;
     Ok(out)
 }
 

@@ -1,19 +1,26 @@
 //! The GPU backend: wgpu device selection, the runtime (pipelines, buffer pool, batched submission,
 //! readback) and one launcher per kernel family, each matching a file in `shaders/`.
 
+mod buffer_pool;
 mod context;
+pub(crate) mod conv2d;
 pub(crate) mod copy;
 pub(crate) mod elementwise;
+pub(crate) mod loss;
+pub(crate) mod matmul;
+pub(crate) mod optimizer;
 mod params;
 mod pipelines;
-mod pool;
+pub(crate) mod pool;
+pub(crate) mod reduce;
 mod select;
+pub(crate) mod softmax;
 
 use std::sync::Arc;
 
-pub(crate) use context::GpuContext;
+pub use buffer_pool::MemoryStats;
 pub use context::{GpuBuffer, RuntimeStats};
-pub use pool::MemoryStats;
+pub(crate) use context::{GpuContext, groups_for};
 pub(crate) use select::list_adapters;
 pub use select::{Backend, GpuOptions, PowerPreference};
 

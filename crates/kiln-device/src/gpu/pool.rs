@@ -1,81 +1,97 @@
-//! Size-bucketed pool of GPU storage buffers. A buffer returns to its bucket when the last tensor using
-//! it drops, and the next allocation of that bucket reuses it instead of asking the driver.
+//! Launchers for `shaders/pool.wgsl`.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
-/// Counters of a device's memory use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MemoryStats {
-    /// Bytes held by live tensors.
-    pub bytes_in_use: u64,
-    /// Bytes held by the pool, ready for reuse.
-    pub bytes_pooled: u64,
-    /// Buffers created with the driver (or host allocations on the CPU).
-    pub allocations: u64,
-    /// Allocations served from the pool.
-    pub reuses: u64,
+use super::params::Params;
+use super::pipelines::Kernel;
+use super::{GpuBuffer, GpuContext, groups_for};
+use crate::ops::pool::PoolGeometry;
+use crate::shaders::Shader;
+use crate::{DType, Result};
+
+fn params(op: &'static str, g: &PoolGeometry) -> Result<Params> {
+    let p = &g.p;
+    Params::new().with_words(
+        op,
+        0,
+        &[
+            g.planes,
+            g.h,
+            g.w,
+            g.oh,
+            g.ow,
+            p.kernel[0],
+            p.kernel[1],
+            p.stride[0],
+            p.stride[1],
+            p.padding[0],
+            p.padding[1],
+        ],
+    )
 }
 
-/// Smallest bucket, in bytes.
-const MIN_BUCKET: u64 = 256;
-
-/// The bucket size a request of `bytes` is served from: the next power of two (at least 256 bytes), or
-/// the request rounded up to 256 bytes when the power of two would exceed `max_buffer`.
-pub(crate) fn bucket_size(bytes: u64, max_buffer: u64) -> u64 {
-    let pow2 = bytes.max(MIN_BUCKET).next_power_of_two();
-    if pow2 <= max_buffer {
-        pow2
-    } else {
-        bytes.div_ceil(MIN_BUCKET) * MIN_BUCKET
-    }
+fn kernel(entry: &'static str) -> Kernel {
+    Kernel::new(Shader::Pool, entry, DType::F32)
 }
 
-/// Free buffers by bucket size, and the counters.
-#[derive(Default)]
-pub(crate) struct BufferPool {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
-    pub(crate) stats: MemoryStats,
+/// Pooled values and argmax indices.
+pub(crate) fn max_forward(
+    ctx: &Arc<GpuContext>,
+    x: &GpuBuffer,
+    g: &PoolGeometry,
+) -> Result<(GpuBuffer, GpuBuffer)> {
+    let op = "max_pool2d";
+    let n = g.planes * g.oh * g.ow;
+    let (values, indices) = (
+        ctx.alloc(op, (n * 4) as u64)?,
+        ctx.alloc(op, (n * 4) as u64)?,
+    );
+    ctx.dispatch(
+        op,
+        &kernel("max_forward"),
+        &params(op, g)?,
+        &[(1, x), (3, &values), (4, &indices)],
+        groups_for(n),
+    )?;
+    Ok((values, indices))
 }
 
-impl BufferPool {
-    /// A pooled buffer of exactly `bucket` bytes, if one is free.
-    pub(crate) fn take(&mut self, bucket: u64) -> Option<wgpu::Buffer> {
-        let buffer = self.free.get_mut(&bucket)?.pop()?;
-        self.stats.reuses += 1;
-        self.stats.bytes_pooled -= bucket;
-        self.stats.bytes_in_use += bucket;
-        Some(buffer)
-    }
-
-    /// Records a buffer the driver just created.
-    pub(crate) fn note_allocation(&mut self, bucket: u64) {
-        self.stats.allocations += 1;
-        self.stats.bytes_in_use += bucket;
-    }
-
-    /// Takes back a buffer whose last user dropped.
-    pub(crate) fn give_back(&mut self, bucket: u64, buffer: wgpu::Buffer) {
-        self.stats.bytes_in_use -= bucket;
-        self.stats.bytes_pooled += bucket;
-        self.free.entry(bucket).or_default().push(buffer);
-    }
-
-    /// Frees every pooled buffer (their memory goes back to the driver).
-    pub(crate) fn clear(&mut self) {
-        self.free.clear();
-        self.stats.bytes_pooled = 0;
-    }
+/// Input gradient of max pooling.
+pub(crate) fn max_backward(
+    ctx: &Arc<GpuContext>,
+    dy: &GpuBuffer,
+    indices: &GpuBuffer,
+    g: &PoolGeometry,
+) -> Result<GpuBuffer> {
+    let op = "max_pool2d_backward";
+    let n = g.planes * g.h * g.w;
+    let dx = ctx.alloc(op, (n * 4) as u64)?;
+    ctx.dispatch(
+        op,
+        &kernel("max_backward"),
+        &params(op, g)?,
+        &[(1, dy), (2, indices), (3, &dx)],
+        groups_for(n),
+    )?;
+    Ok(dx)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::bucket_size;
-
-    #[test]
-    fn buckets_are_powers_of_two_within_the_limit() {
-        assert_eq!(bucket_size(1, 1 << 30), 256);
-        assert_eq!(bucket_size(257, 1 << 30), 512);
-        assert_eq!(bucket_size(4096, 1 << 30), 4096);
-        assert_eq!(bucket_size(600, 1000), 768);
-    }
+/// Average pooling forward or backward (`entry`), producing `outputs` elements.
+pub(crate) fn avg(
+    ctx: &Arc<GpuContext>,
+    op: &'static str,
+    entry: &'static str,
+    src: &GpuBuffer,
+    g: &PoolGeometry,
+    outputs: usize,
+) -> Result<GpuBuffer> {
+    let out = ctx.alloc(op, (outputs * 4) as u64)?;
+    ctx.dispatch(
+        op,
+        &kernel(entry),
+        &params(op, g)?,
+        &[(1, src), (3, &out)],
+        groups_for(outputs),
+    )?;
+    Ok(out)
 }

@@ -1,5 +1,9 @@
-//! The elementwise op vocabulary shared by both backends. The numeric codes are the `OP` override
-//! constant of `shaders/elementwise.wgsl`; keep the two in sync (a test checks every code on both devices).
+//! Elementwise ops: the unary and binary op vocabulary shared by both backends, and the `RawTensor`
+//! methods running them. The numeric codes are the `OP` override constant of
+//! `shaders/elementwise.wgsl`; keep the two in sync (a test checks every code on both devices).
+
+use crate::tensor::Backend;
+use crate::{DType, RawTensor, Result, Shape, cpu, gpu};
 
 /// A function applied to each element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,5 +140,68 @@ impl BinaryOp {
                 }
             }
         }
+    }
+}
+
+impl RawTensor {
+    /// `op` applied to every element.
+    pub fn unary(&self, op: UnaryOp) -> Result<Self> {
+        RawTensor::float_op(op.name(), &[self], |t| {
+            let x = &t[0];
+            Ok(match x.backend() {
+                Backend::Cpu(cpu) => {
+                    let values = cpu::elementwise::unary(op, x.host_storage_f32(), x.layout());
+                    RawTensor::from_host_f32(values, x.shape().clone(), cpu)
+                }
+                Backend::Gpu(ctx) => {
+                    let out = gpu::elementwise::unary(ctx, op, x.buffer(), x.layout())?;
+                    RawTensor::from_gpu(out, x.shape().clone(), DType::F32, x)
+                }
+            })
+        })
+    }
+
+    /// `op(self, scalar)` for every element.
+    pub fn scalar(&self, op: BinaryOp, scalar: f32) -> Result<Self> {
+        RawTensor::float_op(op.scalar_name(), &[self], |t| {
+            let x = &t[0];
+            Ok(match x.backend() {
+                Backend::Cpu(cpu) => {
+                    let values =
+                        cpu::elementwise::scalar(op, x.host_storage_f32(), x.layout(), scalar);
+                    RawTensor::from_host_f32(values, x.shape().clone(), cpu)
+                }
+                Backend::Gpu(ctx) => {
+                    let out = gpu::elementwise::scalar(ctx, op, x.buffer(), x.layout(), scalar)?;
+                    RawTensor::from_gpu(out, x.shape().clone(), DType::F32, x)
+                }
+            })
+        })
+    }
+
+    /// `op(self, other)` with numpy broadcasting.
+    pub fn binary(&self, op: BinaryOp, other: &RawTensor) -> Result<Self> {
+        let name = op.name();
+        let shape = Shape::broadcast(name, self.shape(), other.shape())?;
+        RawTensor::float_op(name, &[self, other], |t| {
+            let la = t[0].layout().broadcast_to(name, &shape)?;
+            let lb = t[1].layout().broadcast_to(name, &shape)?;
+            Ok(match t[0].backend() {
+                Backend::Cpu(cpu) => {
+                    let (a, b) = (t[0].host_storage_f32(), t[1].host_storage_f32());
+                    let values = cpu::elementwise::binary(op, a, &la, b, &lb, &shape);
+                    RawTensor::from_host_f32(values, shape.clone(), cpu)
+                }
+                Backend::Gpu(ctx) => {
+                    let out = gpu::elementwise::binary(
+                        ctx,
+                        op,
+                        (t[0].buffer(), &la),
+                        (t[1].buffer(), &lb),
+                    )?;
+                    RawTensor::from_gpu(out, shape.clone(), DType::F32, &t[0])
+                }
+            })
+        })
     }
 }

@@ -1,0 +1,216 @@
+//! CPU convolution: im2col per image, then a `gemm` product; images run in parallel on rayon.
+
+use rayon::prelude::*;
+
+use crate::ops::conv2d::ConvGeometry;
+
+/// Unrolls image `x` (`[Cin, H, W]`) into `col` (`[Cin·KH·KW, OH·OW]`), zeros for padding.
+fn im2col(x: &[f32], g: &ConvGeometry, col: &mut [f32]) {
+    let ohw = g.oh * g.ow;
+    for ci in 0..g.c_in {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = &mut col[((ci * g.kh + ky) * g.kw + kx) * ohw..][..ohw];
+                for oy in 0..g.oh {
+                    let y = (oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
+                    let dst = &mut row[oy * g.ow..][..g.ow];
+                    if y < 0 || y >= g.h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &x[(ci * g.h + y as usize) * g.w..][..g.w];
+                    for (ox, d) in dst.iter_mut().enumerate() {
+                        let xx = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
+                        *d = if xx < 0 || xx >= g.w as isize {
+                            0.0
+                        } else {
+                            src[xx as usize]
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `col` (`[Cin·KH·KW, OH·OW]`) back into image `dx` (`[Cin, H, W]`): the transpose of im2col.
+fn col2im(col: &[f32], g: &ConvGeometry, dx: &mut [f32]) {
+    let ohw = g.oh * g.ow;
+    for ci in 0..g.c_in {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = &col[((ci * g.kh + ky) * g.kw + kx) * ohw..][..ohw];
+                for oy in 0..g.oh {
+                    let y = (oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
+                    if y < 0 || y >= g.h as isize {
+                        continue;
+                    }
+                    let dst = &mut dx[(ci * g.h + y as usize) * g.w..][..g.w];
+                    for ox in 0..g.ow {
+                        let xx = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
+                        if xx >= 0 && (xx as usize) < g.w {
+                            dst[xx as usize] += row[oy * g.ow + ox];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst (m×n, row-major) = [dst +] lhs · rhs` with explicit (row, column) strides.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(
+    dst: &mut [f32],
+    accumulate: bool,
+    (m, n, k): (usize, usize, usize),
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+    parallel: bool,
+) {
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: callers pass slices holding m×k and k×n matrices with these strides and an m×n `dst`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Whether to spread images over threads (else parallelise inside each product).
+fn per_image_threads(g: &ConvGeometry) -> bool {
+    g.n >= rayon::current_num_threads()
+}
+
+/// `[N, Cout, OH, OW]` output of input `x` and weights `w`, plus bias.
+pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+    let (ohw, patch) = (g.oh * g.ow, g.patch());
+    let mut out = vec![0.0f32; g.n * g.c_out * ohw];
+    let image = |(n, y): (usize, &mut [f32])| {
+        let mut col = vec![0.0f32; patch * ohw];
+        im2col(
+            &x[n * g.c_in * g.h * g.w..][..g.c_in * g.h * g.w],
+            g,
+            &mut col,
+        );
+        gemm_into(
+            y,
+            false,
+            (g.c_out, ohw, patch),
+            w,
+            (patch, 1),
+            &col,
+            (ohw, 1),
+            !per_image_threads(g),
+        );
+        if let Some(bias) = bias {
+            for (row, b) in y.chunks_mut(ohw).zip(bias) {
+                row.iter_mut().for_each(|v| *v += b);
+            }
+        }
+    };
+    if per_image_threads(g) {
+        out.par_chunks_mut(g.c_out * ohw)
+            .enumerate()
+            .for_each(image);
+    } else {
+        out.chunks_mut(g.c_out * ohw).enumerate().for_each(image);
+    }
+    out
+}
+
+/// `[N, Cin, H, W]` gradient of the input: `col = Wᵀ · dy`, then col2im.
+pub(crate) fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (ohw, patch, hw) = (g.oh * g.ow, g.patch(), g.h * g.w);
+    let mut dx = vec![0.0f32; g.n * g.c_in * hw];
+    let image = |(n, dxn): (usize, &mut [f32])| {
+        let mut col = vec![0.0f32; patch * ohw];
+        let dyn_ = &dy[n * g.c_out * ohw..][..g.c_out * ohw];
+        gemm_into(
+            &mut col,
+            false,
+            (patch, ohw, g.c_out),
+            w,
+            (1, patch),
+            dyn_,
+            (ohw, 1),
+            !per_image_threads(g),
+        );
+        col2im(&col, g, dxn);
+    };
+    if per_image_threads(g) {
+        dx.par_chunks_mut(g.c_in * hw).enumerate().for_each(image);
+    } else {
+        dx.chunks_mut(g.c_in * hw).enumerate().for_each(image);
+    }
+    dx
+}
+
+/// `[Cout, Cin, KH, KW]` gradient of the weights: the sum over images of `dy · colᵀ`.
+pub(crate) fn weight_grad(dy: &[f32], x: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let (ohw, patch, chw) = (g.oh * g.ow, g.patch(), g.c_in * g.h * g.w);
+    let size = g.c_out * patch;
+    let image_grad = |acc: &mut Vec<f32>, n: usize, parallel: bool| {
+        let mut col = vec![0.0f32; patch * ohw];
+        im2col(&x[n * chw..][..chw], g, &mut col);
+        let dyn_ = &dy[n * g.c_out * ohw..][..g.c_out * ohw];
+        gemm_into(
+            acc,
+            true,
+            (g.c_out, patch, ohw),
+            dyn_,
+            (ohw, 1),
+            &col,
+            (1, ohw),
+            parallel,
+        );
+    };
+    if per_image_threads(g) {
+        (0..g.n)
+            .into_par_iter()
+            .fold(
+                || vec![0.0f32; size],
+                |mut acc, n| {
+                    image_grad(&mut acc, n, false);
+                    acc
+                },
+            )
+            .reduce(
+                || vec![0.0f32; size],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            )
+    } else {
+        let mut acc = vec![0.0f32; size];
+        for n in 0..g.n {
+            image_grad(&mut acc, n, true);
+        }
+        acc
+    }
+}

@@ -1,0 +1,104 @@
+//! CPU pooling, planes in parallel (see `shaders/pool.wgsl` for the conventions).
+
+use rayon::prelude::*;
+
+use crate::ops::pool::PoolGeometry;
+
+/// Taps of output (oy, ox) inside the image: `(y range, x range)`.
+fn window(
+    g: &PoolGeometry,
+    oy: usize,
+    ox: usize,
+) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let y0 = (oy * g.p.stride[0]) as isize - g.p.padding[0] as isize;
+    let x0 = (ox * g.p.stride[1]) as isize - g.p.padding[1] as isize;
+    let clamp = |v: isize, hi: usize| v.clamp(0, hi as isize) as usize;
+    (
+        clamp(y0, g.h)..clamp(y0 + g.p.kernel[0] as isize, g.h),
+        clamp(x0, g.w)..clamp(x0 + g.p.kernel[1] as isize, g.w),
+    )
+}
+
+pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let mut values = vec![0.0f32; g.planes * ohw];
+    let mut indices = vec![0u32; g.planes * ohw];
+    values
+        .par_chunks_mut(ohw)
+        .zip(indices.par_chunks_mut(ohw))
+        .enumerate()
+        .for_each(|(plane, (vals, idx))| {
+            let src = &x[plane * hw..][..hw];
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let (ys, xs) = window(g, oy, ox);
+                    let mut best = f32::NEG_INFINITY;
+                    let mut best_index = ys.start * g.w + xs.start;
+                    'window: for y in ys {
+                        for xx in xs.clone() {
+                            let v = src[y * g.w + xx];
+                            if v > best || v.is_nan() {
+                                best = v;
+                                best_index = y * g.w + xx;
+                                if v.is_nan() {
+                                    break 'window;
+                                }
+                            }
+                        }
+                    }
+                    vals[oy * g.ow + ox] = best;
+                    idx[oy * g.ow + ox] = best_index as u32;
+                }
+            }
+        });
+    (values, indices)
+}
+
+pub(crate) fn max_backward(dy: &[f32], indices: &[u32], g: &PoolGeometry) -> Vec<f32> {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let mut dx = vec![0.0f32; g.planes * hw];
+    dx.par_chunks_mut(hw).enumerate().for_each(|(plane, d)| {
+        for o in 0..ohw {
+            d[indices[plane * ohw + o] as usize] += dy[plane * ohw + o];
+        }
+    });
+    dx
+}
+
+pub(crate) fn avg_forward(x: &[f32], g: &PoolGeometry) -> Vec<f32> {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let mut out = vec![0.0f32; g.planes * ohw];
+    out.par_chunks_mut(ohw).enumerate().for_each(|(plane, o)| {
+        let src = &x[plane * hw..][..hw];
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let (ys, xs) = window(g, oy, ox);
+                let taps = (ys.len() * xs.len()).max(1) as f32;
+                let total: f32 = ys
+                    .flat_map(|y| xs.clone().map(move |xx| src[y * g.w + xx]))
+                    .sum();
+                o[oy * g.ow + ox] = total / taps;
+            }
+        }
+    });
+    out
+}
+
+pub(crate) fn avg_backward(dy: &[f32], g: &PoolGeometry) -> Vec<f32> {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let mut dx = vec![0.0f32; g.planes * hw];
+    dx.par_chunks_mut(hw).enumerate().for_each(|(plane, d)| {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let (ys, xs) = window(g, oy, ox);
+                let share = dy[plane * ohw + oy * g.ow + ox] / (ys.len() * xs.len()).max(1) as f32;
+                for y in ys {
+                    for xx in xs.clone() {
+                        d[y * g.w + xx] += share;
+                    }
+                }
+            }
+        }
+    });
+    dx
+}

@@ -1,0 +1,76 @@
+//! CPU softmax / log-softmax over `[outer, axis, inner]` views, rows in parallel.
+
+use rayon::prelude::*;
+
+/// Runs `f(base)` for every row's first index; a row's element `j` is at `base + j·inner`.
+fn rows(outer: usize, axis: usize, inner: usize) -> impl ParallelIterator<Item = usize> {
+    (0..outer * inner)
+        .into_par_iter()
+        .with_min_len(16)
+        .map(move |r| (r / inner) * axis * inner + r % inner)
+}
+
+/// A pointer that may be written from several threads because each writes disjoint indices.
+#[derive(Clone, Copy)]
+struct Disjoint(*mut f32);
+// SAFETY: every row of the [outer, axis, inner] view owns disjoint indices.
+unsafe impl Send for Disjoint {}
+unsafe impl Sync for Disjoint {}
+
+impl Disjoint {
+    /// SAFETY: callers write each index from one thread only, within the buffer.
+    unsafe fn write(self, i: usize, v: f32) {
+        unsafe { *self.0.add(i) = v };
+    }
+}
+
+pub(crate) fn forward(x: &[f32], [outer, axis, inner]: [usize; 3], log: bool) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    let dst = Disjoint(out.as_mut_ptr());
+    rows(outer, axis, inner).for_each(|base| {
+        let at = |j: usize| base + j * inner;
+        let max = (0..axis).map(|j| x[at(j)]).fold(f32::NEG_INFINITY, |m, v| {
+            if v > m || v.is_nan() { v } else { m }
+        });
+        let sum: f32 = (0..axis).map(|j| (x[at(j)] - max).exp()).sum();
+        let log_sum = sum.ln();
+        for j in 0..axis {
+            let shifted = x[at(j)] - max;
+            let v = if log {
+                shifted - log_sum
+            } else {
+                (shifted - log_sum).exp()
+            };
+            // SAFETY: index at(j) belongs to this row only.
+            unsafe { dst.write(at(j), v) };
+        }
+    });
+    out
+}
+
+pub(crate) fn backward(
+    y: &[f32],
+    dy: &[f32],
+    [outer, axis, inner]: [usize; 3],
+    log: bool,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; y.len()];
+    let dst = Disjoint(out.as_mut_ptr());
+    rows(outer, axis, inner).for_each(|base| {
+        let at = |j: usize| base + j * inner;
+        let total: f32 = (0..axis)
+            .map(|j| if log { dy[at(j)] } else { dy[at(j)] * y[at(j)] })
+            .sum();
+        for j in 0..axis {
+            let i = at(j);
+            let v = if log {
+                dy[i] - y[i].exp() * total
+            } else {
+                y[i] * (dy[i] - total)
+            };
+            // SAFETY: index i belongs to this row only.
+            unsafe { dst.write(i, v) };
+        }
+    });
+    out
+}

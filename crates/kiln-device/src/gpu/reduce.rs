@@ -1,0 +1,93 @@
+//! Launchers for `shaders/reduce.wgsl`: one or two passes (long axes are split over several
+//! workgroups per output, then the parts are reduced).
+
+use std::sync::Arc;
+
+use super::params::Params;
+use super::pipelines::Kernel;
+use super::{GpuBuffer, GpuContext};
+use crate::shaders::Shader;
+use crate::{DType, ReduceOp, Result};
+
+/// Workgroups a reduction aims to keep busy.
+const TARGET_WORKGROUPS: usize = 256;
+/// Elements each workgroup of a split reduction reduces at least.
+const MIN_PART: usize = 4096;
+
+fn code(op: ReduceOp) -> u32 {
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => 0,
+        ReduceOp::Max => 1,
+        ReduceOp::Min => 2,
+    }
+}
+
+fn pass(
+    ctx: &Arc<GpuContext>,
+    name: &'static str,
+    op: ReduceOp,
+    src: &GpuBuffer,
+    [outer, axis, inner]: [usize; 3],
+    parts: usize,
+    scale: f32,
+) -> Result<GpuBuffer> {
+    let outputs = outer * inner;
+    let per_part = axis.div_ceil(parts).max(1);
+    let out = ctx.alloc(name, (outputs * parts * 4) as u64)?;
+    let params = Params::new()
+        .with_words(name, 0, &[outer, axis, inner, per_part, parts])?
+        .set(5, scale.to_bits());
+    let kernel = Kernel::new(Shader::Reduce, "reduce_main", DType::F32).with("OP", code(op));
+    ctx.dispatch(
+        name,
+        &kernel,
+        &params,
+        &[(1, src), (2, &out)],
+        (outputs * parts) as u64,
+    )?;
+    Ok(out)
+}
+
+/// `op` of contiguous `src` viewed as `[outer, axis, inner]`, shaped `[outer, inner]`.
+pub(crate) fn reduce(
+    ctx: &Arc<GpuContext>,
+    name: &'static str,
+    op: ReduceOp,
+    src: &GpuBuffer,
+    shape: [usize; 3],
+) -> Result<GpuBuffer> {
+    let [outer, axis, inner] = shape;
+    let outputs = outer * inner;
+    let final_scale = if op == ReduceOp::Mean {
+        1.0 / axis as f32
+    } else {
+        1.0
+    };
+    let parts = if outputs >= TARGET_WORKGROUPS {
+        1
+    } else {
+        axis.div_ceil(MIN_PART)
+            .min(TARGET_WORKGROUPS / outputs.max(1))
+            .max(1)
+    };
+    if parts == 1 {
+        return pass(ctx, name, op, src, shape, 1, final_scale);
+    }
+    let partial = pass(ctx, name, op, src, shape, parts, 1.0)?;
+    pass(ctx, name, op, &partial, [outputs, parts, 1], 1, final_scale)
+}
+
+/// Index of the largest element along the axis, as u32, shaped `[outer, inner]`.
+pub(crate) fn argmax(
+    ctx: &Arc<GpuContext>,
+    src: &GpuBuffer,
+    [outer, axis, inner]: [usize; 3],
+) -> Result<GpuBuffer> {
+    let op = "argmax";
+    let outputs = outer * inner;
+    let out = ctx.alloc(op, (outputs * 4) as u64)?;
+    let params = Params::new().with_words(op, 0, &[outer, axis, inner, axis, 1])?;
+    let kernel = Kernel::new(Shader::Reduce, "argmax_main", DType::F32);
+    ctx.dispatch(op, &kernel, &params, &[(1, src), (3, &out)], outputs as u64)?;
+    Ok(out)
+}

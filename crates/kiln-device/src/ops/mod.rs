@@ -1,0 +1,17 @@
+//! The ops of [`crate::RawTensor`], one module per kernel family. Each checks its operands (shapes,
+//! dtypes, devices) and dispatches to the CPU twin in `cpu/` or the GPU launcher in `gpu/`.
+
+pub(crate) mod conv2d;
+pub(crate) mod elementwise;
+pub(crate) mod loss;
+pub(crate) mod matmul;
+pub(crate) mod optimizer;
+pub(crate) mod pool;
+pub(crate) mod reduce;
+pub(crate) mod softmax;
+
+pub use conv2d::Conv2dParams;
+pub use elementwise::{BinaryOp, UnaryOp};
+pub use optimizer::{AdamConfig, SgdConfig};
+pub use pool::Pool2dParams;
+pub use reduce::ReduceOp;

@@ -1,0 +1,166 @@
+//! Fused optimizer steps: each reads a parameter, its gradient and its state once and returns the
+//! updated parameter and state (PyTorch's update rules; `shaders/optimizer.wgsl` has the formulas).
+
+use crate::tensor::Backend;
+use crate::{DType, Error, RawTensor, Result, cpu, gpu};
+
+/// Hyper-parameters of Adam and AdamW.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decay of the first moment.
+    pub beta1: f32,
+    /// Decay of the second moment.
+    pub beta2: f32,
+    /// Added to the denominator.
+    pub eps: f32,
+    /// Weight decay: L2 added to the gradient (Adam) or decoupled (AdamW).
+    pub weight_decay: f32,
+    /// AdamW's decoupled weight decay (`p *= 1 - lr·wd` before the update).
+    pub decoupled: bool,
+}
+
+impl Default for AdamConfig {
+    /// Keras's defaults: lr 0.001, β 0.9 / 0.999, eps 1e-7, no weight decay.
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+            weight_decay: 0.0,
+            decoupled: false,
+        }
+    }
+}
+
+/// Hyper-parameters of SGD with momentum (PyTorch's formulation).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SgdConfig {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum factor (0 for plain SGD).
+    pub momentum: f32,
+    /// Dampening of the momentum.
+    pub dampening: f32,
+    /// L2 weight decay added to the gradient.
+    pub weight_decay: f32,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+}
+
+fn check(op: &'static str, param: &RawTensor, others: &[&RawTensor]) -> Result<()> {
+    for t in others {
+        if t.shape() != param.shape() {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "parameter {} and its gradient/state {} differ in shape",
+                    param.shape(),
+                    t.shape()
+                ),
+            ));
+        }
+    }
+    let mut all = vec![param];
+    all.extend_from_slice(others);
+    for t in &all {
+        t.expect_dtype(op, DType::F32, "optimizer state is f32")?;
+    }
+    RawTensor::check_same_device(op, &all)
+}
+
+impl RawTensor {
+    /// One Adam/AdamW step at `step` (1-based): returns `(param, m, v)` after the update.
+    pub fn adam_step(
+        param: &RawTensor,
+        grad: &RawTensor,
+        m: &RawTensor,
+        v: &RawTensor,
+        config: &AdamConfig,
+        step: u32,
+    ) -> Result<(RawTensor, RawTensor, RawTensor)> {
+        let op = "adam_step";
+        check(op, param, &[grad, m, v])?;
+        if step == 0 {
+            return Err(Error::invalid(op, "step counts from 1".to_string()));
+        }
+        let (p, g, m, v) = (
+            param.contiguous()?,
+            grad.contiguous()?,
+            m.contiguous()?,
+            v.contiguous()?,
+        );
+        let shape = p.shape().clone();
+        Ok(match p.backend() {
+            Backend::Cpu(cpu) => {
+                let (p2, m2, v2) = cpu::optimizer::adam(
+                    p.host_f32(),
+                    g.host_f32(),
+                    m.host_f32(),
+                    v.host_f32(),
+                    config,
+                    step,
+                );
+                let wrap = |values| RawTensor::from_host_f32(values, shape.clone(), cpu);
+                (wrap(p2), wrap(m2), wrap(v2))
+            }
+            Backend::Gpu(ctx) => {
+                let [p2, m2, v2] = gpu::optimizer::adam(
+                    ctx,
+                    [p.buffer(), g.buffer(), m.buffer(), v.buffer()],
+                    p.numel(),
+                    config,
+                    step,
+                )?;
+                let wrap = |buffer| RawTensor::from_gpu(buffer, shape.clone(), DType::F32, &p);
+                (wrap(p2), wrap(m2), wrap(v2))
+            }
+        })
+    }
+
+    /// One SGD step; `momentum_buffer` is `None` on the first step. Returns `(param, momentum_buffer)`.
+    pub fn sgd_step(
+        param: &RawTensor,
+        grad: &RawTensor,
+        momentum_buffer: Option<&RawTensor>,
+        config: &SgdConfig,
+    ) -> Result<(RawTensor, RawTensor)> {
+        let op = "sgd_step";
+        let mut others = vec![grad];
+        others.extend(momentum_buffer);
+        check(op, param, &others)?;
+        let (p, g) = (param.contiguous()?, grad.contiguous()?);
+        let buf = momentum_buffer.map(RawTensor::contiguous).transpose()?;
+        let shape = p.shape().clone();
+        Ok(match p.backend() {
+            Backend::Cpu(cpu) => {
+                let (p2, b2) = cpu::optimizer::sgd(
+                    p.host_f32(),
+                    g.host_f32(),
+                    buf.as_ref().map(RawTensor::host_f32),
+                    config,
+                );
+                (
+                    RawTensor::from_host_f32(p2, shape.clone(), cpu),
+                    RawTensor::from_host_f32(b2, shape, cpu),
+                )
+            }
+            Backend::Gpu(ctx) => {
+                let (p2, b2) = gpu::optimizer::sgd(
+                    ctx,
+                    p.buffer(),
+                    g.buffer(),
+                    buf.as_ref().map(RawTensor::buffer),
+                    p.numel(),
+                    config,
+                )?;
+                (
+                    RawTensor::from_gpu(p2, shape.clone(), DType::F32, &p),
+                    RawTensor::from_gpu(b2, shape, DType::F32, &p),
+                )
+            }
+        })
+    }
+}

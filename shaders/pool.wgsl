@@ -1,0 +1,159 @@
+// 2-D pooling over NCHW planes with any kernel, stride and zero padding. Forward: one thread per output
+// element. Backward: one thread per input element gathers from every window that covers it, so no
+// atomics are needed and overlapping windows (stride < kernel) add up deterministically.
+//   max_forward   also records the argmax as a flat index y·W + x within the plane (as PyTorch does);
+//                 padding counts as -inf
+//   max_backward  dx = sum of dy over the windows whose argmax is this element
+//   avg_forward   mean over the window's taps inside the image (padded taps are not counted)
+//   avg_backward  dx = sum over covering windows of dy / (taps of that window)
+//
+// Params (see crates/kiln-device/src/gpu/pool.rs):
+//   0 planes (N·C)  1 H  2 W  3 OH  4 OW  5 KH  6 KW  7 stride h  8 stride w  9 pad h  10 pad w
+
+const WORKGROUP: u32 = 256u;
+
+struct Params {
+    words: array<vec4<u32>, 8>,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read> src_index: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dst_index: array<u32>;
+
+fn word(i: u32) -> u32 {
+    return params.words[i >> 2u][i & 3u];
+}
+
+fn thread_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+}
+
+struct Window {
+    y0: i32,
+    x0: i32,
+    y_begin: u32,
+    y_end: u32,
+    x_begin: u32,
+    x_end: u32,
+}
+
+// The taps of output (oh, ow) that fall inside the H x W image.
+fn window(oh: u32, ow: u32) -> Window {
+    let y0 = i32(oh * word(7u)) - i32(word(9u));
+    let x0 = i32(ow * word(8u)) - i32(word(10u));
+    let y_begin = u32(max(y0, 0));
+    let x_begin = u32(max(x0, 0));
+    let y_end = u32(clamp(y0 + i32(word(5u)), 0, i32(word(1u))));
+    let x_end = u32(clamp(x0 + i32(word(6u)), 0, i32(word(2u))));
+    return Window(y0, x0, y_begin, max(y_end, y_begin), x_begin, max(x_end, x_begin));
+}
+
+// Outputs along one axis whose windows cover input position `i`: [first, last] (empty if first > last).
+fn covering(i: u32, kernel: u32, stride: u32, pad: u32, outputs: u32) -> vec2<i32> {
+    let p = i32(i + pad);
+    let first = max(0, (p - i32(kernel) + i32(stride)) / i32(stride));
+    let last = min(i32(outputs) - 1, p / i32(stride));
+    return vec2<i32>(first, last);
+}
+
+@compute @workgroup_size(256)
+fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, groups, lid);
+    let ohw = word(3u) * word(4u);
+    if i >= word(0u) * ohw {
+        return;
+    }
+    let plane = i / ohw;
+    let w = window((i % ohw) / word(4u), i % word(4u));
+    let base = plane * word(1u) * word(2u);
+    var best = bitcast<f32>(0xff800000u);
+    var best_index = w.y_begin * word(2u) + w.x_begin;
+    for (var y = w.y_begin; y < w.y_end; y = y + 1u) {
+        for (var x = w.x_begin; x < w.x_end; x = x + 1u) {
+            let v = src[base + y * word(2u) + x];
+            if v > best || v != v {
+                best = v;
+                best_index = y * word(2u) + x;
+                if v != v {
+                    break;
+                }
+            }
+        }
+    }
+    dst[i] = best;
+    dst_index[i] = best_index;
+}
+
+@compute @workgroup_size(256)
+fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, groups, lid);
+    let hw = word(1u) * word(2u);
+    if i >= word(0u) * hw {
+        return;
+    }
+    let plane = i / hw;
+    let y = (i % hw) / word(2u);
+    let x = i % word(2u);
+    let rows = covering(y, word(5u), word(7u), word(9u), word(3u));
+    let cols = covering(x, word(6u), word(8u), word(10u), word(4u));
+    let own = y * word(2u) + x;
+    var total = 0.0;
+    for (var oh = rows.x; oh <= rows.y; oh = oh + 1) {
+        for (var ow = cols.x; ow <= cols.y; ow = ow + 1) {
+            let o = (plane * word(3u) + u32(oh)) * word(4u) + u32(ow);
+            if src_index[o] == own {
+                total = total + src[o];
+            }
+        }
+    }
+    dst[i] = total;
+}
+
+@compute @workgroup_size(256)
+fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, groups, lid);
+    let ohw = word(3u) * word(4u);
+    if i >= word(0u) * ohw {
+        return;
+    }
+    let plane = i / ohw;
+    let w = window((i % ohw) / word(4u), i % word(4u));
+    let base = plane * word(1u) * word(2u);
+    var total = 0.0;
+    for (var y = w.y_begin; y < w.y_end; y = y + 1u) {
+        for (var x = w.x_begin; x < w.x_end; x = x + 1u) {
+            total = total + src[base + y * word(2u) + x];
+        }
+    }
+    let taps = (w.y_end - w.y_begin) * (w.x_end - w.x_begin);
+    dst[i] = total / f32(max(taps, 1u));
+}
+
+@compute @workgroup_size(256)
+fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, groups, lid);
+    let hw = word(1u) * word(2u);
+    if i >= word(0u) * hw {
+        return;
+    }
+    let plane = i / hw;
+    let y = (i % hw) / word(2u);
+    let x = i % word(2u);
+    let rows = covering(y, word(5u), word(7u), word(9u), word(3u));
+    let cols = covering(x, word(6u), word(8u), word(10u), word(4u));
+    var total = 0.0;
+    for (var oh = rows.x; oh <= rows.y; oh = oh + 1) {
+        for (var ow = cols.x; ow <= cols.y; ow = ow + 1) {
+            let w = window(u32(oh), u32(ow));
+            let taps = (w.y_end - w.y_begin) * (w.x_end - w.x_begin);
+            total = total + src[(plane * word(3u) + u32(oh)) * word(4u) + u32(ow)] / f32(max(taps, 1u));
+        }
+    }
+    dst[i] = total;
+}

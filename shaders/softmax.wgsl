@@ -1,0 +1,142 @@
+// Softmax and log-softmax along one axis of a contiguous tensor viewed as [outer, axis, inner], forward
+// and backward. One workgroup of 256 threads per row: an online pass keeps each thread's running max
+// and rescaled sum (so huge logits never overflow), a tree combines them, then each element is written.
+//
+// Params (see crates/kiln-device/src/gpu/softmax.rs):  0 outer  1 axis length  2 inner
+
+// true: log_softmax; false: softmax.
+override LOG: bool = false;
+
+const WORKGROUP: u32 = 256u;
+
+struct Params {
+    words: array<vec4<u32>, 8>,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+// forward: the input; backward: the forward output y.
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+// backward only: the upstream gradient.
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+var<workgroup> maxima: array<f32, 256>;
+var<workgroup> sums: array<f32, 256>;
+
+fn word(i: u32) -> u32 {
+    return params.words[i >> 2u][i & 3u];
+}
+
+fn row_base(row: u32) -> u32 {
+    let inner = word(2u);
+    return (row / inner) * word(1u) * inner + row % inner;
+}
+
+fn row_of(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return wid.y * groups.x + wid.x;
+}
+
+// Combines (max, sum of exp(x - max)) pairs of threads lid and lid + width, tree style.
+fn reduce_max_sum(lid: u32) {
+    workgroupBarrier();
+    for (var width = WORKGROUP / 2u; width > 0u; width = width / 2u) {
+        if lid < width {
+            let m1 = maxima[lid];
+            let m2 = maxima[lid + width];
+            let m = max(m1, m2);
+            var s = 0.0;
+            if m1 > bitcast<f32>(0xff800000u) {
+                s = s + sums[lid] * exp(m1 - m);
+            }
+            if m2 > bitcast<f32>(0xff800000u) {
+                s = s + sums[lid + width] * exp(m2 - m);
+            }
+            maxima[lid] = m;
+            sums[lid] = s;
+        }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(256)
+fn softmax_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = row_of(wid, groups);
+    if row >= word(0u) * word(2u) {
+        return;
+    }
+    let base = row_base(row);
+    let inner = word(2u);
+    let n = word(1u);
+    var m = bitcast<f32>(0xff800000u);
+    var s = 0.0;
+    for (var j = lid; j < n; j = j + WORKGROUP) {
+        let v = x[base + j * inner];
+        if v > m {
+            s = s * exp(m - v) + 1.0;
+            m = v;
+        } else if v > bitcast<f32>(0xff800000u) {
+            s = s + exp(v - m);
+        } else if v != v {
+            s = v; // NaN in, NaN out
+        }
+    }
+    maxima[lid] = m;
+    sums[lid] = s;
+    reduce_max_sum(lid);
+    let row_max = maxima[0];
+    let log_sum = log(sums[0]);
+    for (var j = lid; j < n; j = j + WORKGROUP) {
+        let shifted = x[base + j * inner] - row_max;
+        if LOG {
+            out[base + j * inner] = shifted - log_sum;
+        } else {
+            out[base + j * inner] = exp(shifted - log_sum);
+        }
+    }
+}
+
+// softmax: dx = y * (dy - sum(dy * y)); log_softmax: dx = dy - exp(y) * sum(dy).
+@compute @workgroup_size(256)
+fn softmax_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = row_of(wid, groups);
+    if row >= word(0u) * word(2u) {
+        return;
+    }
+    let base = row_base(row);
+    let inner = word(2u);
+    let n = word(1u);
+    var s = 0.0;
+    for (var j = lid; j < n; j = j + WORKGROUP) {
+        let i = base + j * inner;
+        if LOG {
+            s = s + grad[i];
+        } else {
+            s = s + grad[i] * x[i];
+        }
+    }
+    sums[lid] = s;
+    workgroupBarrier();
+    for (var width = WORKGROUP / 2u; width > 0u; width = width / 2u) {
+        if lid < width {
+            sums[lid] = sums[lid] + sums[lid + width];
+        }
+        workgroupBarrier();
+    }
+    let total = sums[0];
+    for (var j = lid; j < n; j = j + WORKGROUP) {
+        let i = base + j * inner;
+        if LOG {
+            out[i] = grad[i] - exp(x[i]) * total;
+        } else {
+            out[i] = x[i] * (grad[i] - total);
+        }
+    }
+}
