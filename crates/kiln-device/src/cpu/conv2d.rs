@@ -1,7 +1,8 @@
-//! CPU convolution: im2col per image, then a `gemm` product; images run in parallel on rayon.
+//! CPU convolution: im2col per image, then a GEMM (`cpu/gemm.rs`); images run in parallel on rayon.
 
 use rayon::prelude::*;
 
+use super::gemm::{Matrix, sgemm};
 use crate::ops::conv2d::ConvGeometry;
 
 /// Unrolls image `x` (`[Cin, H, W]`) into `col` (`[Cin·KH·KW, OH·OW]`), zeros for padding.
@@ -59,7 +60,6 @@ fn col2im(col: &[f32], g: &ConvGeometry, dx: &mut [f32]) {
 }
 
 /// `dst (m×n, row-major) = [dst +] lhs · rhs` with explicit (row, column) strides.
-#[allow(clippy::too_many_arguments)]
 fn gemm_into(
     dst: &mut [f32],
     accumulate: bool,
@@ -68,40 +68,13 @@ fn gemm_into(
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
-    parallel: bool,
 ) {
-    let parallelism = if parallel {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: callers pass slices holding m×k and k×n matrices with these strides and an m×n `dst`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
+    let a = Matrix { data: lhs, row_stride: lhs_rs, col_stride: lhs_cs };
+    let b = Matrix { data: rhs, row_stride: rhs_rs, col_stride: rhs_cs };
+    sgemm(m, n, k, a, b, dst, accumulate);
 }
 
-/// Whether to spread images over threads (else parallelise inside each product).
+/// Whether to spread images over threads (else each product parallelises itself).
 fn per_image_threads(g: &ConvGeometry) -> bool {
     g.n >= rayon::current_num_threads()
 }
@@ -125,7 +98,6 @@ pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeomet
             (patch, 1),
             &col,
             (ohw, 1),
-            !per_image_threads(g),
         );
         if let Some(bias) = bias {
             for (row, b) in y.chunks_mut(ohw).zip(bias) {
@@ -158,7 +130,6 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
             (1, patch),
             dyn_,
             (ohw, 1),
-            !per_image_threads(g),
         );
         col2im(&col, g, dxn);
     };
@@ -174,7 +145,7 @@ pub(crate) fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
 pub(crate) fn weight_grad(dy: &[f32], x: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (ohw, patch, chw) = (g.oh * g.ow, g.patch(), g.c_in * g.h * g.w);
     let size = g.c_out * patch;
-    let image_grad = |acc: &mut Vec<f32>, n: usize, parallel: bool| {
+    let image_grad = |acc: &mut Vec<f32>, n: usize| {
         let mut col = vec![0.0f32; patch * ohw];
         im2col(&x[n * chw..][..chw], g, &mut col);
         let dyn_ = &dy[n * g.c_out * ohw..][..g.c_out * ohw];
@@ -186,7 +157,6 @@ pub(crate) fn weight_grad(dy: &[f32], x: &[f32], g: &ConvGeometry) -> Vec<f32> {
             (ohw, 1),
             &col,
             (1, ohw),
-            parallel,
         );
     };
     if per_image_threads(g) {
@@ -195,7 +165,7 @@ pub(crate) fn weight_grad(dy: &[f32], x: &[f32], g: &ConvGeometry) -> Vec<f32> {
             .fold(
                 || vec![0.0f32; size],
                 |mut acc, n| {
-                    image_grad(&mut acc, n, false);
+                    image_grad(&mut acc, n);
                     acc
                 },
             )
@@ -209,7 +179,7 @@ pub(crate) fn weight_grad(dy: &[f32], x: &[f32], g: &ConvGeometry) -> Vec<f32> {
     } else {
         let mut acc = vec![0.0f32; size];
         for n in 0..g.n {
-            image_grad(&mut acc, n, true);
+            image_grad(&mut acc, n);
         }
         acc
     }

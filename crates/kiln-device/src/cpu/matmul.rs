@@ -1,13 +1,13 @@
-//! CPU matmul through the `gemm` crate (cache-blocked, SIMD micro-kernels, rayon threads); it reads
-//! strided operands directly, so transposed views cost nothing. `benches/matmul.rs` compares it with
-//! `matrixmultiply`.
+//! CPU matmul: one strided GEMM per batch (`cpu/gemm.rs`), so transposed views cost nothing; many
+//! small products run in parallel over the batch.
 
 use rayon::prelude::*;
 
+use super::gemm::{Matrix, sgemm};
 use crate::Layout;
 use crate::ops::matmul::{MatmulDims, matrix_strides};
 
-/// Below this many multiply-adds per matrix, batches run in parallel and each product on one thread.
+/// Below this many multiply-adds per matrix, batches run in parallel.
 const SMALL_PRODUCT: usize = 1 << 18;
 
 /// `C = A · B` for strided `A` and `B` (already broadcast to the batch shape); returns C contiguous.
@@ -35,38 +35,9 @@ pub(crate) fn matmul(
     let small = d.m * d.n * d.k < SMALL_PRODUCT;
     let threads = rayon::current_num_threads();
     let product = |(batch, c): (usize, &mut [f32])| {
-        let parallelism = if small || batches >= threads {
-            gemm::Parallelism::None
-        } else {
-            gemm::Parallelism::Rayon(threads)
-        };
-        let a_ptr = a[offset(batch, a_bs, la.offset())..].as_ptr();
-        let b_ptr = b[offset(batch, b_bs, lb.offset())..].as_ptr();
-        // SAFETY: the layouts lie within their storages (checked when the views were made), and the
-        // strides describe m×k and k×n matrices starting at these pointers; `c` holds m×n elements.
-        unsafe {
-            gemm::gemm(
-                d.m,
-                d.n,
-                d.k,
-                c.as_mut_ptr(),
-                1,
-                d.n as isize,
-                false,
-                a_ptr,
-                a_cs as isize,
-                a_rs as isize,
-                b_ptr,
-                b_cs as isize,
-                b_rs as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
+        let a = Matrix { data: &a[offset(batch, a_bs, la.offset())..], row_stride: a_rs, col_stride: a_cs };
+        let b = Matrix { data: &b[offset(batch, b_bs, lb.offset())..], row_stride: b_rs, col_stride: b_cs };
+        sgemm(d.m, d.n, d.k, a, b, c, false);
     };
     if batches > 1 && (small || batches >= threads) {
         out.par_chunks_mut(d.m * d.n).enumerate().for_each(product);

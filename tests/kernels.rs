@@ -1,0 +1,397 @@
+//! Kernel edge cases on every device: sizes that are not multiples of the tiles, batches of one,
+//! empty tensors, transposed operands, grids beyond 65,535 workgroups, and bad input. Each result is
+//! compared with a plain-loop reference written here.
+
+use kiln::device::device_test;
+use kiln::prelude::*;
+
+/// Deterministic values in [-1, 1).
+fn values(n: usize, seed: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i as f32 * 12.9898 + seed).sin() * 43758.547).fract())
+        .collect()
+}
+
+fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "element {i}: got {g}, want {w}"
+        );
+    }
+}
+
+fn naive_matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+        }
+    }
+    c
+}
+
+device_test!(matmul_sizes_that_are_not_tile_multiples, |device| {
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (65, 17, 129),
+        (3, 200, 2),
+        (64, 64, 64),
+        (1, 300, 70),
+    ] {
+        let (a, b) = (values(m * k, 1.0), values(k * n, 2.0));
+        let ta = RawTensor::from_slice(&a, [m, k], &device).unwrap();
+        let tb = RawTensor::from_slice(&b, [k, n], &device).unwrap();
+        let got = ta.matmul(&tb).unwrap().to_vec::<f32>().unwrap();
+        assert_close(&got, &naive_matmul(&a, &b, m, k, n), 1e-4);
+    }
+});
+
+device_test!(matmul_reads_transposed_views_without_copies, |device| {
+    let (m, k, n) = (33, 21, 40);
+    let (a, b) = (values(m * k, 3.0), values(k * n, 4.0));
+    // Store Aᵀ and Bᵀ, multiply their transposed views.
+    let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+    let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+    let ta = RawTensor::from_slice(&at, [k, m], &device)
+        .unwrap()
+        .transpose(0, 1)
+        .unwrap();
+    let tb = RawTensor::from_slice(&bt, [n, k], &device)
+        .unwrap()
+        .transpose(0, 1)
+        .unwrap();
+    let allocations = device.memory_stats().allocations;
+    let out = ta.matmul(&tb).unwrap();
+    assert!(
+        device.memory_stats().allocations <= allocations + 1,
+        "only the output is allocated"
+    );
+    assert_close(
+        &out.to_vec::<f32>().unwrap(),
+        &naive_matmul(&a, &b, m, k, n),
+        1e-4,
+    );
+});
+
+device_test!(matmul_batches_vectors_and_empty_operands, |device| {
+    // Batch of one, broadcast against a batch of three.
+    let a = values(4 * 5, 5.0);
+    let b = values(3 * 5 * 2, 6.0);
+    let ta = RawTensor::from_slice(&a, [1, 4, 5], &device).unwrap();
+    let tb = RawTensor::from_slice(&b, [3, 5, 2], &device).unwrap();
+    let out = ta.matmul(&tb).unwrap();
+    assert_eq!(out.shape().dims(), &[3, 4, 2]);
+    let got = out.to_vec::<f32>().unwrap();
+    for batch in 0..3 {
+        assert_close(
+            &got[batch * 8..][..8],
+            &naive_matmul(&a, &b[batch * 10..][..10], 4, 5, 2),
+            1e-4,
+        );
+    }
+    // 1-D operands are vectors, as in numpy.
+    let v = RawTensor::from_slice(&[1.0f32, 2.0, 3.0], [3], &device).unwrap();
+    let mtx = RawTensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0], [3, 2], &device).unwrap();
+    let vm = v.matmul(&mtx).unwrap();
+    assert_eq!(
+        (vm.shape().dims(), vm.to_vec::<f32>().unwrap()),
+        (&[2][..], vec![4.0, 5.0])
+    );
+    assert_eq!(v.matmul(&v).unwrap().to_vec::<f32>().unwrap(), vec![14.0]);
+    // Empty operands: [0, 4] @ [4, 3] is empty, [2, 0] @ [0, 3] is zeros.
+    let e = RawTensor::zeros([0, 4], DType::F32, &device).unwrap();
+    let w = RawTensor::ones([4, 3], DType::F32, &device).unwrap();
+    assert_eq!(e.matmul(&w).unwrap().shape().dims(), &[0, 3]);
+    let z = RawTensor::zeros([2, 0], DType::F32, &device)
+        .unwrap()
+        .matmul(&RawTensor::zeros([0, 3], DType::F32, &device).unwrap())
+        .unwrap();
+    assert_eq!(z.to_vec::<f32>().unwrap(), vec![0.0; 6]);
+});
+
+device_test!(matmul_beyond_65535_workgroups, |device| {
+    // 70,000 batched 1x1 products: one GEMM tile each, more than one grid dimension holds.
+    let batch = 70_000;
+    let a = RawTensor::from_slice(
+        &(0..batch).map(|i| i as f32).collect::<Vec<_>>(),
+        [batch, 1, 1],
+        &device,
+    )
+    .unwrap();
+    let b = RawTensor::full([batch, 1, 1], 2.0, DType::F32, &device).unwrap();
+    let got = a.matmul(&b).unwrap().to_vec::<f32>().unwrap();
+    assert!(
+        got.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f32),
+        "every batch computed"
+    );
+});
+
+fn naive_conv(
+    x: &[f32],
+    w: &[f32],
+    [n, c, h, wd]: [usize; 4],
+    [co, kh, kw]: [usize; 3],
+    s: [usize; 2],
+    p: [usize; 2],
+) -> Vec<f32> {
+    let oh = (h + 2 * p[0] - kh) / s[0] + 1;
+    let ow = (wd + 2 * p[1] - kw) / s[1] + 1;
+    let mut out = vec![0.0; n * co * oh * ow];
+    for img in 0..n {
+        for o in 0..co {
+            for y in 0..oh {
+                for xx in 0..ow {
+                    let mut acc = 0.0;
+                    for ci in 0..c {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (y * s[0] + ky) as isize - p[0] as isize;
+                                let ix = (xx * s[1] + kx) as isize - p[1] as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                    acc += x[((img * c + ci) * h + iy as usize) * wd + ix as usize]
+                                        * w[((o * c + ci) * kh + ky) * kw + kx];
+                                }
+                            }
+                        }
+                    }
+                    out[((img * co + o) * oh + y) * ow + xx] = acc;
+                }
+            }
+        }
+    }
+    out
+}
+
+device_test!(conv2d_matches_a_plain_loop, |device| {
+    for &(shape, kernel, stride, padding) in &[
+        ([1, 3, 10, 9], [4, 3, 3], [2, 2], [1, 1]),
+        ([2, 1, 5, 5], [70, 2, 2], [1, 1], [0, 0]),
+        ([1, 2, 4, 4], [1, 4, 4], [1, 1], [0, 0]),
+    ] {
+        let x = values(shape.iter().product(), 7.0);
+        let w = values(kernel[0] * shape[1] * kernel[1] * kernel[2], 8.0);
+        let tx = RawTensor::from_slice(&x, shape, &device).unwrap();
+        let tw = RawTensor::from_slice(&w, [kernel[0], shape[1], kernel[1], kernel[2]], &device)
+            .unwrap();
+        let params = Conv2dParams { stride, padding };
+        let got = tx
+            .conv2d(&tw, None, params)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_close(
+            &got,
+            &naive_conv(&x, &w, shape, kernel, stride, padding),
+            1e-4,
+        );
+    }
+});
+
+device_test!(conv2d_weight_grad_over_a_long_reduction, |device| {
+    // N·OH·OW = 8·30·30 = 7,200: the GPU splits this reduction over several workgroups.
+    let (n, c, h, co) = (8, 2, 32, 3);
+    let x = values(n * c * h * h, 9.0);
+    let dy = values(n * co * 30 * 30, 10.0);
+    let tx = RawTensor::from_slice(&x, [n, c, h, h], &device).unwrap();
+    let tdy = RawTensor::from_slice(&dy, [n, co, 30, 30], &device).unwrap();
+    let got =
+        RawTensor::conv2d_weight_grad(&tdy, &tx, [co, c, 3, 3], Conv2dParams::default()).unwrap();
+    let got = got.to_vec::<f32>().unwrap();
+    // dW[o, ci, ky, kx] = sum over n, y, x of dy[n, o, y, x] · x[n, ci, y + ky, x + kx]
+    let mut want = vec![0.0f64; co * c * 9];
+    for img in 0..n {
+        for o in 0..co {
+            for ci in 0..c {
+                for k in 0..9 {
+                    let (ky, kx) = (k / 3, k % 3);
+                    for y in 0..30 {
+                        for xx in 0..30 {
+                            want[(o * c + ci) * 9 + k] +=
+                                f64::from(dy[((img * co + o) * 30 + y) * 30 + xx])
+                                    * f64::from(x[((img * c + ci) * h + y + ky) * h + xx + kx]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_close(
+        &got,
+        &want.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        1e-3,
+    );
+});
+
+device_test!(pooling_with_overlapping_windows, |device| {
+    // 3x3 windows with stride 1 overlap: the backward must add every window's share.
+    let x = values(2 * 5 * 5, 11.0);
+    let tx = RawTensor::from_slice(&x, [1, 2, 5, 5], &device).unwrap();
+    let params = Pool2dParams {
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+    };
+    let (out, indices) = tx.max_pool2d(params).unwrap();
+    assert_eq!(out.shape().dims(), &[1, 2, 5, 5]);
+    let ones = RawTensor::ones([1, 2, 5, 5], DType::F32, &device).unwrap();
+    let dx = RawTensor::max_pool2d_backward(&ones, &indices, [1, 2, 5, 5], params)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    // Every window routes 1.0 to its maximum, so the gradients add up to the window count.
+    assert_eq!(dx.iter().sum::<f32>(), 50.0);
+    let avg = RawTensor::avg_pool2d_backward(&ones, [1, 2, 5, 5], params)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert!((avg.iter().sum::<f32>() - 50.0).abs() < 1e-4);
+    // A corner pixel is covered by 4 windows with 4, 6, 6 and 9 taps.
+    assert!(
+        (avg[0] - (1.0 / 4.0 + 2.0 / 6.0 + 1.0 / 9.0)).abs() < 1e-6,
+        "{}",
+        avg[0]
+    );
+});
+
+device_test!(reductions_long_axes_and_empty_tensors, |device| {
+    let n = 300_000;
+    let x = values(n, 12.0);
+    let t = RawTensor::from_slice(&x, [n], &device).unwrap();
+    let sum = t.sum(None, false).unwrap().to_vec::<f32>().unwrap()[0];
+    let want: f64 = x.iter().map(|&v| f64::from(v)).sum();
+    assert!((f64::from(sum) - want).abs() < 1e-2, "sum {sum} vs {want}");
+    let max = t.max(None, false).unwrap().to_vec::<f32>().unwrap()[0];
+    assert_eq!(max, x.iter().copied().fold(f32::MIN, f32::max));
+    let min = t.min(None, true).unwrap();
+    assert_eq!(min.shape().dims(), &[1]);
+    assert_eq!(
+        min.to_vec::<f32>().unwrap()[0],
+        x.iter().copied().fold(f32::MAX, f32::min)
+    );
+    let am = t.argmax(None, false).unwrap().to_vec::<u32>().unwrap()[0] as usize;
+    assert_eq!(x[am], max);
+    // Empty: the sum is 0, the max an error.
+    let e = RawTensor::zeros([3, 0], DType::F32, &device).unwrap();
+    assert_eq!(
+        e.sum(Some(1), false).unwrap().to_vec::<f32>().unwrap(),
+        vec![0.0; 3]
+    );
+    assert!(
+        e.max(Some(1), false)
+            .unwrap_err()
+            .to_string()
+            .contains("empty axis")
+    );
+});
+
+device_test!(
+    bad_kernel_input_is_an_error_naming_op_and_shapes,
+    |device| {
+        let a = RawTensor::zeros([3, 4], DType::F32, &device).unwrap();
+        let b = RawTensor::zeros([5, 2], DType::F32, &device).unwrap();
+        let err = a.matmul(&b).unwrap_err().to_string();
+        assert!(
+            err.contains("matmul") && err.contains("[3, 4]") && err.contains("[5, 2]"),
+            "{err}"
+        );
+
+        let x = RawTensor::zeros([1, 1, 4, 4], DType::F32, &device).unwrap();
+        let w = RawTensor::zeros([2, 1, 7, 7], DType::F32, &device).unwrap();
+        let err = x
+            .conv2d(&w, None, Conv2dParams::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("conv2d") && err.contains("7x7") && err.contains("[1, 1, 4, 4]"),
+            "{err}"
+        );
+        let w3 = RawTensor::zeros([2, 3, 3, 3], DType::F32, &device).unwrap();
+        let err = x
+            .conv2d(&w3, None, Conv2dParams::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("channels"), "{err}");
+
+        let err = x
+            .max_pool2d(Pool2dParams::square(5))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_pool2d") && err.contains("[5, 5]"),
+            "{err}"
+        );
+
+        let err = a.softmax(2).unwrap_err().to_string();
+        assert!(
+            err.contains("softmax") && err.contains("axis 2") && err.contains("[3, 4]"),
+            "{err}"
+        );
+        let err = a.sum(Some(-3), false).unwrap_err().to_string();
+        assert!(err.contains("sum") && err.contains("axis -3"), "{err}");
+
+        let labels = RawTensor::from_slice(&[0u32, 4, 1], [3], &device).unwrap();
+        let result =
+            RawTensor::cross_entropy(&a, &labels).and_then(|(loss, _)| loss.to_vec::<f32>());
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.contains("cross_entropy") && err.contains("[0, 4)") && err.contains("[3, 4]"),
+            "{err}"
+        );
+        // The device stays usable after the error.
+        let ok = RawTensor::from_slice(&[0u32, 3, 1], [3], &device).unwrap();
+        let (loss, _) = RawTensor::cross_entropy(&a, &ok).unwrap();
+        assert!((loss.to_vec::<f32>().unwrap()[0] - 4f32.ln()).abs() < 1e-6);
+
+        let err = RawTensor::mse(&a, &b).unwrap_err().to_string();
+        assert!(
+            err.contains("mse") && err.contains("[3, 4]") && err.contains("[5, 2]"),
+            "{err}"
+        );
+        let err = RawTensor::adam_step(&a, &b, &a, &a, &AdamConfig::default(), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("adam_step"), "{err}");
+    }
+);
+
+device_test!(sgd_with_momentum_and_nesterov, |device| {
+    let p = RawTensor::from_slice(&[1.0f32, -2.0], [2], &device).unwrap();
+    let g = RawTensor::from_slice(&[0.5f32, 0.25], [2], &device).unwrap();
+    let config = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        nesterov: true,
+        ..Default::default()
+    };
+    let (p1, b1) = RawTensor::sgd_step(&p, &g, None, &config).unwrap();
+    // First step: buf = g; nesterov step = g + 0.9·buf.
+    assert_close(
+        &p1.to_vec::<f32>().unwrap(),
+        &[1.0 - 0.1 * 0.95, -2.0 - 0.1 * 0.475],
+        1e-6,
+    );
+    let (p2, b2) = RawTensor::sgd_step(&p1, &g, Some(&b1), &config).unwrap();
+    // buf = 0.9·g + g = 1.9 g; step = g + 0.9·1.9 g = 2.71 g.
+    assert_close(&b2.to_vec::<f32>().unwrap(), &[0.95, 0.475], 1e-6);
+    assert_close(
+        &p2.to_vec::<f32>().unwrap(),
+        &[
+            1.0 - 0.1 * 0.95 - 0.1 * 2.71 * 0.5,
+            -2.0 - 0.1 * 0.475 - 0.1 * 2.71 * 0.25,
+        ],
+        1e-6,
+    );
+});
+
+device_test!(f16_inputs_compute_in_f32, |device| {
+    let x = RawTensor::from_slice(&values(12, 13.0), [3, 4], &device).unwrap();
+    let h = x.cast(DType::F16).unwrap();
+    let s = h.softmax(-1).unwrap();
+    assert_eq!(s.dtype(), DType::F16);
+    let rows = s.sum(Some(-1), false).unwrap().to_f32_vec().unwrap();
+    assert_close(&rows, &[1.0; 3], 2e-3);
+    let m = h.matmul(&h.transpose(0, 1).unwrap()).unwrap();
+    assert_eq!((m.dtype(), m.shape().dims()), (DType::F16, &[3, 3][..]));
+});
