@@ -13,28 +13,64 @@ fn values(n: usize) -> Vec<f32> {
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("cpu_matmul");
-    group.sample_size(10).measurement_time(std::time::Duration::from_secs(3));
+    group
+        .sample_size(10)
+        .measurement_time(std::time::Duration::from_secs(3));
     let threads = rayon::current_num_threads();
     for n in [128usize, 256, 512, 1024, 2048] {
         let (a, b) = (values(n * n), values(n * n));
         let mut out = vec![0.0f32; n * n];
         group.throughput(Throughput::Elements(2 * (n * n * n) as u64));
         let cpu = Device::cpu();
-        let (ta, tb) = (RawTensor::from_slice(&a, [n, n], &cpu).unwrap(), RawTensor::from_slice(&b, [n, n], &cpu).unwrap());
-        group.bench_function(BenchmarkId::new("kiln", n), |bench| bench.iter(|| ta.matmul(&tb).unwrap()));
+        let (ta, tb) = (
+            RawTensor::from_slice(&a, [n, n], &cpu).unwrap(),
+            RawTensor::from_slice(&b, [n, n], &cpu).unwrap(),
+        );
+        group.bench_function(BenchmarkId::new("kiln", n), |bench| {
+            bench.iter(|| ta.matmul(&tb).unwrap())
+        });
         group.bench_function(BenchmarkId::new("gemm", n), |bench| {
             bench.iter(|| unsafe {
                 gemm::gemm(
-                    n, n, n, out.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, n as isize, b.as_ptr(), 1,
-                    n as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::Rayon(threads),
+                    n,
+                    n,
+                    n,
+                    out.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    a.as_ptr(),
+                    1,
+                    n as isize,
+                    b.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(threads),
                 )
             })
         });
         group.bench_function(BenchmarkId::new("matrixmultiply", n), |bench| {
             bench.iter(|| unsafe {
                 matrixmultiply::sgemm(
-                    n, n, n, 1.0, a.as_ptr(), n as isize, 1, b.as_ptr(), n as isize, 1, 0.0, out.as_mut_ptr(),
-                    n as isize, 1,
+                    n,
+                    n,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    n as isize,
+                    1,
+                    b.as_ptr(),
+                    n as isize,
+                    1,
+                    0.0,
+                    out.as_mut_ptr(),
+                    n as isize,
+                    1,
                 )
             })
         });

@@ -25,11 +25,22 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
 "#;
 
 fn naive_gflops(n: u32, reps: u32) -> f64 {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default())).unwrap();
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .unwrap();
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
     let bytes = u64::from(n * n * 4);
-    let storage = |usage| device.create_buffer(&wgpu::BufferDescriptor { label: None, size: bytes, usage, mapped_at_creation: false });
+    let storage = |usage| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
     let (a, b, c) = (
         storage(wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST),
         storage(wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST),
@@ -38,23 +49,52 @@ fn naive_gflops(n: u32, reps: u32) -> f64 {
     let ones = vec![1.0f32; (n * n) as usize];
     queue.write_buffer(&a, 0, bytemuck_cast(&ones));
     queue.write_buffer(&b, 0, bytemuck_cast(&ones));
-    let dims = device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 16, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
-    queue.write_buffer(&dims, 0, &[n.to_le_bytes(), [0; 4], [0; 4], [0; 4]].concat());
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: None, source: wgpu::ShaderSource::Wgsl(NAIVE.into()) });
+    let dims = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 16,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    queue.write_buffer(
+        &dims,
+        0,
+        &[n.to_le_bytes(), [0; 4], [0; 4], [0; 4]].concat(),
+    );
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: None,
+        source: wgpu::ShaderSource::Wgsl(NAIVE.into()),
+    });
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: None, layout: None, module: &module, entry_point: Some("main"), compilation_options: Default::default(), cache: None,
+        label: None,
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
     });
     let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: None,
         layout: &pipeline.get_bind_group_layout(0),
         entries: &[
-            wgpu::BindGroupEntry { binding: 0, resource: dims.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: a.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 2, resource: b.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 3, resource: c.as_entire_binding() },
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: dims.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: a.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: b.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: c.as_entire_binding(),
+            },
         ],
     });
-    let mut run = || {
+    let run = || {
         let mut encoder = device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -97,7 +137,10 @@ fn main() {
         Err(e) => return eprintln!("no GPU adapter: {e}"),
     };
     println!("adapter: {device}");
-    println!("{:>6} {:>14} {:>14} {:>8}", "n", "naive GFLOP/s", "tiled GFLOP/s", "speedup");
+    println!(
+        "{:>6} {:>14} {:>14} {:>8}",
+        "n", "naive GFLOP/s", "tiled GFLOP/s", "speedup"
+    );
     for n in [256u32, 512, 1024] {
         let reps = if n >= 1024 { 2 } else { 5 };
         let naive = naive_gflops(n, reps);

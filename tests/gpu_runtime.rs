@@ -113,7 +113,10 @@ fn an_upload_beyond_the_binding_limit_is_an_error_with_sizes() {
         .to_string();
     assert!(err.contains("neg") && err.contains("2097152"), "{err}");
     let a = RawTensor::full([1024, 1], 1.0, DType::F32, &device).unwrap();
-    let err = a.matmul(&a.transpose(0, 1).unwrap()).unwrap_err().to_string();
+    let err = a
+        .matmul(&a.transpose(0, 1).unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("matmul") && err.contains("4194304"), "{err}");
 }
 

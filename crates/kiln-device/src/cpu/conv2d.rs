@@ -69,8 +69,16 @@ fn gemm_into(
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
 ) {
-    let a = Matrix { data: lhs, row_stride: lhs_rs, col_stride: lhs_cs };
-    let b = Matrix { data: rhs, row_stride: rhs_rs, col_stride: rhs_cs };
+    let a = Matrix {
+        data: lhs,
+        row_stride: lhs_rs,
+        col_stride: lhs_cs,
+    };
+    let b = Matrix {
+        data: rhs,
+        row_stride: rhs_rs,
+        col_stride: rhs_cs,
+    };
     sgemm(m, n, k, a, b, dst, accumulate);
 }
 

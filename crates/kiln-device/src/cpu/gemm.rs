@@ -11,12 +11,27 @@ pub(crate) struct Matrix<'a> {
 }
 
 /// `c = a · b`, or `c += a · b` when `accumulate`; `c` is row-major `m×n`.
-pub(crate) fn sgemm(m: usize, n: usize, k: usize, a: Matrix<'_>, b: Matrix<'_>, c: &mut [f32], accumulate: bool) {
+pub(crate) fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Matrix<'_>,
+    b: Matrix<'_>,
+    c: &mut [f32],
+    accumulate: bool,
+) {
     assert!(c.len() >= m * n, "output holds m×n elements");
     let extent = |x: &Matrix<'_>, rows: usize, cols: usize| {
-        if rows == 0 || cols == 0 { 0 } else { (rows - 1) * x.row_stride + (cols - 1) * x.col_stride + 1 }
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * x.row_stride + (cols - 1) * x.col_stride + 1
+        }
     };
-    assert!(a.data.len() >= extent(&a, m, k) && b.data.len() >= extent(&b, k, n), "operands within their slices");
+    assert!(
+        a.data.len() >= extent(&a, m, k) && b.data.len() >= extent(&b, k, n),
+        "operands within their slices"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -50,33 +65,60 @@ mod tests {
     use super::{Matrix, sgemm};
 
     fn values(n: usize, seed: f32) -> Vec<f32> {
-        (0..n).map(|i| ((i as f32 * 12.9898 + seed).sin() * 43758.547).fract()).collect()
+        (0..n)
+            .map(|i| ((i as f32 * 12.9898 + seed).sin() * 43758.547).fract())
+            .collect()
     }
 
     /// Every tile edge case of the blocked kernels against a plain triple loop, with row-major and
     /// transposed operands, overwriting and accumulating.
     #[test]
     fn matches_a_plain_loop_on_awkward_shapes() {
-        for &(m, n, k) in &[(1, 1, 1), (12, 16, 1), (13, 33, 17), (100, 70, 300), (97, 2100, 5), (200, 40, 600)] {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (12, 16, 1),
+            (13, 33, 17),
+            (100, 70, 300),
+            (97, 2100, 5),
+            (200, 40, 600),
+        ] {
             let (a, b) = (values(m * k, 1.0), values(k * n, 2.0));
             for transposed in [false, true] {
                 // A as stored row-major, or as the transpose of a stored k×m matrix.
                 let (at, a_rs, a_cs) = if transposed {
-                    ((0..k * m).map(|i| a[(i % m) * k + i / m]).collect::<Vec<_>>(), 1, m)
+                    (
+                        (0..k * m)
+                            .map(|i| a[(i % m) * k + i / m])
+                            .collect::<Vec<_>>(),
+                        1,
+                        m,
+                    )
                 } else {
                     (a.clone(), k, 1)
                 };
                 for accumulate in [false, true] {
                     let mut c = vec![0.5f32; m * n];
-                    let am = Matrix { data: &at, row_stride: a_rs, col_stride: a_cs };
-                    let bm = Matrix { data: &b, row_stride: n, col_stride: 1 };
+                    let am = Matrix {
+                        data: &at,
+                        row_stride: a_rs,
+                        col_stride: a_cs,
+                    };
+                    let bm = Matrix {
+                        data: &b,
+                        row_stride: n,
+                        col_stride: 1,
+                    };
                     sgemm(m, n, k, am, bm, &mut c, accumulate);
                     for i in 0..m {
                         for j in 0..n {
-                            let want: f32 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum::<f32>()
-                                + if accumulate { 0.5 } else { 0.0 };
+                            let want: f32 =
+                                (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum::<f32>()
+                                    + if accumulate { 0.5 } else { 0.0 };
                             let got = c[i * n + j];
-                            assert!((got - want).abs() <= 1e-3 * (1.0 + want.abs()), "{m}x{n}x{k} ({i},{j}): {got} vs {want}");
+                            assert!(
+                                (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                                "{m}x{n}x{k} ({i},{j}): {got} vs {want}"
+                            );
                         }
                     }
                 }

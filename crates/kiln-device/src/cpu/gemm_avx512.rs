@@ -25,8 +25,19 @@ pub(crate) fn available() -> bool {
 }
 
 /// `c = a · b` (or `c += a · b`), `c` row-major `m×n`. Requires [`available`].
-pub(crate) fn sgemm(m: usize, n: usize, k: usize, a: &Matrix<'_>, b: &Matrix<'_>, c: &mut [f32], accumulate: bool) {
-    assert!(available(), "AVX-512 kernel called on a CPU without AVX-512");
+pub(crate) fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &Matrix<'_>,
+    b: &Matrix<'_>,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(
+        available(),
+        "AVX-512 kernel called on a CPU without AVX-512"
+    );
     if k == 0 {
         if !accumulate {
             c[..m * n].fill(0.0);
@@ -36,7 +47,11 @@ pub(crate) fn sgemm(m: usize, n: usize, k: usize, a: &Matrix<'_>, b: &Matrix<'_>
     let threads = rayon::current_num_threads();
     let parallel = m * n * k >= 1 << 22 && m >= 2 * MR && threads > 1;
     // Row blocks: a multiple of the thread count when parallel, each at most MC rows, MR-aligned.
-    let blocks = if parallel { m.div_ceil(MC * threads) * threads } else { m.div_ceil(MC) };
+    let blocks = if parallel {
+        m.div_ceil(MC * threads) * threads
+    } else {
+        m.div_ceil(MC)
+    };
     let mc_block = m.div_ceil(blocks).next_multiple_of(MR);
     let mut packed_b = vec![0.0f32; NC.min(n).div_ceil(NR) * NR * KC.min(k)];
     for jc in (0..n).step_by(NC) {
@@ -61,7 +76,9 @@ pub(crate) fn sgemm(m: usize, n: usize, k: usize, a: &Matrix<'_>, b: &Matrix<'_>
                         let tile = &mut rows[ir * n + jc + jr..];
                         // SAFETY: `available()` holds; the packed panels hold kc·MR and kc·NR values; the
                         // tile's `count` rows of `cols` columns lie inside `rows` (row stride n).
-                        unsafe { micro_kernel(kc, ap.as_ptr(), bp.as_ptr(), tile, n, count, cols, add) };
+                        unsafe {
+                            micro_kernel(kc, ap.as_ptr(), bp.as_ptr(), tile, n, count, cols, add)
+                        };
                     }
                 }
             };
@@ -101,7 +118,15 @@ fn pack_a(a: &Matrix<'_>, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut 
 }
 
 /// Packs depth `pc..pc+kc`, columns `jc..jc+nc` of B as panels `[panel][k][NR]`, zero-padded.
-fn pack_b(b: &Matrix<'_>, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32], parallel: bool) {
+fn pack_b(
+    b: &Matrix<'_>,
+    pc: usize,
+    kc: usize,
+    jc: usize,
+    nc: usize,
+    out: &mut [f32],
+    parallel: bool,
+) {
     let panel = |(panel, dst): (usize, &mut [f32])| {
         let jr = panel * NR;
         let cols = NR.min(nc - jr);
@@ -142,14 +167,25 @@ unsafe fn micro_kernel(
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for p in 0..kc {
         // SAFETY: the packed panels hold kc·NR and kc·MR values.
-        let (b0, b1) = unsafe { (_mm512_loadu_ps(b.add(p * NR)), _mm512_loadu_ps(b.add(p * NR + 16))) };
+        let (b0, b1) = unsafe {
+            (
+                _mm512_loadu_ps(b.add(p * NR)),
+                _mm512_loadu_ps(b.add(p * NR + 16)),
+            )
+        };
         for (i, row) in acc.iter_mut().enumerate() {
             let ai = _mm512_set1_ps(unsafe { *a.add(p * MR + i) });
             row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
             row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
         }
     }
-    let mask = |valid: usize| -> __mmask16 { if valid >= 16 { 0xffff } else { ((1u32 << valid) - 1) as __mmask16 } };
+    let mask = |valid: usize| -> __mmask16 {
+        if valid >= 16 {
+            0xffff
+        } else {
+            ((1u32 << valid) - 1) as __mmask16
+        }
+    };
     let masks = [mask(cols), mask(cols.saturating_sub(16))];
     for (i, row) in acc.iter().enumerate().take(rows) {
         let out = &mut c[i * ldc..];
@@ -160,7 +196,11 @@ unsafe fn micro_kernel(
             let ptr = out[half * 16..].as_mut_ptr();
             // SAFETY: the mask covers only the tile's `cols` columns, which lie inside `c`.
             unsafe {
-                let value = if accumulate { _mm512_add_ps(value, _mm512_maskz_loadu_ps(m, ptr)) } else { value };
+                let value = if accumulate {
+                    _mm512_add_ps(value, _mm512_maskz_loadu_ps(m, ptr))
+                } else {
+                    value
+                };
                 _mm512_mask_storeu_ps(ptr, m, value);
             }
         }

@@ -35,8 +35,16 @@ pub(crate) fn matmul(
     let small = d.m * d.n * d.k < SMALL_PRODUCT;
     let threads = rayon::current_num_threads();
     let product = |(batch, c): (usize, &mut [f32])| {
-        let a = Matrix { data: &a[offset(batch, a_bs, la.offset())..], row_stride: a_rs, col_stride: a_cs };
-        let b = Matrix { data: &b[offset(batch, b_bs, lb.offset())..], row_stride: b_rs, col_stride: b_cs };
+        let a = Matrix {
+            data: &a[offset(batch, a_bs, la.offset())..],
+            row_stride: a_rs,
+            col_stride: a_cs,
+        };
+        let b = Matrix {
+            data: &b[offset(batch, b_bs, lb.offset())..],
+            row_stride: b_rs,
+            col_stride: b_cs,
+        };
         sgemm(d.m, d.n, d.k, a, b, c, false);
     };
     if batches > 1 && (small || batches >= threads) {

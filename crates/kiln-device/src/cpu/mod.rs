@@ -12,6 +12,7 @@ pub(crate) mod optimizer;
 pub(crate) mod pool;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
+mod vecmath;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -28,7 +28,7 @@ fn identity(op: ReduceOp) -> f32 {
 }
 
 /// Reduces a contiguous run with `LANES` independent accumulators.
-fn reduce_run(op: ReduceOp, run: &[f32]) -> f32 {
+pub(crate) fn reduce_run(op: ReduceOp, run: &[f32]) -> f32 {
     let mut acc = [identity(op); LANES];
     let chunks = run.chunks_exact(LANES);
     let tail = chunks.remainder();

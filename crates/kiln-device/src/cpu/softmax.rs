@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use super::vecmath::softmax_row;
+
 /// Runs `f(base)` for every row's first index; a row's element `j` is at `base + j·inner`.
 fn rows(outer: usize, axis: usize, inner: usize) -> impl ParallelIterator<Item = usize> {
     (0..outer * inner)
@@ -24,7 +26,20 @@ impl Disjoint {
     }
 }
 
+/// Softmax of contiguous rows, vectorised (`vecmath::softmax_row`).
+fn forward_rows(x: &[f32], axis: usize, log: bool) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(axis)
+        .zip(x.par_chunks(axis))
+        .with_min_len(8)
+        .for_each(|(y, x)| softmax_row(x, y, log));
+    out
+}
+
 pub(crate) fn forward(x: &[f32], [outer, axis, inner]: [usize; 3], log: bool) -> Vec<f32> {
+    if inner == 1 && axis > 0 {
+        return forward_rows(x, axis, log);
+    }
     let mut out = vec![0.0f32; x.len()];
     let dst = Disjoint(out.as_mut_ptr());
     rows(outer, axis, inner).for_each(|base| {
