@@ -1,6 +1,6 @@
-//! Which CPU GEMM kiln should use: kiln's CPU matmul (its AVX-512 kernel where the CPU has it) against
-//! the `gemm` crate and `matrixmultiply` (ndarray's), all multi-threaded, on square f32 matrices.
-//! Reported as GFLOP/s ("Gelem/s").
+//! Which CPU GEMM kiln should use: `matrixmultiply` (kiln's choice) against the `gemm` crate, both
+//! multi-threaded, and kiln's CPU matmul (matrixmultiply behind the tensor API, to show its overhead),
+//! on square f32 matrices. Reported as GFLOP/s ("Gelem/s").
 //!
 //! `cargo bench --bench cpu_matmul`
 

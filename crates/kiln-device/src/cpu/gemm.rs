@@ -1,7 +1,7 @@
 //! The one CPU GEMM that matmul and conv2d call: `C (m×n) = A (m×k) · B (k×n) [+ C]` on strided f32
-//! matrices. On CPUs with AVX-512 it runs kiln's own kernel (`gemm_avx512.rs`); elsewhere, and for
-//! products too thin for its 12×32 tile, `matrixmultiply` (AVX2/FMA), which measured faster than the
-//! `gemm` crate on every size here. `cargo bench --bench cpu_matmul` compares all three.
+//! matrices, run by `matrixmultiply` (multi-threaded, AVX2/FMA). It measured faster than the `gemm`
+//! crate on every size here, and as fast as a hand-written AVX-512 kernel that was tried and dropped
+//! (`cargo bench --bench cpu_matmul`; figures in BENCHMARKS.md).
 
 /// A strided matrix: its data starts at `data[0]`; element (i, j) is at `i·row_stride + j·col_stride`.
 pub(crate) struct Matrix<'a> {
@@ -34,10 +34,6 @@ pub(crate) fn sgemm(
     );
     if m == 0 || n == 0 {
         return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if m >= 12 && n >= 16 && super::gemm_avx512::available() {
-        return super::gemm_avx512::sgemm(m, n, k, &a, &b, c, accumulate);
     }
     // SAFETY: the asserts above keep every strided access of A, B and C inside their slices.
     unsafe {

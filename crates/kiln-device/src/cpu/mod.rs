@@ -4,8 +4,6 @@ pub(crate) mod conv2d;
 pub(crate) mod copy;
 pub(crate) mod elementwise;
 mod gemm;
-#[cfg(target_arch = "x86_64")]
-mod gemm_avx512;
 pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod optimizer;
