@@ -16,13 +16,32 @@ fn kernel(entry: &'static str, code: u32, contiguous: bool) -> Kernel {
         .with("CONTIGUOUS", u32::from(contiguous))
 }
 
-/// Parameters of a one-input kernel: shape, offset (word 2) and strides (words 16..).
-fn one_input_params(op: &'static str, layout: &Layout) -> Result<Params> {
+/// Launches a one-input kernel (`unary_main` or `scalar_main`) over the view `layout` of `src`;
+/// `scalar` goes to word 4.
+fn one_input(
+    ctx: &Arc<GpuContext>,
+    (name, entry, code): (&'static str, &'static str, u32),
+    src: &GpuBuffer,
+    layout: &Layout,
+    scalar: f32,
+) -> Result<GpuBuffer> {
+    let numel = layout.shape().numel();
     let (dims, strides) = coalesce_dims(layout.shape().dims(), &[layout.strides()]);
-    Params::new()
-        .with_shape(op, layout.shape().numel(), &dims)?
-        .with_words(op, 2, &[layout.offset()])?
-        .with_words(op, 16, &strides[0])
+    let params = Params::new()
+        .with_shape(name, numel, &dims)?
+        .with_words(name, 2, &[layout.offset()])?
+        .with_words(name, 16, &strides[0])?
+        .set(4, scalar.to_bits());
+    let out = ctx.alloc(name, numel as u64 * 4)?;
+    let kernel = kernel(entry, code, layout.is_contiguous());
+    ctx.dispatch(
+        name,
+        &kernel,
+        &params,
+        &[(1, src), (3, &out)],
+        groups_for(numel),
+    )?;
+    Ok(out)
 }
 
 /// `op` of every element of the view `layout` over `src`.
@@ -32,19 +51,13 @@ pub(crate) fn unary(
     src: &GpuBuffer,
     layout: &Layout,
 ) -> Result<GpuBuffer> {
-    let name = op.name();
-    let numel = layout.shape().numel();
-    let out = ctx.alloc(name, numel as u64 * 4)?;
-    let kernel = kernel("unary_main", op.shader_code(), layout.is_contiguous());
-    let params = one_input_params(name, layout)?;
-    ctx.dispatch(
-        name,
-        &kernel,
-        &params,
-        &[(1, src), (3, &out)],
-        groups_for(numel),
-    )?;
-    Ok(out)
+    one_input(
+        ctx,
+        (op.name(), "unary_main", op.shader_code()),
+        src,
+        layout,
+        0.0,
+    )
 }
 
 /// `op(x, scalar)` of every element.
@@ -55,19 +68,13 @@ pub(crate) fn scalar(
     layout: &Layout,
     scalar: f32,
 ) -> Result<GpuBuffer> {
-    let name = op.scalar_name();
-    let numel = layout.shape().numel();
-    let out = ctx.alloc(name, numel as u64 * 4)?;
-    let kernel = kernel("scalar_main", op.shader_code(), layout.is_contiguous());
-    let params = one_input_params(name, layout)?.set(4, scalar.to_bits());
-    ctx.dispatch(
-        name,
-        &kernel,
-        &params,
-        &[(1, src), (3, &out)],
-        groups_for(numel),
-    )?;
-    Ok(out)
+    one_input(
+        ctx,
+        (op.scalar_name(), "scalar_main", op.shader_code()),
+        src,
+        layout,
+        scalar,
+    )
 }
 
 /// `op(a, b)` where both layouts are already broadcast to the same shape.
