@@ -54,7 +54,9 @@ fn unary(x: f32) -> f32 {
         case 4u: { return log(x); }
         case 5u: { return sqrt(x); }
         case 6u: { return -x; }
-        default: { return abs(x); }
+        case 7u: { return abs(x); }
+        // sign, with sign(0) = 0 and NaN kept
+        default: { return select(sign(x), x, x != x); }
     }
 }
 
@@ -65,7 +67,9 @@ fn binary(x: f32, y: f32) -> f32 {
         case 2u: { return x * y; }
         case 3u: { return x / y; }
         // maximum propagates NaN like PyTorch; WGSL's max may not.
-        default: { return select(max(x, y), x + y, x != x || y != y); }
+        case 4u: { return select(max(x, y), x + y, x != x || y != y); }
+        case 5u: { return select(0.0, 1.0, x > y); }
+        default: { return select(0.0, 1.0, x == y); }
     }
 }
 

@@ -21,6 +21,13 @@ fn reference_unary(op: UnaryOp, x: f32) -> f32 {
         UnaryOp::Sqrt => x.sqrt(),
         UnaryOp::Neg => -x,
         UnaryOp::Abs => x.abs(),
+        UnaryOp::Sign => {
+            if x == 0.0 {
+                0.0
+            } else {
+                x.signum()
+            }
+        }
     }
 }
 
@@ -58,6 +65,8 @@ device_test!(every_binary_op_broadcasts, |device| {
                     BinaryOp::Mul => x * y,
                     BinaryOp::Div => x / y,
                     BinaryOp::Maximum => x.max(y),
+                    BinaryOp::Greater => f32::from(u8::from(x > y)),
+                    BinaryOp::Equal => f32::from(u8::from(x == y)),
                 }
             })
             .collect();

@@ -24,11 +24,13 @@ pub enum UnaryOp {
     Neg,
     /// `|x|`
     Abs,
+    /// -1, 0 or 1 (NaN stays NaN)
+    Sign,
 }
 
 impl UnaryOp {
     /// Every unary op, for tests and docs.
-    pub const ALL: [UnaryOp; 8] = [
+    pub const ALL: [UnaryOp; 9] = [
         UnaryOp::Relu,
         UnaryOp::Sigmoid,
         UnaryOp::Tanh,
@@ -37,6 +39,7 @@ impl UnaryOp {
         UnaryOp::Sqrt,
         UnaryOp::Neg,
         UnaryOp::Abs,
+        UnaryOp::Sign,
     ];
 
     /// The op's name as errors and fixtures spell it.
@@ -50,6 +53,7 @@ impl UnaryOp {
             UnaryOp::Sqrt => "sqrt",
             UnaryOp::Neg => "neg",
             UnaryOp::Abs => "abs",
+            UnaryOp::Sign => "sign",
         }
     }
 
@@ -69,6 +73,8 @@ impl UnaryOp {
             UnaryOp::Sqrt => x.sqrt(),
             UnaryOp::Neg => -x,
             UnaryOp::Abs => x.abs(),
+            UnaryOp::Sign if x == 0.0 || x.is_nan() => x,
+            UnaryOp::Sign => x.signum(),
         }
     }
 }
@@ -86,6 +92,10 @@ pub enum BinaryOp {
     Div,
     /// `max(a, b)` (NaN if either is NaN, as in PyTorch)
     Maximum,
+    /// 1 where `a > b`, else 0
+    Greater,
+    /// 1 where `a == b`, else 0
+    Equal,
 }
 
 impl BinaryOp {
@@ -106,6 +116,8 @@ impl BinaryOp {
             BinaryOp::Mul => "mul",
             BinaryOp::Div => "div",
             BinaryOp::Maximum => "maximum",
+            BinaryOp::Greater => "greater",
+            BinaryOp::Equal => "equal",
         }
     }
 
@@ -117,6 +129,8 @@ impl BinaryOp {
             BinaryOp::Mul => "mul_scalar",
             BinaryOp::Div => "div_scalar",
             BinaryOp::Maximum => "maximum_scalar",
+            BinaryOp::Greater => "greater_scalar",
+            BinaryOp::Equal => "equal_scalar",
         }
     }
 
@@ -139,6 +153,8 @@ impl BinaryOp {
                     a.max(b)
                 }
             }
+            BinaryOp::Greater => f32::from(u8::from(a > b)),
+            BinaryOp::Equal => f32::from(u8::from(a == b)),
         }
     }
 }
