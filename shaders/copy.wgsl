@@ -3,8 +3,8 @@
 // low 16 bits), so no adapter feature is needed to store f16. The output is contiguous.
 //
 // Params (32 words, see crates/kiln-device/src/gpu/params.rs):
-//   0 numel (elements)   1 rank   2 source offset (elements)   4 fill word
-//   8..16 shape   16..24 source strides (elements)
+//   0 numel (elements)   1 rank   2 source offset (elements)   3 destination offset   4 fill word
+//   8..16 shape   16..24 source strides (elements)   24..32 destination strides (scatter_words)
 
 const WORKGROUP: u32 = 256u;
 
@@ -20,16 +20,21 @@ fn word(i: u32) -> u32 {
     return params.words[i >> 2u][i & 3u];
 }
 
-// Storage index (in elements) of element `linear` of the source view.
-fn source_index(linear: u32) -> u32 {
+// Storage index (in elements) of element `linear` of a view whose offset is word `offset_word` and
+// whose strides start at word `stride_base`.
+fn view_index(linear: u32, offset_word: u32, stride_base: u32) -> u32 {
     var rest = linear;
-    var index = word(2u);
+    var index = word(offset_word);
     for (var d = word(1u); d > 0u; d = d - 1u) {
         let dim = word(7u + d);
-        index = index + (rest % dim) * word(15u + d);
+        index = index + (rest % dim) * word(stride_base + d - 1u);
         rest = rest / dim;
     }
     return index;
+}
+
+fn source_index(linear: u32) -> u32 {
+    return view_index(linear, 2u, 16u);
 }
 
 fn thread_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
@@ -116,6 +121,18 @@ fn f32_to_u32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
     }
     let x = bitcast<f32>(src[source_index(i)]);
     dst[i] = select(0u, u32(x), x > 0.0);
+}
+
+// Copies 32-bit elements of a source view into a destination view (concat writes each input into
+// its slice of the output this way): one thread per element.
+@compute @workgroup_size(256)
+fn scatter_words(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, groups, lid);
+    if i >= word(0u) {
+        return;
+    }
+    dst[view_index(i, 3u, 24u)] = src[source_index(i)];
 }
 
 // Writes the fill word to the first numel words of dst.

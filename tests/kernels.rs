@@ -395,3 +395,35 @@ device_test!(f16_inputs_compute_in_f32, |device| {
     let m = h.matmul(&h.transpose(0, 1).unwrap()).unwrap();
     assert_eq!((m.dtype(), m.shape().dims()), (DType::F16, &[3, 3][..]));
 });
+
+device_test!(concat_and_stack_any_layout, |device| {
+    let a = RawTensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3], &device).unwrap();
+    let at = a.transpose(0, 1).unwrap(); // [[1,4],[2,5],[3,6]]
+    let b = RawTensor::from_slice(&[7.0f32, 8.0, 9.0], [3, 1], &device).unwrap();
+    let c = RawTensor::concat(&[&at, &b], 1).unwrap();
+    assert_eq!(c.shape().dims(), &[3, 3]);
+    assert_eq!(
+        c.to_vec::<f32>().unwrap(),
+        vec![1.0, 4.0, 7.0, 2.0, 5.0, 8.0, 3.0, 6.0, 9.0]
+    );
+    let rows = RawTensor::concat(&[&a, &a.narrow(0, 1, 1).unwrap()], 0).unwrap();
+    assert_eq!(
+        rows.to_vec::<f32>().unwrap(),
+        vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 4.0, 5.0, 6.0]
+    );
+    let s = RawTensor::stack(&[&b, &b], 0).unwrap();
+    assert_eq!(s.shape().dims(), &[2, 3, 1]);
+    let labels = RawTensor::from_slice(&[1u32, 2], [2], &device).unwrap();
+    assert_eq!(
+        RawTensor::concat(&[&labels, &labels], 0)
+            .unwrap()
+            .to_vec::<u32>()
+            .unwrap(),
+        vec![1, 2, 1, 2]
+    );
+    let err = RawTensor::concat(&[&a, &b], 0).unwrap_err().to_string();
+    assert!(
+        err.contains("concat") && err.contains("[2, 3]") && err.contains("[3, 1]"),
+        "{err}"
+    );
+});

@@ -238,6 +238,14 @@ impl RawTensor {
         }
     }
 
+    /// The elements of a CPU tensor, gathered in row-major order.
+    pub(crate) fn host_data_contiguous(&self) -> CpuData {
+        match &*self.storage {
+            Storage::Cpu(buffer) => cpu::copy::gather_data(buffer.data(), &self.layout),
+            Storage::Gpu(_) => unreachable!("callers check the device"),
+        }
+    }
+
     /// The whole f32 storage of a CPU tensor, for kernels that walk `layout()` themselves.
     pub(crate) fn host_storage_f32(&self) -> &[f32] {
         match &*self.storage {

@@ -56,3 +56,39 @@ pub(crate) fn cast(data: &CpuData, layout: &Layout, dtype: DType) -> CpuData {
         from_f32(gather_f32(data, layout), dtype)
     }
 }
+
+/// An output buffer that inputs are written into view by view (concat).
+pub(crate) struct Scatter(CpuData);
+
+impl Scatter {
+    /// A zeroed buffer of `numel` elements.
+    pub(crate) fn new(dtype: DType, numel: usize) -> Self {
+        Scatter(match dtype {
+            DType::F32 => CpuData::F32(vec![0.0; numel]),
+            DType::F16 => CpuData::F16(vec![f16::ZERO; numel]),
+            DType::U32 => CpuData::U32(vec![0; numel]),
+        })
+    }
+
+    /// Writes the elements of `src` into the view `dst` of the buffer (same dtype and shape).
+    pub(crate) fn write(&mut self, src: &crate::RawTensor, dst: &Layout) {
+        let values = src.host_data_contiguous();
+        match (&mut self.0, values) {
+            (CpuData::F32(out), CpuData::F32(v)) => {
+                dst.indices().zip(v).for_each(|(i, x)| out[i] = x)
+            }
+            (CpuData::F16(out), CpuData::F16(v)) => {
+                dst.indices().zip(v).for_each(|(i, x)| out[i] = x)
+            }
+            (CpuData::U32(out), CpuData::U32(v)) => {
+                dst.indices().zip(v).for_each(|(i, x)| out[i] = x)
+            }
+            _ => unreachable!("concat checks the dtypes"),
+        }
+    }
+
+    /// The filled buffer.
+    pub(crate) fn finish(self) -> CpuData {
+        self.0
+    }
+}

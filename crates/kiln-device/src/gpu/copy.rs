@@ -54,6 +54,34 @@ pub(crate) fn gather(
     Ok(out)
 }
 
+/// Copies the 32-bit elements of the view `src_layout` over `src` into the view `dst_layout` over
+/// `dst` (same shape).
+pub(crate) fn scatter(
+    ctx: &Arc<GpuContext>,
+    (src, src_layout): (&GpuBuffer, &Layout),
+    (dst, dst_layout): (&GpuBuffer, &Layout),
+) -> Result<()> {
+    let op = "concat";
+    let numel = src_layout.shape().numel();
+    let (dims, strides) = coalesce_dims(
+        src_layout.shape().dims(),
+        &[src_layout.strides(), dst_layout.strides()],
+    );
+    let params = Params::new()
+        .with_shape(op, numel, &dims)?
+        .with_words(op, 2, &[src_layout.offset(), dst_layout.offset()])?
+        .with_words(op, 16, &strides[0])?
+        .with_words(op, 24, &strides[1])?;
+    let kernel = Kernel::new(Shader::Copy, "scatter_words", DType::F32);
+    ctx.dispatch(
+        op,
+        &kernel,
+        &params,
+        &[(1, src), (2, dst)],
+        groups_for(numel),
+    )
+}
+
 /// A buffer of `numel` elements of `dtype`, all equal to `value`.
 pub(crate) fn fill(
     ctx: &Arc<GpuContext>,

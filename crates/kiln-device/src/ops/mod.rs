@@ -1,6 +1,7 @@
 //! The ops of [`crate::RawTensor`], one module per kernel family. Each checks its operands (shapes,
 //! dtypes, devices) and dispatches to the CPU twin in `cpu/` or the GPU launcher in `gpu/`.
 
+pub(crate) mod concat;
 pub(crate) mod conv2d;
 pub(crate) mod elementwise;
 pub(crate) mod loss;
