@@ -14,11 +14,13 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+pub use kiln_autograd as autograd;
 pub use kiln_device as device;
 pub use kiln_device::{Error, Result};
 
 /// Everything a typical kiln program uses.
 pub mod prelude {
+    pub use kiln_autograd::{Gradients, Tensor, Var, check_gradients, no_grad};
     pub use kiln_device::{
         AdamConfig, Backend, BinaryOp, Conv2dParams, DType, Device, DeviceInfo, Error, GpuOptions,
         Pool2dParams, RawTensor, ReduceOp, Result, SgdConfig, Shape, UnaryOp,

@@ -1,0 +1,136 @@
+//! Views (reshape, transpose, broadcast, narrow, ...) and joins (concat, stack) with their gradients.
+
+use kiln_device::{DType, Error, RawTensor, Result, Shape};
+
+use super::sum_to;
+use crate::Tensor;
+
+impl Tensor {
+    /// The same elements with a new shape (a view when the layout allows).
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
+        let y = self.raw().reshape(shape)?;
+        let input = self.shape().clone();
+        Ok(Tensor::from_op("reshape", y, &[self], move |g| {
+            Ok(vec![Some(g.reshape(input)?)])
+        }))
+    }
+
+    /// All dimensions from `start` on merged into one (`[N, C, H, W]` → `[N, C·H·W]` for `start` 1).
+    pub fn flatten(&self, start: usize) -> Result<Tensor> {
+        let dims = self.dims();
+        if start > dims.len() {
+            return Err(Error::invalid(
+                "flatten",
+                format!("start {start} is out of range for shape {}", self.shape()),
+            ));
+        }
+        let mut shape = dims[..start].to_vec();
+        shape.push(dims[start..].iter().product());
+        self.reshape(shape)
+    }
+
+    /// Dimensions reordered (a view): output dimension `i` is input dimension `order[i]`.
+    pub fn permute(&self, order: &[usize]) -> Result<Tensor> {
+        let y = self.raw().permute(order)?;
+        let mut inverse = vec![0; order.len()];
+        for (i, &d) in order.iter().enumerate() {
+            inverse[d] = i;
+        }
+        Ok(Tensor::from_op("permute", y, &[self], move |g| {
+            Ok(vec![Some(g.permute(&inverse)?)])
+        }))
+    }
+
+    /// Two dimensions swapped (a view).
+    pub fn transpose(&self, dim0: usize, dim1: usize) -> Result<Tensor> {
+        let y = self.raw().transpose(dim0, dim1)?;
+        Ok(Tensor::from_op("transpose", y, &[self], move |g| {
+            Ok(vec![Some(g.transpose(dim0, dim1)?)])
+        }))
+    }
+
+    /// The matrix transpose of the last two dimensions.
+    pub fn t(&self) -> Result<Tensor> {
+        let rank = self.shape().rank();
+        if rank < 2 {
+            return Err(Error::invalid(
+                "t",
+                format!("needs at least 2 dimensions, got {}", self.shape()),
+            ));
+        }
+        self.transpose(rank - 2, rank - 1)
+    }
+
+    /// Broadcast to `shape` (a view); the gradient is summed back.
+    pub fn broadcast_to(&self, shape: impl Into<Shape>) -> Result<Tensor> {
+        let y = self.raw().broadcast_to(shape)?;
+        let input = self.shape().clone();
+        Ok(Tensor::from_op("broadcast_to", y, &[self], move |g| {
+            Ok(vec![Some(sum_to(g.clone(), &input)?)])
+        }))
+    }
+
+    /// Elements `start .. start + len` of dimension `dim` (a view); the gradient is zero elsewhere.
+    pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Tensor> {
+        let y = self.raw().narrow(dim, start, len)?;
+        let input = self.shape().clone();
+        Ok(Tensor::from_op("narrow", y, &[self], move |g| {
+            let zeros = |n: usize| {
+                let mut dims = input.dims().to_vec();
+                dims[dim] = n;
+                RawTensor::zeros(dims, DType::F32, g.device())
+            };
+            let (before, after) = (zeros(start)?, zeros(input.dims()[dim] - start - len)?);
+            Ok(vec![Some(RawTensor::concat(&[&before, g, &after], dim)?)])
+        }))
+    }
+
+    /// Dimension `dim` (of size 1) removed.
+    pub fn squeeze(&self, dim: usize) -> Result<Tensor> {
+        let y = self.raw().squeeze(dim)?;
+        Ok(Tensor::from_op("squeeze", y, &[self], move |g| {
+            Ok(vec![Some(g.unsqueeze(dim)?)])
+        }))
+    }
+
+    /// A dimension of size 1 inserted at `dim`.
+    pub fn unsqueeze(&self, dim: usize) -> Result<Tensor> {
+        let y = self.raw().unsqueeze(dim)?;
+        Ok(Tensor::from_op("unsqueeze", y, &[self], move |g| {
+            Ok(vec![Some(g.squeeze(dim)?)])
+        }))
+    }
+
+    /// The tensors joined along `dim`.
+    pub fn concat(tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
+        let raws: Vec<&RawTensor> = tensors.iter().map(|t| t.raw()).collect();
+        let y = RawTensor::concat(&raws, dim)?;
+        let sizes: Vec<usize> = tensors.iter().map(|t| t.dims()[dim]).collect();
+        Ok(Tensor::from_op("concat", y, tensors, move |g| {
+            let mut start = 0;
+            sizes
+                .iter()
+                .map(|&len| {
+                    let part = g.narrow(dim, start, len)?.contiguous()?;
+                    start += len;
+                    Ok(Some(part))
+                })
+                .collect()
+        }))
+    }
+
+    /// The tensors (all of one shape) stacked along a new dimension `dim`.
+    pub fn stack(tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
+        let expanded = tensors
+            .iter()
+            .map(|t| t.unsqueeze(dim))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(t) = tensors.iter().find(|t| t.shape() != tensors[0].shape()) {
+            return Err(Error::invalid(
+                "stack",
+                format!("shapes {} and {} differ", tensors[0].shape(), t.shape()),
+            ));
+        }
+        Tensor::concat(&expanded.iter().collect::<Vec<_>>(), dim)
+    }
+}
