@@ -57,7 +57,7 @@ pub fn is_grad_enabled() -> bool {
 }
 
 /// Gradients of a backward pass, by tensor; they live on the tensors' device.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Gradients {
     grads: HashMap<TensorId, RawTensor>,
 }

@@ -245,3 +245,32 @@ impl Tensor {
         graph::backward(self, seed.raw().clone())
     }
 }
+
+/// Creation of seeded random and evenly spaced tensors.
+impl Tensor {
+    /// f32 values uniform in `[0, 1)`, generated on `device` from `seed`.
+    pub fn rand(shape: impl Into<Shape>, seed: u64, device: &Device) -> Result<Tensor> {
+        Tensor::uniform(shape, 0.0, 1.0, seed, device)
+    }
+
+    /// f32 values uniform in `[low, high)`, generated on `device` from `seed`.
+    pub fn uniform(
+        shape: impl Into<Shape>,
+        low: f32,
+        high: f32,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Tensor> {
+        RawTensor::rand_uniform(shape, low, high, seed, device).map(Tensor::from_raw)
+    }
+
+    /// Standard-normal f32 values, generated on `device` from `seed`.
+    pub fn randn(shape: impl Into<Shape>, seed: u64, device: &Device) -> Result<Tensor> {
+        RawTensor::rand_normal(shape, 0.0, 1.0, seed, device).map(Tensor::from_raw)
+    }
+
+    /// `[0, 1, .., n - 1]` as f32.
+    pub fn arange(n: usize, device: &Device) -> Result<Tensor> {
+        Tensor::from_vec((0..n).map(|i| i as f32).collect::<Vec<_>>(), [n], device)
+    }
+}

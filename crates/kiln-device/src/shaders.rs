@@ -19,12 +19,16 @@ pub(crate) enum Shader {
     Optimizer,
     /// `shaders/pool.wgsl`: max and average pooling, forward and backward.
     Pool,
+    /// `shaders/random.wgsl`: seeded uniform and normal values.
+    Random,
+    /// `shaders/index.wgsl`: row gather (index_select) and scatter-add.
+    Index,
 }
 
 impl Shader {
     /// Every shader file.
     #[cfg(test)]
-    pub(crate) const ALL: [Shader; 8] = [
+    pub(crate) const ALL: [Shader; 10] = [
         Shader::Elementwise,
         Shader::Copy,
         Shader::Gemm,
@@ -33,6 +37,8 @@ impl Shader {
         Shader::Loss,
         Shader::Optimizer,
         Shader::Pool,
+        Shader::Random,
+        Shader::Index,
     ];
 
     /// The file name under `shaders/`.
@@ -46,6 +52,8 @@ impl Shader {
             Shader::Loss => "loss.wgsl",
             Shader::Optimizer => "optimizer.wgsl",
             Shader::Pool => "pool.wgsl",
+            Shader::Random => "random.wgsl",
+            Shader::Index => "index.wgsl",
         }
     }
 
@@ -60,6 +68,8 @@ impl Shader {
             Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
             Shader::Optimizer => include_str!("../../../shaders/optimizer.wgsl"),
             Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
+            Shader::Random => include_str!("../../../shaders/random.wgsl"),
+            Shader::Index => include_str!("../../../shaders/index.wgsl"),
         }
     }
 }

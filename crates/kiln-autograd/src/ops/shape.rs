@@ -134,3 +134,23 @@ impl Tensor {
         Tensor::concat(&expanded.iter().collect::<Vec<_>>(), dim)
     }
 }
+
+impl Tensor {
+    /// Rows `indices` (u32, 1-D) along dimension 0 — an embedding lookup. The gradient adds each
+    /// output row back into the row it came from.
+    pub fn index_select(&self, indices: &Tensor) -> Result<Tensor> {
+        let y = self.raw().index_select(indices.raw())?;
+        let (idx, table) = (indices.raw().clone(), self.shape().clone());
+        Ok(Tensor::from_op(
+            "index_select",
+            y,
+            &[self, indices],
+            move |g| {
+                Ok(vec![
+                    Some(RawTensor::index_select_backward(g, &idx, table)?),
+                    None,
+                ])
+            },
+        ))
+    }
+}

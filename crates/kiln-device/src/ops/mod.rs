@@ -4,10 +4,12 @@
 pub(crate) mod concat;
 pub(crate) mod conv2d;
 pub(crate) mod elementwise;
+pub(crate) mod index;
 pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod optimizer;
 pub(crate) mod pool;
+pub(crate) mod random;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
 

@@ -1,0 +1,358 @@
+//! Autograd: finite-difference checks of compositions the fixtures do not cover, graph semantics
+//! (accumulation, detach, no_grad), memory and readback discipline during training steps, seeded
+//! random tensors, and bad input.
+
+use kiln::device::device_test;
+use kiln::prelude::*;
+
+fn cpu_tensor(values: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_slice(values, shape.to_vec(), &Device::cpu()).unwrap()
+}
+
+fn values(n: usize, seed: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i as f32 * 12.9898 + seed).sin() * 43758.547).fract())
+        .collect()
+}
+
+/// Finite differences agree with backward through views, joins and lookups.
+#[test]
+fn finite_differences_match_backward_for_compositions() {
+    let a = cpu_tensor(&values(6, 1.0), &[2, 3]);
+    let b = cpu_tensor(&values(8, 2.0), &[2, 4]);
+    let row = cpu_tensor(&values(3, 3.0), &[3]);
+    let table = cpu_tensor(&values(12, 4.0), &[4, 3]);
+    type Case = (
+        &'static str,
+        Box<dyn Fn(&[Tensor]) -> Result<Tensor>>,
+        Vec<Tensor>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "transpose -> matmul",
+            Box::new(|t| t[0].t()?.matmul(&t[1])?.tanh()?.sum_all()),
+            vec![a.clone(), b.clone()],
+        ),
+        (
+            "broadcast -> mul",
+            Box::new(|t| t[0].mul(&t[1].broadcast_to([2, 3])?)?.sigmoid()?.mean_all()),
+            vec![a.clone(), row.clone()],
+        ),
+        (
+            "narrow",
+            Box::new(|t| t[0].narrow(1, 1, 2)?.exp()?.sum_all()),
+            vec![a.clone()],
+        ),
+        (
+            "concat",
+            Box::new(|t| {
+                Tensor::concat(&[&t[0], &t[1]], 1)?
+                    .mul(&Tensor::concat(&[&t[0], &t[1]], 1)?)?
+                    .sum_all()
+            }),
+            vec![a.clone(), b.clone()],
+        ),
+        (
+            "stack + max",
+            Box::new(|t| {
+                Tensor::stack(&[&t[0], &t[0].mul_scalar(0.5)?], 0)?
+                    .max(Some(2), false)?
+                    .sum_all()
+            }),
+            vec![a.clone()],
+        ),
+        (
+            "index_select with repeats",
+            Box::new(|t| {
+                let idx = Tensor::from_slice(&[2u32, 0, 2, 3], [4], &Device::cpu())?;
+                t[0].index_select(&idx)?.mul_scalar(1.5)?.tanh()?.sum_all()
+            }),
+            vec![table.clone()],
+        ),
+        (
+            "softmax -> log",
+            Box::new(|t| t[0].softmax(-1)?.add_scalar(0.1)?.log()?.mean_all()),
+            vec![b.clone()],
+        ),
+        (
+            "division and maximum",
+            Box::new(|t| {
+                t[0].div(&t[1].abs()?.add_scalar(1.0)?)?
+                    .maximum_scalar(0.1)?
+                    .sum_all()
+            }),
+            vec![a.clone(), a.mul_scalar(0.3).unwrap()],
+        ),
+    ];
+    for (name, f, inputs) in cases {
+        let report = check_gradients(f, &inputs, 1e-2, 2e-2).unwrap();
+        assert!(report.passed(), "{name}: {report:?}");
+    }
+}
+
+device_test!(a_tensor_used_twice_accumulates, |device| {
+    let x = Tensor::from_slice(&[1.0f32, -2.0, 3.0], [3], &device)
+        .unwrap()
+        .requires_grad_();
+    let y = (&(&x * &x).unwrap() + &x).unwrap().sum_all().unwrap();
+    let g = y
+        .backward()
+        .unwrap()
+        .get(&x)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(g, vec![3.0, -3.0, 7.0]);
+});
+
+device_test!(detach_and_no_grad_stop_recording, |device| {
+    let x = Tensor::from_slice(&[2.0f32], [1], &device)
+        .unwrap()
+        .requires_grad_();
+    let y = (&x * &x.detach()).unwrap().sum_all().unwrap();
+    assert_eq!(
+        y.backward()
+            .unwrap()
+            .get(&x)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        vec![2.0]
+    );
+    let z = no_grad(|| x.exp().unwrap());
+    assert!(!z.requires_grad());
+    let err = z.sum_all().unwrap().backward().unwrap_err().to_string();
+    assert!(
+        err.contains("backward") && err.contains("does not require grad"),
+        "{err}"
+    );
+});
+
+device_test!(backward_errors_name_the_problem, |device| {
+    let x = Tensor::from_slice(&[1.0f32, 2.0], [2], &device)
+        .unwrap()
+        .requires_grad_();
+    let err = x.exp().unwrap().backward().unwrap_err().to_string();
+    assert!(
+        err.contains("backward") && err.contains("[2]") && err.contains("seed"),
+        "{err}"
+    );
+    let other = Tensor::from_slice(&[1.0f32, 2.0], [2], &Device::cpu()).unwrap();
+    if device.is_gpu() {
+        let err = x.add(&other).unwrap_err().to_string();
+        assert!(
+            err.contains("add") && err.contains("different devices"),
+            "{err}"
+        );
+    }
+    let half = Tensor::from_slice(&[1.0f32, 2.0], [2], &device)
+        .unwrap()
+        .raw()
+        .cast(DType::F16)
+        .unwrap();
+    let err = x.mul(&Tensor::from_raw(half)).unwrap_err().to_string();
+    assert!(err.contains("mul") && err.contains("F16"), "{err}");
+    let y = x.exp().unwrap().sum_all().unwrap();
+    y.backward().unwrap();
+    let err = y.backward().unwrap_err().to_string();
+    assert!(err.contains("already differentiated"), "{err}");
+    let table = Tensor::ones([3, 2], &device).unwrap();
+    let idx = Tensor::from_slice(&[0u32, 3], [2], &device).unwrap();
+    let err = table
+        .index_select(&idx)
+        .and_then(|t| t.to_vec::<f32>())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("index") && err.contains("[0, 3)"), "{err}");
+});
+
+/// One training step of a small CNN: forward, backward, Adam on every parameter.
+fn cnn_step(
+    params: &[Var],
+    moments: &mut [(RawTensor, RawTensor)],
+    images: &Tensor,
+    labels: &Tensor,
+    step: u32,
+) -> f32 {
+    let [cw, cb, dw, db] = [0, 1, 2, 3].map(|i| params[i].tensor());
+    let logits = images
+        .conv2d(&cw, Some(&cb), Conv2dParams::default())
+        .unwrap()
+        .relu()
+        .unwrap()
+        .max_pool2d(Pool2dParams::square(2))
+        .unwrap()
+        .flatten(1)
+        .unwrap()
+        .matmul(&dw.t().unwrap())
+        .unwrap()
+        .add(&db)
+        .unwrap();
+    let loss = logits.cross_entropy(labels).unwrap();
+    let grads = loss.backward().unwrap();
+    for (p, (m, v)) in params.iter().zip(moments.iter_mut()) {
+        let g = grads.get(&p.tensor()).unwrap();
+        let (p2, m2, v2) = RawTensor::adam_step(
+            p.tensor().raw(),
+            g.raw(),
+            m,
+            v,
+            &AdamConfig::default(),
+            step,
+        )
+        .unwrap();
+        p.set(p2).unwrap();
+        (*m, *v) = (m2, v2);
+    }
+    drop(loss);
+    step as f32
+}
+
+fn small_cnn(device: &Device) -> (Vec<Var>, Vec<(RawTensor, RawTensor)>, Tensor, Tensor) {
+    let shapes: [&[usize]; 4] = [&[4, 1, 3, 3], &[4], &[3, 36], &[3]];
+    let params: Vec<Var> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Var::new(
+                Tensor::randn(s.to_vec(), i as u64, device)
+                    .unwrap()
+                    .mul_scalar(0.3)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let moments = shapes
+        .iter()
+        .map(|s| {
+            (
+                RawTensor::zeros(s.to_vec(), DType::F32, device).unwrap(),
+                RawTensor::zeros(s.to_vec(), DType::F32, device).unwrap(),
+            )
+        })
+        .collect();
+    let images = Tensor::rand([4, 1, 8, 8], 7, device).unwrap();
+    let labels = Tensor::from_slice(&[0u32, 2, 1, 2], [4], device).unwrap();
+    (params, moments, images, labels)
+}
+
+device_test!(
+    training_steps_keep_memory_flat_and_read_nothing_back,
+    |device| {
+        let (params, mut moments, images, labels) = small_cnn(&device);
+        cnn_step(&params, &mut moments, &images, &labels, 1);
+        device.synchronize().unwrap();
+        let baseline = device.memory_stats().bytes_in_use;
+        let readbacks = device.runtime_stats().readbacks;
+        for step in 2..=101 {
+            cnn_step(&params, &mut moments, &images, &labels, step);
+        }
+        device.synchronize().unwrap();
+        assert_eq!(
+            device.runtime_stats().readbacks,
+            readbacks,
+            "a training step read data back to the host"
+        );
+        assert_eq!(
+            device.memory_stats().bytes_in_use,
+            baseline,
+            "memory grew over 100 steps"
+        );
+    }
+);
+
+device_test!(
+    seeded_random_tensors_are_reproducible_across_devices,
+    |device| {
+        let u = Tensor::uniform([10_000], -2.0, 3.0, 42, &device)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let u_cpu = Tensor::uniform([10_000], -2.0, 3.0, 42, &Device::cpu())
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(u, u_cpu, "uniform values are bit-identical on every device");
+        assert!(u.iter().all(|&v| (-2.0..3.0).contains(&v)));
+        let mean = u.iter().sum::<f32>() / u.len() as f32;
+        assert!((mean - 0.5).abs() < 0.05, "mean {mean}");
+        let n = Tensor::randn([10_000], 7, &device)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        let n_cpu = Tensor::randn([10_000], 7, &Device::cpu())
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        assert!(n.iter().zip(&n_cpu).all(|(a, b)| (a - b).abs() < 1e-4));
+        let (m, var) = (
+            n.iter().sum::<f32>() / 1e4,
+            n.iter().map(|v| v * v).sum::<f32>() / 1e4,
+        );
+        assert!(
+            m.abs() < 0.05 && (var - 1.0).abs() < 0.05,
+            "mean {m}, variance {var}"
+        );
+        assert_ne!(
+            Tensor::rand([4], 1, &device)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap(),
+            Tensor::rand([4], 2, &device)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap()
+        );
+        assert_eq!(
+            Tensor::arange(4, &device).unwrap().to_vec::<f32>().unwrap(),
+            vec![0.0, 1.0, 2.0, 3.0]
+        );
+    }
+);
+
+device_test!(gradients_match_between_devices, |device| {
+    let x = Tensor::from_slice(&values(2 * 3 * 6 * 6, 9.0), [2, 3, 6, 6], &device)
+        .unwrap()
+        .requires_grad_();
+    let w = Tensor::from_slice(&values(4 * 3 * 3 * 3, 10.0), [4, 3, 3, 3], &device)
+        .unwrap()
+        .requires_grad_();
+    let run = |x: &Tensor, w: &Tensor| {
+        let y = x
+            .conv2d(
+                w,
+                None,
+                Conv2dParams {
+                    stride: [2, 2],
+                    padding: [1, 1],
+                },
+            )
+            .unwrap();
+        let loss = y
+            .avg_pool2d(Pool2dParams::square(3))
+            .unwrap()
+            .log_softmax(1)
+            .unwrap()
+            .mean_all()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        (
+            grads.get(x).unwrap().to_vec::<f32>().unwrap(),
+            grads.get(w).unwrap().to_vec::<f32>().unwrap(),
+        )
+    };
+    let here = run(&x, &w);
+    let cpu = Device::cpu();
+    let on_cpu = run(
+        &Tensor::from_raw(x.raw().to_device(&cpu).unwrap()).requires_grad_(),
+        &Tensor::from_raw(w.raw().to_device(&cpu).unwrap()).requires_grad_(),
+    );
+    for (a, b) in here
+        .0
+        .iter()
+        .chain(&here.1)
+        .zip(on_cpu.0.iter().chain(&on_cpu.1))
+    {
+        assert!((a - b).abs() < 1e-5 + 1e-3 * b.abs(), "{a} vs {b}");
+    }
+});
