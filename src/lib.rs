@@ -17,6 +17,8 @@
 pub use kiln_autograd as autograd;
 pub use kiln_device as device;
 pub use kiln_device::{Error, Result};
+pub use kiln_nn as nn;
+pub use kiln_nn::data::datasets;
 
 /// Everything a typical kiln program uses.
 pub mod prelude {
@@ -25,6 +27,7 @@ pub mod prelude {
         AdamConfig, Backend, BinaryOp, Conv2dParams, DType, Device, DeviceInfo, Error, GpuOptions,
         Pool2dParams, RawTensor, ReduceOp, Result, SgdConfig, Shape, UnaryOp,
     };
+    pub use kiln_nn::prelude::*;
 }
 
 /// The README's code blocks run as doctests, so the README stays true.

@@ -22,8 +22,12 @@ impl Tensor {
         // The input gradient is the costliest kernel; a first layer's input does not need it.
         let (need_dx, need_dw) = (self.requires_grad(), weight.requires_grad());
         Ok(Tensor::from_op("conv2d", y, &inputs, move |g| {
-            let dx = need_dx.then(|| RawTensor::conv2d_input_grad(g, &w, x.shape().clone(), params)).transpose()?;
-            let dw = need_dw.then(|| RawTensor::conv2d_weight_grad(g, &x, w.shape().clone(), params)).transpose()?;
+            let dx = need_dx
+                .then(|| RawTensor::conv2d_input_grad(g, &w, x.shape().clone(), params))
+                .transpose()?;
+            let dw = need_dw
+                .then(|| RawTensor::conv2d_weight_grad(g, &x, w.shape().clone(), params))
+                .transpose()?;
             let mut grads = vec![dx, dw];
             if has_bias {
                 grads.push(Some(RawTensor::conv2d_bias_grad(g)?));

@@ -1,0 +1,78 @@
+//! Activation functions and the layer that applies one.
+
+use kiln_autograd::Tensor;
+use kiln_device::{Device, Result};
+
+use super::Layer;
+
+/// An activation function (Keras's `activation=` argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// The identity.
+    #[default]
+    Linear,
+    /// `max(x, 0)`
+    Relu,
+    /// `1 / (1 + e^-x)`
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Softmax over the last axis.
+    Softmax,
+}
+
+impl Activation {
+    /// Applies the function.
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Linear => Ok(x.clone()),
+            Activation::Relu => x.relu(),
+            Activation::Sigmoid => x.sigmoid(),
+            Activation::Tanh => x.tanh(),
+            Activation::Softmax => x.softmax(-1),
+        }
+    }
+
+    /// The Keras name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Linear => "linear",
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Softmax => "softmax",
+        }
+    }
+}
+
+/// A layer that only applies an activation (Keras's `ReLU()`, `Softmax()`, `Activation('tanh')`).
+#[derive(Debug, Clone, Copy)]
+pub struct ActivationLayer(pub Activation);
+
+impl Layer for ActivationLayer {
+    fn kind(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn build(
+        &mut self,
+        _name: &str,
+        input: &[usize],
+        _device: &Device,
+        _seed: u64,
+    ) -> Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+
+    fn forward(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
+        self.0.apply(x)
+    }
+
+    fn forward_before_activation(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+
+    fn activation(&self) -> Activation {
+        self.0
+    }
+}

@@ -1,0 +1,144 @@
+//! `Conv2D` over `[channels, height, width]` inputs (channels first), weights `[filters, channels,
+//! kh, kw]` as PyTorch stores them.
+
+use kiln_autograd::{Tensor, Var};
+use kiln_device::{Conv2dParams, Device, Error, Result};
+
+use super::{Activation, Layer, built, glorot_uniform, zeros};
+
+/// How a convolution treats the border.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Padding {
+    /// No padding: the output shrinks by `kernel - 1`.
+    #[default]
+    Valid,
+    /// Zero padding so that the output is `ceil(input / stride)` (odd kernels).
+    Same,
+}
+
+/// A 2-D convolution layer.
+pub struct Conv2D {
+    filters: usize,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    padding: Padding,
+    activation: Activation,
+    params: Option<(Var, Var, Conv2dParams)>,
+    name: String,
+}
+
+impl Conv2D {
+    /// `filters` output channels with a `kernel.0 × kernel.1` window, stride 1, valid padding.
+    pub fn new(filters: usize, kernel: (usize, usize)) -> Self {
+        Conv2D {
+            filters,
+            kernel: [kernel.0, kernel.1],
+            strides: [1, 1],
+            padding: Padding::Valid,
+            activation: Activation::Linear,
+            params: None,
+            name: String::new(),
+        }
+    }
+
+    /// Sets the stride.
+    pub fn strides(mut self, strides: (usize, usize)) -> Self {
+        self.strides = [strides.0, strides.1];
+        self
+    }
+
+    /// Sets the padding.
+    pub fn padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Sets the activation.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+}
+
+impl Layer for Conv2D {
+    fn kind(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn build(
+        &mut self,
+        name: &str,
+        input: &[usize],
+        device: &Device,
+        seed: u64,
+    ) -> Result<Vec<usize>> {
+        let &[c, h, w] = input else {
+            return Err(Error::invalid(
+                "build",
+                format!(
+                    "layer {name} (Conv2D) expects [channels, height, width] per sample, got {input:?}"
+                ),
+            ));
+        };
+        let padding = match self.padding {
+            Padding::Valid => [0, 0],
+            Padding::Same if self.kernel.iter().all(|k| k % 2 == 1) => {
+                [self.kernel[0] / 2, self.kernel[1] / 2]
+            }
+            Padding::Same => {
+                return Err(Error::invalid(
+                    "build",
+                    format!(
+                        "layer {name}: 'same' padding needs an odd kernel, got {:?}",
+                        self.kernel
+                    ),
+                ));
+            }
+        };
+        let params = Conv2dParams {
+            stride: self.strides,
+            padding,
+        };
+        let (ph, pw) = (h + 2 * padding[0], w + 2 * padding[1]);
+        if self.kernel[0] > ph || self.kernel[1] > pw || self.strides.contains(&0) {
+            return Err(Error::invalid(
+                "build",
+                format!(
+                    "layer {name}: kernel {:?} does not fit the input {input:?}",
+                    self.kernel
+                ),
+            ));
+        }
+        let (oh, ow) = (
+            (ph - self.kernel[0]) / self.strides[0] + 1,
+            (pw - self.kernel[1]) / self.strides[1] + 1,
+        );
+        let area = self.kernel[0] * self.kernel[1];
+        let shape = [self.filters, c, self.kernel[0], self.kernel[1]];
+        let weight = glorot_uniform(&shape, c * area, self.filters * area, seed, device)?;
+        self.name = name.to_string();
+        self.params = Some((weight, zeros(&[self.filters], device)?, params));
+        Ok(vec![self.filters, oh, ow])
+    }
+
+    fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        self.activation
+            .apply(&self.forward_before_activation(x, training)?)
+    }
+
+    fn forward_before_activation(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
+        let (w, b, params) = built(&self.name, &self.params)?;
+        x.conv2d(&w.tensor(), Some(&b.tensor()), *params)
+    }
+
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    fn parameters(&self) -> Vec<(&'static str, Var)> {
+        self.params
+            .iter()
+            .flat_map(|(w, b, _)| [("weight", w.clone()), ("bias", b.clone())])
+            .collect()
+    }
+}

@@ -1,0 +1,89 @@
+//! Keras-style layers. Each layer is built once with the per-sample shape of its input (no batch
+//! dimension), creates its parameters then, and checks that input — a wrong shape is an error naming
+//! the layer.
+
+mod activation;
+mod conv;
+mod dense;
+mod dropout;
+mod embedding;
+mod flatten;
+mod pool;
+
+pub use activation::{Activation, ActivationLayer};
+pub use conv::{Conv2D, Padding};
+pub use dense::Dense;
+pub use dropout::Dropout;
+pub use embedding::Embedding;
+pub use flatten::Flatten;
+pub use pool::{AveragePooling2D, MaxPooling2D};
+
+use kiln_autograd::{Tensor, Var};
+use kiln_device::{Device, Error, Result};
+
+/// A building block of a [`crate::Sequential`] model.
+pub trait Layer: Send {
+    /// The Keras kind of the layer (`dense`, `conv2d`, ...), used for default names.
+    fn kind(&self) -> &'static str;
+
+    /// Creates the parameters for per-sample input shape `input` on `device` (initialised from
+    /// `seed`) and returns the per-sample output shape.
+    fn build(
+        &mut self,
+        name: &str,
+        input: &[usize],
+        device: &Device,
+        seed: u64,
+    ) -> Result<Vec<usize>>;
+
+    /// Output for a batch `x` (`[batch, ..input]`); `training` switches dropout and the like.
+    fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor>;
+
+    /// Output before the layer's final activation (for losses fused with softmax or sigmoid).
+    fn forward_before_activation(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        self.forward(x, training)
+    }
+
+    /// The activation applied last, if any.
+    fn activation(&self) -> Activation {
+        Activation::Linear
+    }
+
+    /// The trainable parameters with their PyTorch-style names (`weight`, `bias`).
+    fn parameters(&self) -> Vec<(&'static str, Var)> {
+        Vec::new()
+    }
+}
+
+/// `Err` naming `layer` unless it was built.
+pub(crate) fn built<'a, T>(layer: &str, value: &'a Option<T>) -> Result<&'a T> {
+    value.as_ref().ok_or_else(|| {
+        Error::invalid(
+            "forward",
+            format!("layer {layer} is used before it was built"),
+        )
+    })
+}
+
+/// Glorot (Xavier) uniform initialisation, Keras's default for kernels.
+pub(crate) fn glorot_uniform(
+    shape: &[usize],
+    fan_in: usize,
+    fan_out: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Var> {
+    let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
+    Ok(Var::new(Tensor::uniform(
+        shape.to_vec(),
+        -limit,
+        limit,
+        seed,
+        device,
+    )?))
+}
+
+/// Zeros, Keras's default for biases.
+pub(crate) fn zeros(shape: &[usize], device: &Device) -> Result<Var> {
+    Ok(Var::new(Tensor::zeros(shape.to_vec(), device)?))
+}

@@ -1,0 +1,103 @@
+//! `MaxPooling2D` and `AveragePooling2D` over `[channels, height, width]` inputs.
+
+use kiln_autograd::Tensor;
+use kiln_device::{Device, Error, Pool2dParams, Result};
+
+use super::Layer;
+
+fn pooled_shape(name: &str, input: &[usize], p: &Pool2dParams) -> Result<Vec<usize>> {
+    let &[c, h, w] = input else {
+        return Err(Error::invalid(
+            "build",
+            format!("layer {name} expects [channels, height, width] per sample, got {input:?}"),
+        ));
+    };
+    if p.kernel[0] > h || p.kernel[1] > w || p.kernel.contains(&0) || p.stride.contains(&0) {
+        return Err(Error::invalid(
+            "build",
+            format!(
+                "layer {name}: window {:?} does not fit the input {input:?}",
+                p.kernel
+            ),
+        ));
+    }
+    Ok(vec![
+        c,
+        (h - p.kernel[0]) / p.stride[0] + 1,
+        (w - p.kernel[1]) / p.stride[1] + 1,
+    ])
+}
+
+fn params(pool: (usize, usize), strides: Option<(usize, usize)>) -> Pool2dParams {
+    let s = strides.unwrap_or(pool);
+    Pool2dParams {
+        kernel: [pool.0, pool.1],
+        stride: [s.0, s.1],
+        padding: [0, 0],
+    }
+}
+
+/// Max pooling (Keras's `MaxPooling2D(pool_size, strides=pool_size)`, valid padding).
+pub struct MaxPooling2D(Pool2dParams);
+
+impl MaxPooling2D {
+    /// A `pool.0 × pool.1` window with a stride of the window size.
+    pub fn new(pool: (usize, usize)) -> Self {
+        MaxPooling2D(params(pool, None))
+    }
+
+    /// A window with its own stride.
+    pub fn with_strides(pool: (usize, usize), strides: (usize, usize)) -> Self {
+        MaxPooling2D(params(pool, Some(strides)))
+    }
+}
+
+impl Layer for MaxPooling2D {
+    fn kind(&self) -> &'static str {
+        "max_pooling2d"
+    }
+
+    fn build(
+        &mut self,
+        name: &str,
+        input: &[usize],
+        _device: &Device,
+        _seed: u64,
+    ) -> Result<Vec<usize>> {
+        pooled_shape(name, input, &self.0)
+    }
+
+    fn forward(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
+        x.max_pool2d(self.0)
+    }
+}
+
+/// Average pooling (valid padding).
+pub struct AveragePooling2D(Pool2dParams);
+
+impl AveragePooling2D {
+    /// A `pool.0 × pool.1` window with a stride of the window size.
+    pub fn new(pool: (usize, usize)) -> Self {
+        AveragePooling2D(params(pool, None))
+    }
+}
+
+impl Layer for AveragePooling2D {
+    fn kind(&self) -> &'static str {
+        "average_pooling2d"
+    }
+
+    fn build(
+        &mut self,
+        name: &str,
+        input: &[usize],
+        _device: &Device,
+        _seed: u64,
+    ) -> Result<Vec<usize>> {
+        pooled_shape(name, input, &self.0)
+    }
+
+    fn forward(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
+        x.avg_pool2d(self.0)
+    }
+}

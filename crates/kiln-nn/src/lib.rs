@@ -1,0 +1,38 @@
+//! kiln's Keras-style training layer: [`Sequential`] models of [`layers`], compiled with an
+//! [`optim::Optimizer`], a [`Loss`] and [`Metric`]s, trained with `fit` on [`data::Dataset`]s.
+//!
+//! ```no_run
+//! use kiln_nn::prelude::*;
+//! let data = kiln_nn::data::datasets::mnist(None)?;
+//! let mut model = Sequential::new([1, 28, 28])
+//!     .add(Conv2D::new(32, (3, 3)).activation(Activation::Relu))?
+//!     .add(MaxPooling2D::new((2, 2)))?
+//!     .add(Flatten::new())?
+//!     .add(Dense::new(10).activation(Activation::Softmax))?;
+//! model.compile(Adam::new(0.001), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
+//! model.fit(&data.train, &FitConfig { epochs: 10, batch_size: 64, ..Default::default() })?;
+//! println!("{:?}", model.evaluate(&data.test, 64)?);
+//! # Ok::<(), kiln_device::Error>(())
+//! ```
+
+pub mod data;
+pub mod layers;
+mod loss;
+mod metrics;
+mod model;
+pub mod optim;
+
+pub use loss::Loss;
+pub use metrics::Metric;
+pub use model::{Evaluation, FitConfig, History, Sequential};
+
+/// Everything a training program uses.
+pub mod prelude {
+    pub use crate::data::{Dataset, Targets, to_categorical};
+    pub use crate::layers::{
+        Activation, ActivationLayer, AveragePooling2D, Conv2D, Dense, Dropout, Embedding, Flatten,
+        Layer, MaxPooling2D, Padding,
+    };
+    pub use crate::optim::{Adam, Optimizer, Sgd};
+    pub use crate::{Evaluation, FitConfig, History, Loss, Metric, Sequential};
+}

@@ -1,0 +1,160 @@
+//! Optimizers: each step runs one fused kernel per parameter (`RawTensor::adam_step`, `sgd_step`).
+
+use std::collections::HashMap;
+
+use kiln_autograd::{Gradients, TensorId, Var};
+use kiln_device::{AdamConfig, DType, RawTensor, Result, SgdConfig};
+
+/// Updates parameters from their gradients.
+pub trait Optimizer: Send {
+    /// One update of every parameter that has a gradient.
+    fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()>;
+    /// The current learning rate.
+    fn learning_rate(&self) -> f32;
+    /// Changes the learning rate (schedules call this between epochs).
+    fn set_learning_rate(&mut self, lr: f32);
+    /// The Keras name.
+    fn name(&self) -> &'static str;
+}
+
+/// Adam / AdamW with Keras's defaults (lr 0.001, β 0.9 / 0.999, eps 1e-7) and PyTorch's update.
+pub struct Adam {
+    config: AdamConfig,
+    step: u32,
+    moments: HashMap<TensorId, (RawTensor, RawTensor)>,
+}
+
+impl Adam {
+    /// Adam with learning rate `lr`.
+    pub fn new(lr: f32) -> Self {
+        Adam {
+            config: AdamConfig {
+                lr,
+                ..AdamConfig::default()
+            },
+            step: 0,
+            moments: HashMap::new(),
+        }
+    }
+
+    /// AdamW: decoupled weight decay `weight_decay`.
+    pub fn adamw(lr: f32, weight_decay: f32) -> Self {
+        Adam {
+            config: AdamConfig {
+                lr,
+                weight_decay,
+                decoupled: true,
+                ..AdamConfig::default()
+            },
+            step: 0,
+            moments: HashMap::new(),
+        }
+    }
+
+    /// Sets epsilon.
+    pub fn epsilon(mut self, eps: f32) -> Self {
+        self.config.eps = eps;
+        self
+    }
+
+    /// Sets the moment decays.
+    pub fn betas(mut self, beta1: f32, beta2: f32) -> Self {
+        (self.config.beta1, self.config.beta2) = (beta1, beta2);
+        self
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
+        self.step += 1;
+        for p in params {
+            let Some(g) = grads.get_raw(p.id()) else {
+                continue;
+            };
+            let value = p.tensor();
+            let (m, v) = match self.moments.remove(&p.id()) {
+                Some(state) => state,
+                None => {
+                    let zeros =
+                        || RawTensor::zeros(value.shape().clone(), DType::F32, value.device());
+                    (zeros()?, zeros()?)
+                }
+            };
+            let (p2, m2, v2) =
+                RawTensor::adam_step(value.raw(), g, &m, &v, &self.config, self.step)?;
+            p.set(p2)?;
+            self.moments.insert(p.id(), (m2, v2));
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.config.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
+    fn name(&self) -> &'static str {
+        if self.config.decoupled {
+            "adamw"
+        } else {
+            "adam"
+        }
+    }
+}
+
+/// SGD with optional momentum and Nesterov momentum (PyTorch's formulation).
+pub struct Sgd {
+    config: SgdConfig,
+    buffers: HashMap<TensorId, RawTensor>,
+}
+
+impl Sgd {
+    /// Plain SGD with learning rate `lr`.
+    pub fn new(lr: f32) -> Self {
+        Sgd {
+            config: SgdConfig {
+                lr,
+                ..SgdConfig::default()
+            },
+            buffers: HashMap::new(),
+        }
+    }
+
+    /// Sets momentum (and Nesterov).
+    pub fn momentum(mut self, momentum: f32, nesterov: bool) -> Self {
+        (self.config.momentum, self.config.nesterov) = (momentum, nesterov);
+        self
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
+        for p in params {
+            let Some(g) = grads.get_raw(p.id()) else {
+                continue;
+            };
+            let buffer = self.buffers.remove(&p.id());
+            let (p2, b2) = RawTensor::sgd_step(p.tensor().raw(), g, buffer.as_ref(), &self.config)?;
+            p.set(p2)?;
+            if self.config.momentum != 0.0 {
+                self.buffers.insert(p.id(), b2);
+            }
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.config.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
+    fn name(&self) -> &'static str {
+        "sgd"
+    }
+}

@@ -1,0 +1,65 @@
+//! The classic Keras MNIST tutorial, in kiln:
+//!
+//! ```text
+//! cargo run --release --example mnist -- [--dataset mnist|fashion|sample] [--epochs 10]
+//!                                        [--batch-size 64] [--device auto|cpu|gpu]
+//! ```
+
+use kiln::prelude::*;
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn main() -> kiln::Result<()> {
+    let device = match arg("--device", "auto").as_str() {
+        "cpu" => Device::cpu(),
+        "gpu" => Device::gpu()?,
+        _ => Device::auto(),
+    };
+    let data = match arg("--dataset", "mnist").as_str() {
+        "fashion" => kiln::datasets::fashion_mnist(None)?,
+        "sample" => kiln::datasets::sample()?,
+        _ => kiln::datasets::mnist(None)?,
+    };
+    let epochs = arg("--epochs", "10").parse().unwrap_or(10);
+    let batch_size = arg("--batch-size", "64").parse().unwrap_or(64);
+    println!(
+        "device: {device}; {} training and {} test images",
+        data.train.len(),
+        data.test.len()
+    );
+
+    let mut model = Sequential::new([1, 28, 28])
+        .on(&device)
+        .add(Conv2D::new(32, (3, 3)).activation(Activation::Relu))?
+        .add(MaxPooling2D::new((2, 2)))?
+        .add(Flatten::new())?
+        .add(Dense::new(10).activation(Activation::Softmax))?;
+    print!("{}", model.summary());
+    model.compile(
+        Adam::new(0.001),
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )?;
+    model.fit(
+        &data.train,
+        &FitConfig {
+            epochs,
+            batch_size,
+            ..Default::default()
+        },
+    )?;
+    let result = model.evaluate(&data.test, batch_size)?;
+    println!(
+        "test loss: {:.4} - test accuracy: {:.4}",
+        result.loss,
+        result.metric(Metric::Accuracy).unwrap_or(f32::NAN)
+    );
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The nn layer: the reference CNN through the Sequential API against PyTorch's three Adam steps,
+//! a short training run per device, build-time shape errors, and corrupt data files.
+
+use kiln::device::device_test;
+use kiln::prelude::*;
+use safetensors::SafeTensors;
+
+fn fixture(tensors: &SafeTensors, role: &str) -> (Vec<usize>, Vec<u8>, safetensors::Dtype) {
+    let view = tensors.tensor(&format!("seed_cnn_step/{role}")).unwrap();
+    (view.shape().to_vec(), view.data().to_vec(), view.dtype())
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn reference_cnn(device: &Device) -> Sequential {
+    Sequential::new([1, 28, 28])
+        .on(device)
+        .add(Conv2D::new(32, (3, 3)).activation(Activation::Relu))
+        .unwrap()
+        .add(MaxPooling2D::new((2, 2)))
+        .unwrap()
+        .add(Flatten::new())
+        .unwrap()
+        .add(Dense::new(10).activation(Activation::Softmax))
+        .unwrap()
+}
+
+device_test!(seed_cnn_three_adam_steps_match_pytorch, |device| {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/torch/ops.safetensors"
+    ))
+    .unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let mut model = reference_cnn(&device);
+    for (name, role) in [
+        ("conv2d.weight", "conv_w"),
+        ("conv2d.bias", "conv_b"),
+        ("dense.weight", "dense_w"),
+        ("dense.bias", "dense_b"),
+    ] {
+        let (shape, data, _) = fixture(&tensors, role);
+        model
+            .set_weight(
+                name,
+                &RawTensor::from_slice(&f32s(&data), shape, &device).unwrap(),
+            )
+            .unwrap();
+    }
+    model
+        .compile(
+            Adam::new(1e-3).epsilon(1e-7),
+            Loss::SparseCategoricalCrossentropy,
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+    let (xs, xd, _) = fixture(&tensors, "x");
+    let x = Tensor::from_slice(&f32s(&xd), xs, &device).unwrap();
+    let (_, ld, _) = fixture(&tensors, "labels");
+    let labels: Vec<u32> = ld
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+        .collect();
+    let y = Tensor::from_slice(&labels, [8], &device).unwrap();
+    let want_losses = f32s(&fixture(&tensors, "losses").1);
+    for want in want_losses {
+        let loss = model.train_on_batch(&x, &y).unwrap().to_scalar().unwrap();
+        assert!(
+            (loss - want).abs() <= 1e-4 + 1e-3 * want.abs(),
+            "loss {loss} vs {want}"
+        );
+    }
+    for (name, role) in [
+        ("conv2d.weight", "conv_w_after3"),
+        ("conv2d.bias", "conv_b_after3"),
+        ("dense.weight", "dense_w_after3"),
+        ("dense.bias", "dense_b_after3"),
+    ] {
+        let want = f32s(&fixture(&tensors, role).1);
+        let (_, var) = model
+            .named_parameters()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap();
+        let got = var.tensor().to_vec::<f32>().unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-4 + 1e-3 * w.abs(), "{name}: {g} vs {w}");
+        }
+    }
+});
+
+device_test!(training_the_reference_cnn_learns, |device| {
+    let data = kiln::datasets::sample().unwrap();
+    let (train, _) = data.train.split_at(512);
+    let (test, _) = data.test.split_at(256);
+    let mut model = reference_cnn(&device);
+    model
+        .compile(
+            Adam::new(0.003),
+            Loss::SparseCategoricalCrossentropy,
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+    let before = model.evaluate(&test, 128).unwrap();
+    let config = FitConfig {
+        epochs: 2,
+        batch_size: 64,
+        verbose: false,
+        ..Default::default()
+    };
+    let history = model.fit(&train, &config).unwrap();
+    let after = model.evaluate(&test, 128).unwrap();
+    assert_eq!(history.train.len(), 2);
+    assert!(
+        after.loss < 0.6 * before.loss,
+        "loss {} -> {}",
+        before.loss,
+        after.loss
+    );
+    let accuracy = after.metric(Metric::Accuracy).unwrap();
+    assert!(accuracy > 0.7, "test accuracy {accuracy} after 16 steps");
+    let probabilities = model
+        .predict(&Tensor::zeros([2, 1, 28, 28], &device).unwrap())
+        .unwrap();
+    let sums = probabilities
+        .sum(-1, false)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert!(
+        sums.iter().all(|s| (s - 1.0).abs() < 1e-4),
+        "predict applies the softmax: {sums:?}"
+    );
+});
+
+#[test]
+fn a_wrong_shape_is_an_error_naming_the_layer() {
+    let err = Sequential::new([1, 28, 28])
+        .on(&Device::cpu())
+        .add(Conv2D::new(8, (3, 3)))
+        .unwrap()
+        .add(Dense::new(10))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("dense") && err.contains("[8, 26, 26]") && err.contains("Flatten"),
+        "{err}"
+    );
+    let err = Sequential::new([28, 28])
+        .on(&Device::cpu())
+        .add(Conv2D::new(8, (3, 3)))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("conv2d") && err.contains("[28, 28]"), "{err}");
+}
+
+#[test]
+fn corrupt_idx_files_are_errors() {
+    let dir = std::env::temp_dir().join(format!("kiln-idx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let truncated = dir.join("truncated");
+    std::fs::write(&truncated, [0, 0, 8, 1, 0, 0, 0, 10, 1, 2, 3]).unwrap();
+    let err = kiln::nn::data::read_idx(&truncated, 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("truncated") && err.contains("holds 3 values"),
+        "{err}"
+    );
+    let bad_magic = dir.join("bad-magic");
+    std::fs::write(&bad_magic, [1, 2, 3, 4, 5]).unwrap();
+    assert!(
+        kiln::nn::data::read_idx(&bad_magic, 1)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("not an unsigned-byte IDX")
+    );
+    let bad_gzip = dir.join("bad.gz");
+    std::fs::write(&bad_gzip, [0x1f, 0x8b, 0, 0]).unwrap();
+    assert!(
+        kiln::nn::data::read_idx(&bad_gzip, 1)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("gzip")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
