@@ -110,6 +110,7 @@ impl Sequential {
 
     /// Appends `layer`, building it for the current output shape. Panics are never used: a shape the
     /// layer cannot take is returned as an error naming it.
+    #[allow(clippy::should_implement_trait, reason = "Keras's name for appending a layer")]
     pub fn add(mut self, mut layer: impl Layer + 'static) -> Result<Self> {
         let input = self
             .layers

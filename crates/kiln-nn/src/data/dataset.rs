@@ -52,7 +52,7 @@ impl Dataset {
             Targets::Classes { labels, .. } => labels.len(),
             Targets::Values { values, width } => values.len() / (*width).max(1),
         };
-        if features.len() % per != 0 || n != target_count {
+        if !features.len().is_multiple_of(per) || n != target_count {
             return Err(Error::invalid(
                 "Dataset::new",
                 format!(
