@@ -110,7 +110,10 @@ impl Sequential {
 
     /// Appends `layer`, building it for the current output shape. Panics are never used: a shape the
     /// layer cannot take is returned as an error naming it.
-    #[allow(clippy::should_implement_trait, reason = "Keras's name for appending a layer")]
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "Keras's name for appending a layer"
+    )]
     pub fn add(mut self, mut layer: impl Layer + 'static) -> Result<Self> {
         let input = self
             .layers
@@ -291,20 +294,25 @@ impl Sequential {
 
     /// One optimizer step on a batch; returns the batch's mean loss (on the device).
     pub fn train_on_batch(&mut self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        Ok(self.train_step(x, y)?.0)
+    }
+
+    /// One optimizer step; returns the loss, the scores the metrics read, and their threshold.
+    fn train_step(&mut self, x: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor, f32)> {
         let loss_fn = self.compiled("train_on_batch")?.loss;
-        let (scores, _) = self.scores(x, true, loss_fn)?;
+        let (scores, threshold) = self.scores(x, true, loss_fn)?;
         let loss = loss_fn.compute(&scores, y)?;
         let grads = loss.backward()?;
         let params = self.parameters();
         let compiled = self.compiled.as_mut().expect("checked above");
         compiled.optimizer.step(&params, &grads)?;
-        Ok(loss.detach())
+        Ok((loss.detach(), scores.detach(), threshold))
     }
 
     /// Trains on `data` as Keras's `fit` does; returns the per-epoch history.
     pub fn fit(&mut self, data: &Dataset, config: &FitConfig) -> Result<History> {
         let compiled = self.compiled("fit")?;
-        let (loss_fn, metric_list) = (compiled.loss, compiled.metrics.clone());
+        let metric_list = compiled.metrics.clone();
         if config.batch_size == 0 || data.is_empty() {
             return Err(Error::invalid(
                 "fit",
@@ -326,17 +334,14 @@ impl Sequential {
             let mut loss_sum: Option<RawTensor> = None;
             let seed = config.shuffle.map(|s| s.wrapping_add(epoch as u64));
             train.for_each_batch(config.batch_size, seed, &device, |x, y, n| {
-                let loss = self.train_on_batch(&x, &y)?;
+                // Metrics read the scores of the training forward pass, as Keras's do.
+                let (loss, scores, threshold) = self.train_step(&x, &y)?;
                 let weighted = loss.raw().scalar(BinaryOp::Mul, n as f32)?;
                 loss_sum = Some(match loss_sum.take() {
                     Some(s) => s.binary(BinaryOp::Add, &weighted)?,
                     None => weighted,
                 });
-                if !metric_list.is_empty() {
-                    let (scores, threshold) = no_grad(|| self.scores(&x, false, loss_fn))?;
-                    totals.add(&scores, &y, threshold)?;
-                }
-                Ok(())
+                totals.add(&scores, &y, threshold)
             })?;
             let loss = loss_sum.map_or(Ok(f32::NAN), |s| {
                 Ok::<_, Error>(s.to_f32_vec()?[0] / train.len() as f32)
