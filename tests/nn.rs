@@ -195,3 +195,66 @@ fn corrupt_idx_files_are_errors() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn fit_resumes_exactly_from_a_checkpoint() {
+    let cpu = Device::cpu();
+    let data = kiln::datasets::sample().unwrap();
+    let (train, _) = data.train.split_at(256);
+    let make = || {
+        let mut model = reference_cnn(&cpu);
+        model
+            .compile(
+                Adam::new(0.002),
+                Loss::SparseCategoricalCrossentropy,
+                &[Metric::Accuracy],
+            )
+            .unwrap();
+        model
+    };
+    let config = |epochs, initial_epoch| FitConfig {
+        epochs,
+        initial_epoch,
+        batch_size: 64,
+        verbose: false,
+        ..Default::default()
+    };
+    let mut straight = make();
+    straight.fit(&train, &config(2, 0)).unwrap();
+
+    let dir = std::env::temp_dir().join(format!("kiln-ckpt-{}", std::process::id()));
+    let mut first = make();
+    first.fit(&train, &config(1, 0)).unwrap();
+    first.save(&dir).unwrap();
+    let mut resumed = make();
+    resumed.load(&dir).unwrap();
+    resumed.fit(&train, &config(2, 1)).unwrap();
+
+    for ((name, a), (_, b)) in straight
+        .named_parameters()
+        .iter()
+        .zip(resumed.named_parameters())
+    {
+        let (a, b) = (
+            a.tensor().to_vec::<f32>().unwrap(),
+            b.tensor().to_vec::<f32>().unwrap(),
+        );
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-6),
+            "{name} differs after resuming"
+        );
+    }
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["config.json", "model.safetensors", "optimizer.safetensors"],
+        "no temporary file is left"
+    );
+    std::fs::write(dir.join("model.safetensors"), b"not a checkpoint").unwrap();
+    assert!(make().load(&dir).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -15,6 +15,7 @@
 //! # Ok::<(), kiln_device::Error>(())
 //! ```
 
+mod checkpoint;
 pub mod data;
 pub mod layers;
 mod loss;

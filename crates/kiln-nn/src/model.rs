@@ -25,6 +25,8 @@ pub struct FitConfig {
     pub validation_split: f32,
     /// Print Keras's per-epoch progress line.
     pub verbose: bool,
+    /// The epoch to start from when resuming (shuffling continues where it left off).
+    pub initial_epoch: usize,
 }
 
 impl Default for FitConfig {
@@ -35,6 +37,7 @@ impl Default for FitConfig {
             shuffle: Some(0),
             validation_split: 0.0,
             verbose: true,
+            initial_epoch: 0,
         }
     }
 }
@@ -328,7 +331,7 @@ impl Sequential {
         let steps = train.len().div_ceil(config.batch_size);
         let mut history = History::default();
         let device = self.device();
-        for epoch in 0..config.epochs {
+        for epoch in config.initial_epoch..config.epochs {
             let started = Instant::now();
             let mut totals = MetricTotals::new(&metric_list);
             let mut loss_sum: Option<RawTensor> = None;
@@ -400,6 +403,93 @@ impl Sequential {
             loss,
             metrics: totals.finish()?,
         })
+    }
+
+    /// Saves weights, configuration and optimizer state into `dir` (created if needed), each file
+    /// written atomically. Resume with [`Sequential::load`] on an identically built model.
+    pub fn save(&self, dir: &std::path::Path) -> Result<()> {
+        use crate::checkpoint::{to_safetensors, write_atomically};
+        std::fs::create_dir_all(dir).map_err(|e| Error::InvalidData {
+            op: "save",
+            message: format!("{}: {e}", dir.display()),
+        })?;
+        let named = self.named_parameters();
+        let weights: Vec<(String, RawTensor)> = named
+            .iter()
+            .map(|(n, v)| (n.clone(), v.tensor().raw().clone()))
+            .collect();
+        write_atomically(
+            &dir.join("model.safetensors"),
+            &to_safetensors(&weights, Default::default())?,
+        )?;
+        let layers: Vec<String> = self
+            .layers
+            .iter()
+            .map(|(name, layer, shape)| {
+                format!("{{\"name\": \"{name}\", \"kind\": \"{}\", \"activation\": \"{}\", \"output_shape\": {shape:?}}}", layer.kind(), layer.activation().name())
+            })
+            .collect();
+        let config = format!(
+            "{{\"input_shape\": {:?}, \"layers\": [{}]}}\n",
+            self.input_shape,
+            layers.join(", ")
+        );
+        write_atomically(&dir.join("config.json"), config.as_bytes())?;
+        if let Some(compiled) = &self.compiled {
+            let (steps, state) = compiled.optimizer.state();
+            let mut tensors = Vec::new();
+            for (name, var) in &named {
+                for (i, t) in state.get(&var.id()).into_iter().flatten().enumerate() {
+                    tensors.push((format!("{name}.{i}"), t.clone()));
+                }
+            }
+            let metadata = [
+                (
+                    "optimizer".to_string(),
+                    compiled.optimizer.name().to_string(),
+                ),
+                ("steps".to_string(), steps.to_string()),
+            ];
+            write_atomically(
+                &dir.join("optimizer.safetensors"),
+                &to_safetensors(&tensors, metadata.into_iter().collect())?,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Loads weights (and, when the model is compiled and the file exists, the optimizer state) saved
+    /// by [`Sequential::save`].
+    pub fn load(&mut self, dir: &std::path::Path) -> Result<()> {
+        use crate::checkpoint::from_safetensors;
+        let device = self.device();
+        let (weights, _) = from_safetensors(&dir.join("model.safetensors"), &device)?;
+        let named = self.named_parameters();
+        for (name, var) in &named {
+            let value = weights
+                .get(name)
+                .ok_or_else(|| Error::invalid("load", format!("the checkpoint has no {name}")))?;
+            var.set(value.clone())?;
+        }
+        let state_file = dir.join("optimizer.safetensors");
+        if let (Some(compiled), true) = (self.compiled.as_mut(), state_file.exists()) {
+            let (tensors, metadata) = from_safetensors(&state_file, &device)?;
+            let steps = metadata
+                .get("steps")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let mut state = std::collections::HashMap::new();
+            for (name, var) in &named {
+                let parts: Vec<RawTensor> = (0..)
+                    .map_while(|i| tensors.get(&format!("{name}.{i}")).cloned())
+                    .collect();
+                if !parts.is_empty() {
+                    state.insert(var.id(), parts);
+                }
+            }
+            compiled.optimizer.load_state(steps, state)?;
+        }
+        Ok(())
     }
 
     /// The model's outputs (after every activation) for a batch of inputs.

@@ -15,6 +15,10 @@ pub trait Optimizer: Send {
     fn set_learning_rate(&mut self, lr: f32);
     /// The Keras name.
     fn name(&self) -> &'static str;
+    /// The state to save for resuming: steps taken and, per parameter, its state tensors.
+    fn state(&self) -> (u32, HashMap<TensorId, Vec<RawTensor>>);
+    /// Restores a saved state.
+    fn load_state(&mut self, steps: u32, state: HashMap<TensorId, Vec<RawTensor>>) -> Result<()>;
 }
 
 /// Adam / AdamW with Keras's defaults (lr 0.001, β 0.9 / 0.999, eps 1e-7) and PyTorch's update.
@@ -103,6 +107,31 @@ impl Optimizer for Adam {
             "adam"
         }
     }
+
+    fn state(&self) -> (u32, HashMap<TensorId, Vec<RawTensor>>) {
+        (
+            self.step,
+            self.moments
+                .iter()
+                .map(|(id, (m, v))| (*id, vec![m.clone(), v.clone()]))
+                .collect(),
+        )
+    }
+
+    fn load_state(&mut self, steps: u32, state: HashMap<TensorId, Vec<RawTensor>>) -> Result<()> {
+        self.step = steps;
+        self.moments.clear();
+        for (id, tensors) in state {
+            let [m, v]: [RawTensor; 2] = tensors.try_into().map_err(|_| {
+                kiln_device::Error::invalid(
+                    "load_state",
+                    "Adam keeps two tensors per parameter".to_string(),
+                )
+            })?;
+            self.moments.insert(id, (m, v));
+        }
+        Ok(())
+    }
 }
 
 /// SGD with optional momentum and Nesterov momentum (PyTorch's formulation).
@@ -156,5 +185,23 @@ impl Optimizer for Sgd {
 
     fn name(&self) -> &'static str {
         "sgd"
+    }
+
+    fn state(&self) -> (u32, HashMap<TensorId, Vec<RawTensor>>) {
+        (
+            0,
+            self.buffers
+                .iter()
+                .map(|(id, b)| (*id, vec![b.clone()]))
+                .collect(),
+        )
+    }
+
+    fn load_state(&mut self, _steps: u32, state: HashMap<TensorId, Vec<RawTensor>>) -> Result<()> {
+        self.buffers = state
+            .into_iter()
+            .filter_map(|(id, mut t)| t.pop().map(|b| (id, b)))
+            .collect();
+        Ok(())
     }
 }
