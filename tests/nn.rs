@@ -258,3 +258,48 @@ fn fit_resumes_exactly_from_a_checkpoint() {
     assert!(make().load(&dir).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn binary_classifier_on_breast_cancer_reports_precision_and_recall() {
+    let data = kiln::datasets::breast_cancer(None).unwrap();
+    assert_eq!((data.len(), data.sample_shape.clone()), (569, vec![30]));
+    let order: Vec<usize> = (0..data.len()).map(|i| (i * 389) % data.len()).collect();
+    let (train, test) = data.select(&order).split_at(455);
+    let range = train.feature_range();
+    let (train, test) = (train.min_max_scaled(&range), test.min_max_scaled(&range));
+    let mut model = Sequential::new([30])
+        .on(&Device::cpu())
+        .add(Dense::new(16).activation(Activation::Relu))
+        .unwrap()
+        .add(Dense::new(1).activation(Activation::Sigmoid))
+        .unwrap();
+    model
+        .compile(
+            Adam::new(0.01),
+            Loss::BinaryCrossentropy,
+            &[Metric::Accuracy, Metric::Precision, Metric::Recall],
+        )
+        .unwrap();
+    model
+        .fit(
+            &train,
+            &FitConfig {
+                epochs: 15,
+                batch_size: 32,
+                verbose: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let result = model.evaluate(&test, 32).unwrap();
+    for metric in [Metric::Accuracy, Metric::Precision, Metric::Recall] {
+        let value = result.metric(metric).unwrap();
+        assert!(value > 0.85, "{} {value}", metric.name());
+    }
+    let err = model.compile(
+        Adam::new(0.01),
+        Loss::BinaryCrossentropy,
+        &[Metric::Precision],
+    );
+    assert!(err.is_ok(), "precision is fine for one output");
+}

@@ -105,6 +105,39 @@ impl Dataset {
         }
     }
 
+    /// Per-feature minimum and maximum (to normalise other sets with the training set's range).
+    pub fn feature_range(&self) -> (Vec<f32>, Vec<f32>) {
+        let per: usize = self.sample_shape.iter().product();
+        let mut lo = vec![f32::INFINITY; per];
+        let mut hi = vec![f32::NEG_INFINITY; per];
+        for sample in self.features.chunks(per.max(1)) {
+            for (j, &v) in sample.iter().enumerate() {
+                lo[j] = lo[j].min(v);
+                hi[j] = hi[j].max(v);
+            }
+        }
+        (lo, hi)
+    }
+
+    /// Scales each feature by `(x - min) / (max - min)` with the given range (constant features → 0).
+    pub fn min_max_scaled(&self, (lo, hi): &(Vec<f32>, Vec<f32>)) -> Dataset {
+        let per = lo.len().max(1);
+        let features = self
+            .features
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let (l, h) = (lo[i % per], hi[i % per]);
+                if h > l { (v - l) / (h - l) } else { 0.0 }
+            })
+            .collect();
+        Dataset {
+            features,
+            sample_shape: self.sample_shape.clone(),
+            targets: self.targets.clone(),
+        }
+    }
+
     /// The first `count` samples and the rest.
     pub fn split_at(&self, count: usize) -> (Dataset, Dataset) {
         let count = count.min(self.len());

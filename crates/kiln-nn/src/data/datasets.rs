@@ -158,3 +158,65 @@ pub fn mnist(dir: Option<&Path>) -> Result<Splits> {
 pub fn fashion_mnist(dir: Option<&Path>) -> Result<Splits> {
     load(Which::FashionMnist, dir)
 }
+
+/// The Breast Cancer Wisconsin data set in scikit-learn's CSV layout (a header line
+/// `samples,features,names..`, then one row of features and a 0/1 label per sample): 30 features per
+/// sample, target 1 = benign. Read from `path`, else from the copy shipped in `data/breast-cancer`.
+pub fn breast_cancer(path: Option<&Path>) -> Result<Dataset> {
+    let default =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/breast-cancer/breast_cancer.csv");
+    let path = path.map_or(default, Path::to_path_buf);
+    let bad = |message: String| Error::InvalidData {
+        op: "breast_cancer",
+        message: format!("{}: {message}", path.display()),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| bad("empty file".into()))?
+        .split(',')
+        .collect();
+    let count = |i: usize| {
+        header
+            .get(i)
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .ok_or_else(|| bad("bad header".into()))
+    };
+    let (samples, features) = (count(0)?, count(1)?);
+    let (mut values, mut targets) = (
+        Vec::with_capacity(samples * features),
+        Vec::with_capacity(samples),
+    );
+    for (row, line) in lines.filter(|l| !l.trim().is_empty()).enumerate() {
+        let fields: Vec<f32> = line
+            .split(',')
+            .map(|f| f.trim().parse::<f32>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| bad(format!("row {}: {e}", row + 2)))?;
+        if fields.len() != features + 1 {
+            return Err(bad(format!(
+                "row {} has {} fields, expected {}",
+                row + 2,
+                fields.len(),
+                features + 1
+            )));
+        }
+        values.extend_from_slice(&fields[..features]);
+        targets.push(fields[features]);
+    }
+    if targets.len() != samples {
+        return Err(bad(format!(
+            "{} rows, but the header says {samples}",
+            targets.len()
+        )));
+    }
+    Dataset::new(
+        values,
+        vec![features],
+        Targets::Values {
+            values: targets,
+            width: 1,
+        },
+    )
+}
