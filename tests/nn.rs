@@ -303,3 +303,58 @@ fn binary_classifier_on_breast_cancer_reports_precision_and_recall() {
     );
     assert!(err.is_ok(), "precision is fine for one output");
 }
+
+#[test]
+fn callbacks_stop_early_schedule_the_rate_log_and_checkpoint() {
+    let data = kiln::datasets::breast_cancer(None).unwrap();
+    let range = data.feature_range();
+    let (train, validation) = data.min_max_scaled(&range).split_at(400);
+    let mut model = Sequential::new([30])
+        .on(&Device::cpu())
+        .add(Dense::new(1).activation(Activation::Sigmoid))
+        .unwrap();
+    model
+        .compile(
+            Adam::new(0.01),
+            Loss::BinaryCrossentropy,
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("kiln-callbacks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A learning rate of 0 after the first epoch: the loss stops improving, so patience 1 stops at 3.
+    let mut schedule = LearningRateScheduler(|epoch, lr| if epoch == 0 { lr } else { 0.0 });
+    let mut stopping = EarlyStopping::new(Monitor::ValLoss, 1);
+    let mut log = CsvLogger::new(dir.join("log.csv"));
+    let mut checkpoint =
+        ModelCheckpoint::new(dir.join("best")).save_best_only(Monitor::ValMetric(Metric::Accuracy));
+    let config = FitConfig {
+        epochs: 10,
+        batch_size: 32,
+        verbose: false,
+        validation_data: Some(&validation),
+        ..Default::default()
+    };
+    let history = model
+        .fit_with(
+            &train,
+            &config,
+            &mut [&mut schedule, &mut stopping, &mut log, &mut checkpoint],
+        )
+        .unwrap();
+    assert_eq!(
+        history.train.len(),
+        3,
+        "early stopping after two epochs without improvement"
+    );
+    assert_eq!(history.validation.len(), 3);
+    assert_eq!(model.learning_rate().unwrap(), 0.0);
+    let csv = std::fs::read_to_string(dir.join("log.csv")).unwrap();
+    assert_eq!(
+        csv.lines().next().unwrap(),
+        "epoch,loss,accuracy,val_loss,val_accuracy"
+    );
+    assert_eq!(csv.lines().count(), 4);
+    assert!(dir.join("best/model.safetensors").exists() && dir.join("best/config.json").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

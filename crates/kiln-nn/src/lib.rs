@@ -15,6 +15,7 @@
 //! # Ok::<(), kiln_device::Error>(())
 //! ```
 
+pub mod callbacks;
 mod checkpoint;
 pub mod data;
 pub mod layers;
@@ -29,6 +30,9 @@ pub use model::{Evaluation, FitConfig, History, Sequential};
 
 /// Everything a training program uses.
 pub mod prelude {
+    pub use crate::callbacks::{
+        Callback, CsvLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint, Monitor,
+    };
     pub use crate::data::{Dataset, Targets, to_categorical};
     pub use crate::layers::{
         Activation, ActivationLayer, AveragePooling2D, Conv2D, Dense, Dropout, Embedding, Flatten,

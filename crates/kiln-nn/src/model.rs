@@ -6,6 +6,7 @@ use std::time::Instant;
 use kiln_autograd::{Tensor, Var, no_grad};
 use kiln_device::{BinaryOp, Device, Error, RawTensor, Result};
 
+use crate::callbacks::{Callback, Control, EpochLogs};
 use crate::data::Dataset;
 use crate::layers::{Activation, Layer};
 use crate::loss::Loss;
@@ -14,7 +15,7 @@ use crate::optim::Optimizer;
 
 /// How `fit` trains.
 #[derive(Debug, Clone)]
-pub struct FitConfig {
+pub struct FitConfig<'a> {
     /// Passes over the training data.
     pub epochs: usize,
     /// Samples per step.
@@ -27,9 +28,11 @@ pub struct FitConfig {
     pub verbose: bool,
     /// The epoch to start from when resuming (shuffling continues where it left off).
     pub initial_epoch: usize,
+    /// Data to validate on after each epoch (instead of `validation_split`).
+    pub validation_data: Option<&'a Dataset>,
 }
 
-impl Default for FitConfig {
+impl Default for FitConfig<'_> {
     fn default() -> Self {
         FitConfig {
             epochs: 1,
@@ -38,6 +41,7 @@ impl Default for FitConfig {
             validation_split: 0.0,
             verbose: true,
             initial_epoch: 0,
+            validation_data: None,
         }
     }
 }
@@ -313,7 +317,33 @@ impl Sequential {
     }
 
     /// Trains on `data` as Keras's `fit` does; returns the per-epoch history.
-    pub fn fit(&mut self, data: &Dataset, config: &FitConfig) -> Result<History> {
+    pub fn fit(&mut self, data: &Dataset, config: &FitConfig<'_>) -> Result<History> {
+        self.fit_with(data, config, &mut [])
+    }
+
+    /// The current learning rate.
+    pub fn learning_rate(&self) -> Result<f32> {
+        Ok(self.compiled("learning_rate")?.optimizer.learning_rate())
+    }
+
+    /// Changes the learning rate.
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.compiled("set_learning_rate")?;
+        self.compiled
+            .as_mut()
+            .expect("checked")
+            .optimizer
+            .set_learning_rate(lr);
+        Ok(())
+    }
+
+    /// `fit` with callbacks around each epoch (early stopping, checkpoints, logs, schedules).
+    pub fn fit_with(
+        &mut self,
+        data: &Dataset,
+        config: &FitConfig<'_>,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<History> {
         let compiled = self.compiled("fit")?;
         let metric_list = compiled.metrics.clone();
         if config.batch_size == 0 || data.is_empty() {
@@ -327,11 +357,15 @@ impl Sequential {
             ));
         }
         let held_out = (data.len() as f32 * config.validation_split.clamp(0.0, 1.0)) as usize;
-        let (train, validation) = data.split_at(data.len() - held_out);
+        let (train, split_off) = data.split_at(data.len() - held_out);
+        let validation = config.validation_data.unwrap_or(&split_off);
         let steps = train.len().div_ceil(config.batch_size);
         let mut history = History::default();
         let device = self.device();
         for epoch in config.initial_epoch..config.epochs {
+            for callback in callbacks.iter_mut() {
+                callback.on_epoch_begin(epoch, self)?;
+            }
             let started = Instant::now();
             let mut totals = MetricTotals::new(&metric_list);
             let mut loss_sum: Option<RawTensor> = None;
@@ -356,7 +390,7 @@ impl Sequential {
             let validation_eval = if validation.is_empty() {
                 None
             } else {
-                Some(self.evaluate(&validation, config.batch_size)?)
+                Some(self.evaluate(validation, config.batch_size)?)
             };
             if config.verbose {
                 println!("Epoch {}/{}", epoch + 1, config.epochs);
@@ -370,8 +404,19 @@ impl Sequential {
                     )
                 );
             }
+            let mut stop = false;
+            let logs = EpochLogs {
+                train: &evaluation,
+                validation: validation_eval.as_ref(),
+            };
+            for callback in callbacks.iter_mut() {
+                stop |= callback.on_epoch_end(epoch, &logs, self)? == Control::Stop;
+            }
             history.train.push(evaluation);
             history.validation.extend(validation_eval);
+            if stop {
+                break;
+            }
         }
         Ok(history)
     }

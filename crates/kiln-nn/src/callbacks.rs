@@ -1,0 +1,247 @@
+//! Callbacks `fit` calls around every epoch: early stopping, checkpoints, a CSV log and learning-rate
+//! schedules.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use kiln_device::{Error, Result};
+
+use crate::{Evaluation, Metric, Sequential};
+
+/// What one epoch measured.
+pub struct EpochLogs<'a> {
+    /// Training loss and metrics.
+    pub train: &'a Evaluation,
+    /// Validation loss and metrics, when validating.
+    pub validation: Option<&'a Evaluation>,
+}
+
+/// Which logged number a callback watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Monitor {
+    /// Training loss (lower is better).
+    Loss,
+    /// Validation loss (lower is better).
+    ValLoss,
+    /// A training metric (higher is better).
+    Metric(Metric),
+    /// A validation metric (higher is better).
+    ValMetric(Metric),
+}
+
+impl Monitor {
+    /// The watched value, oriented so that lower is better; `None` when it was not logged.
+    fn score(self, logs: &EpochLogs<'_>) -> Option<f32> {
+        match self {
+            Monitor::Loss => Some(logs.train.loss),
+            Monitor::ValLoss => logs.validation.map(|v| v.loss),
+            Monitor::Metric(m) => logs.train.metric(m).map(|v| -v),
+            Monitor::ValMetric(m) => logs.validation.and_then(|v| v.metric(m)).map(|v| -v),
+        }
+    }
+
+    fn require(self, logs: &EpochLogs<'_>) -> Result<f32> {
+        self.score(logs).ok_or_else(|| {
+            Error::invalid(
+                "callback",
+                format!(
+                    "{self:?} was not logged (validation needs validation_split or validation_data)"
+                ),
+            )
+        })
+    }
+}
+
+/// Whether training goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Next epoch.
+    Continue,
+    /// Stop after this epoch.
+    Stop,
+}
+
+/// Hooks around each epoch of `fit`.
+pub trait Callback {
+    /// Before epoch `epoch` (0-based) trains.
+    fn on_epoch_begin(&mut self, _epoch: usize, _model: &mut Sequential) -> Result<()> {
+        Ok(())
+    }
+
+    /// After epoch `epoch`; returning `Control::Stop` ends training.
+    fn on_epoch_end(
+        &mut self,
+        epoch: usize,
+        logs: &EpochLogs<'_>,
+        model: &mut Sequential,
+    ) -> Result<Control>;
+}
+
+/// Stops when the monitored value has not improved by `min_delta` for `patience` epochs.
+pub struct EarlyStopping {
+    monitor: Monitor,
+    patience: usize,
+    min_delta: f32,
+    best: f32,
+    waited: usize,
+}
+
+impl EarlyStopping {
+    /// Watches `monitor` with the given patience.
+    pub fn new(monitor: Monitor, patience: usize) -> Self {
+        EarlyStopping {
+            monitor,
+            patience,
+            min_delta: 0.0,
+            best: f32::INFINITY,
+            waited: 0,
+        }
+    }
+
+    /// The smallest change that counts as an improvement.
+    pub fn min_delta(mut self, delta: f32) -> Self {
+        self.min_delta = delta;
+        self
+    }
+}
+
+impl Callback for EarlyStopping {
+    fn on_epoch_end(
+        &mut self,
+        _epoch: usize,
+        logs: &EpochLogs<'_>,
+        _model: &mut Sequential,
+    ) -> Result<Control> {
+        let score = self.monitor.require(logs)?;
+        if score < self.best - self.min_delta {
+            (self.best, self.waited) = (score, 0);
+        } else {
+            self.waited += 1;
+        }
+        Ok(if self.waited > self.patience {
+            Control::Stop
+        } else {
+            Control::Continue
+        })
+    }
+}
+
+/// Saves the model (weights, config, optimizer state; atomically) after each epoch, or only when the
+/// monitored value improved.
+pub struct ModelCheckpoint {
+    dir: PathBuf,
+    best_only: Option<Monitor>,
+    best: f32,
+}
+
+impl ModelCheckpoint {
+    /// Saves into `dir` after every epoch.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ModelCheckpoint {
+            dir: dir.into(),
+            best_only: None,
+            best: f32::INFINITY,
+        }
+    }
+
+    /// Saves only when `monitor` improves.
+    pub fn save_best_only(mut self, monitor: Monitor) -> Self {
+        self.best_only = Some(monitor);
+        self
+    }
+}
+
+impl Callback for ModelCheckpoint {
+    fn on_epoch_end(
+        &mut self,
+        _epoch: usize,
+        logs: &EpochLogs<'_>,
+        model: &mut Sequential,
+    ) -> Result<Control> {
+        if let Some(monitor) = self.best_only {
+            let score = monitor.require(logs)?;
+            if score >= self.best {
+                return Ok(Control::Continue);
+            }
+            self.best = score;
+        }
+        model.save(&self.dir)?;
+        Ok(Control::Continue)
+    }
+}
+
+/// Appends one CSV row per epoch: `epoch,loss,<metrics>,val_loss,<val metrics>`.
+pub struct CsvLogger {
+    path: PathBuf,
+    wrote_header: bool,
+}
+
+impl CsvLogger {
+    /// Logs to `path` (replaced when training starts).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        CsvLogger {
+            path: path.into(),
+            wrote_header: false,
+        }
+    }
+}
+
+impl Callback for CsvLogger {
+    fn on_epoch_end(
+        &mut self,
+        epoch: usize,
+        logs: &EpochLogs<'_>,
+        _model: &mut Sequential,
+    ) -> Result<Control> {
+        let io = |e: std::io::Error| Error::InvalidData {
+            op: "CsvLogger",
+            message: format!("{}: {e}", self.path.display()),
+        };
+        let mut columns = vec!["epoch".to_string(), "loss".to_string()];
+        let mut values = vec![epoch.to_string(), logs.train.loss.to_string()];
+        for (m, v) in &logs.train.metrics {
+            columns.push(m.name().to_string());
+            values.push(v.to_string());
+        }
+        if let Some(val) = logs.validation {
+            columns.push("val_loss".into());
+            values.push(val.loss.to_string());
+            for (m, v) in &val.metrics {
+                columns.push(format!("val_{}", m.name()));
+                values.push(v.to_string());
+            }
+        }
+        let mut file = if self.wrote_header {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map_err(io)?
+        } else {
+            let mut f = std::fs::File::create(&self.path).map_err(io)?;
+            writeln!(f, "{}", columns.join(",")).map_err(io)?;
+            self.wrote_header = true;
+            f
+        };
+        writeln!(file, "{}", values.join(",")).map_err(io)?;
+        Ok(Control::Continue)
+    }
+}
+
+/// Sets the learning rate before each epoch from `schedule(epoch, current_lr)`.
+pub struct LearningRateScheduler<F: FnMut(usize, f32) -> f32>(pub F);
+
+impl<F: FnMut(usize, f32) -> f32> Callback for LearningRateScheduler<F> {
+    fn on_epoch_begin(&mut self, epoch: usize, model: &mut Sequential) -> Result<()> {
+        let lr = model.learning_rate()?;
+        model.set_learning_rate((self.0)(epoch, lr))
+    }
+
+    fn on_epoch_end(
+        &mut self,
+        _epoch: usize,
+        _logs: &EpochLogs<'_>,
+        _model: &mut Sequential,
+    ) -> Result<Control> {
+        Ok(Control::Continue)
+    }
+}
