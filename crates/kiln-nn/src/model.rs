@@ -370,9 +370,11 @@ impl Sequential {
             let mut totals = MetricTotals::new(&metric_list);
             let mut loss_sum: Option<RawTensor> = None;
             let seed = config.shuffle.map(|s| s.wrapping_add(epoch as u64));
+            let bar = progress_bar(config.verbose, steps, epoch, config.epochs);
             train.for_each_batch(config.batch_size, seed, &device, |x, y, n| {
                 // Metrics read the scores of the training forward pass, as Keras's do.
                 let (loss, scores, threshold) = self.train_step(&x, &y)?;
+                bar.inc(1);
                 let weighted = loss.raw().scalar(BinaryOp::Mul, n as f32)?;
                 loss_sum = Some(match loss_sum.take() {
                     Some(s) => s.binary(BinaryOp::Add, &weighted)?,
@@ -541,6 +543,21 @@ impl Sequential {
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
         no_grad(|| self.run(x, false, false))
     }
+}
+
+/// A Keras-style bar of the epoch's steps, drawn only when stdout is a terminal (losses are not read
+/// back per step, so the bar shows steps and time; the epoch line below gives the numbers).
+fn progress_bar(verbose: bool, steps: usize, epoch: usize, epochs: usize) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !verbose || !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(steps as u64);
+    let style = indicatif::ProgressStyle::with_template(&format!("Epoch {}/{epochs} {{pos}}/{{len}} [{{bar:30}}] - {{elapsed}}", epoch + 1))
+        .expect("a valid template")
+        .progress_chars("=>.");
+    bar.set_style(style);
+    bar
 }
 
 /// `938/938 [==============================] - 3s 3ms/step - loss: 0.2735 - accuracy: 0.9213`
