@@ -2,16 +2,16 @@
 //! read back once per epoch (not per batch).
 
 use kiln_autograd::Tensor;
-use kiln_device::{BinaryOp, DType, Error, RawTensor, Result};
+use kiln_device::{BinaryOp, DType, RawTensor, Result};
 
 /// What to report besides the loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     /// Fraction of samples whose predicted class (or 0/1 decision) is right.
     Accuracy,
-    /// Binary precision: true positives / predicted positives.
+    /// Precision: true positives / predicted positives (binary), or its mean over classes (macro).
     Precision,
-    /// Binary recall: true positives / actual positives.
+    /// Recall: true positives / actual positives (binary), or its mean over classes (macro).
     Recall,
 }
 
@@ -68,11 +68,24 @@ impl MetricTotals {
             return Ok(());
         }
         let (predicted, actual) = decisions(scores, targets, threshold)?;
-        let sum = |t: RawTensor| t.sum(None, false);
+        let correct = predicted
+            .binary(BinaryOp::Equal, &actual)?
+            .sum(None, false)?;
+        let classes = scores.dims().last().copied().unwrap_or(1);
+        // Binary: 0/1 decisions. Several classes: one-hot rows, so the sums below count per class.
+        let (predicted, actual) = if classes == 1 {
+            (predicted, actual)
+        } else {
+            let ids: Vec<f32> = (0..classes).map(|c| c as f32).collect();
+            let ids = RawTensor::from_slice(&ids, [1, classes], predicted.device())?;
+            let one_hot = |t: &RawTensor| t.reshape([t.numel(), 1])?.binary(BinaryOp::Equal, &ids);
+            (one_hot(&predicted)?, one_hot(&actual)?)
+        };
+        let sum = |t: RawTensor| t.sum(Some(0), false);
         let batch = [
-            sum(predicted.binary(BinaryOp::Equal, &actual)?)?,
+            correct,
             sum(predicted.binary(BinaryOp::Mul, &actual)?)?,
-            sum(predicted.clone())?,
+            sum(predicted)?,
             sum(actual)?,
         ];
         self.counts = Some(match self.counts.take() {
@@ -97,16 +110,30 @@ impl MetricTotals {
         let Some(counts) = &self.counts else {
             return Ok(self.metrics.iter().map(|&m| (m, f32::NAN)).collect());
         };
-        let all = RawTensor::stack(&counts.iter().collect::<Vec<_>>(), 0)?.to_vec::<f32>()?;
+        let flat: Vec<RawTensor> = counts
+            .iter()
+            .map(|c| c.reshape([c.numel()]))
+            .collect::<Result<_>>()?;
+        let all = RawTensor::concat(&flat.iter().collect::<Vec<_>>(), 0)?.to_vec::<f32>()?;
+        let classes = (all.len() - 1) / 3;
+        let (tp, predicted, actual) = (
+            &all[1..1 + classes],
+            &all[1 + classes..1 + 2 * classes],
+            &all[1 + 2 * classes..],
+        );
         let ratio = |a: f32, b: f32| if b > 0.0 { a / b } else { 0.0 };
+        // Macro average over classes; with one output it is the binary value.
+        let mean_ratio = |den: &[f32]| {
+            tp.iter().zip(den).map(|(&a, &b)| ratio(a, b)).sum::<f32>() / classes as f32
+        };
         Ok(self
             .metrics
             .iter()
             .map(|&m| {
                 let value = match m {
                     Metric::Accuracy => ratio(all[0], self.samples as f32),
-                    Metric::Precision => ratio(all[1], all[2]),
-                    Metric::Recall => ratio(all[1], all[3]),
+                    Metric::Precision => mean_ratio(predicted),
+                    Metric::Recall => mean_ratio(actual),
                 };
                 (m, value)
             })
@@ -114,20 +141,34 @@ impl MetricTotals {
     }
 }
 
-/// `Err` when a metric cannot describe a model with `outputs` outputs.
-pub(crate) fn check(metrics: &[Metric], outputs: usize) -> Result<()> {
-    if outputs > 1
-        && let Some(m) = metrics
-            .iter()
-            .find(|m| matches!(m, Metric::Precision | Metric::Recall))
-    {
-        return Err(Error::invalid(
-            "compile",
-            format!(
-                "{} is computed for binary models (one output); this model has {outputs} outputs",
-                m.name()
-            ),
-        ));
+#[cfg(test)]
+mod tests {
+    use kiln_autograd::Tensor;
+    use kiln_device::Device;
+
+    use super::{Metric, MetricTotals};
+
+    #[test]
+    fn macro_precision_and_recall_average_over_classes() {
+        let cpu = Device::cpu();
+        // Predictions (argmax): 0, 1, 1, 2, 2; labels: 0, 1, 2, 2, 0.
+        let scores = [
+            9.0f32, 0., 0., 0., 9., 0., 0., 9., 0., 0., 0., 9., 0., 0., 9.,
+        ];
+        let scores = Tensor::from_slice(&scores, [5, 3], &cpu).unwrap();
+        let labels = Tensor::from_slice(&[0u32, 1, 2, 2, 0], [5], &cpu).unwrap();
+        let mut totals = MetricTotals::new(&[Metric::Accuracy, Metric::Precision, Metric::Recall]);
+        totals.add(&scores, &labels, 0.0).unwrap();
+        let values: Vec<f32> = totals
+            .finish()
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        // Per class precision 1, 1/2, 1/2; recall 1/2, 1, 1/2.
+        let want = [3.0 / 5.0, 2.0 / 3.0, 2.0 / 3.0];
+        for (got, want) in values.iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{values:?}");
+        }
     }
-    Ok(())
 }

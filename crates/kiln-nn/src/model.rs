@@ -10,7 +10,7 @@ use crate::callbacks::{Callback, Control, EpochLogs};
 use crate::data::Dataset;
 use crate::layers::{Activation, Layer};
 use crate::loss::Loss;
-use crate::metrics::{self, Metric, MetricTotals};
+use crate::metrics::{Metric, MetricTotals};
 use crate::optim::Optimizer;
 
 /// How `fit` trains.
@@ -231,8 +231,6 @@ impl Sequential {
         loss: Loss,
         metrics: &[Metric],
     ) -> Result<()> {
-        let outputs = self.layers.last().map_or(0, |(_, _, s)| s.iter().product());
-        metrics::check(metrics, outputs)?;
         self.compiled = Some(Compiled {
             optimizer: Box::new(optimizer),
             loss,
@@ -547,15 +545,23 @@ impl Sequential {
 
 /// A Keras-style bar of the epoch's steps, drawn only when stdout is a terminal (losses are not read
 /// back per step, so the bar shows steps and time; the epoch line below gives the numbers).
-fn progress_bar(verbose: bool, steps: usize, epoch: usize, epochs: usize) -> indicatif::ProgressBar {
+fn progress_bar(
+    verbose: bool,
+    steps: usize,
+    epoch: usize,
+    epochs: usize,
+) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     if !verbose || !std::io::stdout().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(steps as u64);
-    let style = indicatif::ProgressStyle::with_template(&format!("Epoch {}/{epochs} {{pos}}/{{len}} [{{bar:30}}] - {{elapsed}}", epoch + 1))
-        .expect("a valid template")
-        .progress_chars("=>.");
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "Epoch {}/{epochs} {{pos}}/{{len}} [{{bar:30}}] - {{elapsed}}",
+        epoch + 1
+    ))
+    .expect("a valid template")
+    .progress_chars("=>.");
     bar.set_style(style);
     bar
 }
