@@ -34,16 +34,13 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
                     let (ys, xs) = window(g, oy, ox);
                     let mut best = f32::NEG_INFINITY;
                     let mut best_index = ys.start * g.w + xs.start;
-                    'window: for y in ys {
-                        for xx in xs.clone() {
-                            let v = src[y * g.w + xx];
-                            if v > best || v.is_nan() {
-                                best = v;
-                                best_index = y * g.w + xx;
-                                if v.is_nan() {
-                                    break 'window;
-                                }
-                            }
+                    for y in ys {
+                        let row = &src[y * g.w..][xs.clone()];
+                        for (offset, &v) in row.iter().enumerate() {
+                            // Branch-free select (maxima fall anywhere); the first NaN wins and stays.
+                            let better = v > best || (v.is_nan() && !best.is_nan());
+                            best = if better { v } else { best };
+                            best_index = if better { y * g.w + xs.start + offset } else { best_index };
                         }
                     }
                     vals[oy * g.ow + ox] = best;

@@ -63,6 +63,7 @@ impl UnaryOp {
     }
 
     /// The CPU reference of the op.
+    #[inline(always)]
     pub(crate) fn apply(self, x: f32) -> f32 {
         match self {
             UnaryOp::Relu => x.max(0.0),
@@ -140,6 +141,7 @@ impl BinaryOp {
     }
 
     /// The CPU reference of the op.
+    #[inline(always)]
     pub(crate) fn apply(self, a: f32, b: f32) -> f32 {
         match self {
             BinaryOp::Add => a + b,
