@@ -259,14 +259,19 @@ fn fit_resumes_exactly_from_a_checkpoint() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn binary_classifier_on_breast_cancer_reports_precision_and_recall() {
+/// The Breast Cancer data, shuffled, split 455 / 114 and min-max scaled with the training range.
+fn breast_cancer_splits() -> (Dataset, Dataset) {
     let data = kiln::datasets::breast_cancer(None).unwrap();
     assert_eq!((data.len(), data.sample_shape.clone()), (569, vec![30]));
     let order: Vec<usize> = (0..data.len()).map(|i| (i * 389) % data.len()).collect();
     let (train, test) = data.select(&order).split_at(455);
     let range = train.feature_range();
-    let (train, test) = (train.min_max_scaled(&range), test.min_max_scaled(&range));
+    (train.min_max_scaled(&range), test.min_max_scaled(&range))
+}
+
+#[test]
+fn binary_classifier_on_breast_cancer_reports_precision_and_recall() {
+    let (train, test) = breast_cancer_splits();
     let mut model = Sequential::new([30])
         .on(&Device::cpu())
         .add(Dense::new(16).activation(Activation::Relu))
@@ -306,9 +311,7 @@ fn binary_classifier_on_breast_cancer_reports_precision_and_recall() {
 
 #[test]
 fn callbacks_stop_early_schedule_the_rate_log_and_checkpoint() {
-    let data = kiln::datasets::breast_cancer(None).unwrap();
-    let range = data.feature_range();
-    let (train, validation) = data.min_max_scaled(&range).split_at(400);
+    let (train, validation) = breast_cancer_splits();
     let mut model = Sequential::new([30])
         .on(&Device::cpu())
         .add(Dense::new(1).activation(Activation::Sigmoid))

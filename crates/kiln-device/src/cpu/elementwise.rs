@@ -65,11 +65,26 @@ pub(crate) fn scalar(op: BinaryOp, data: &[f32], layout: &Layout, scalar: f32) -
 }
 
 /// `op(a, b)` over the broadcast shape `out`; both layouts are already broadcast to `out`.
-pub(crate) fn binary(op: BinaryOp, a: &[f32], la: &Layout, b: &[f32], lb: &Layout, out: &Shape) -> Vec<f32> {
-    each_binary!(op, |k| binary_with(a, la, b, lb, out, move |x, y| k.apply(x, y)))
+pub(crate) fn binary(
+    op: BinaryOp,
+    a: &[f32],
+    la: &Layout,
+    b: &[f32],
+    lb: &Layout,
+    out: &Shape,
+) -> Vec<f32> {
+    each_binary!(op, |k| binary_with(a, la, b, lb, out, move |x, y| k
+        .apply(x, y)))
 }
 
-fn binary_with(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, out: &Shape, f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+fn binary_with(
+    a: &[f32],
+    la: &Layout,
+    b: &[f32],
+    lb: &Layout,
+    out: &Shape,
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Vec<f32> {
     let n = out.numel();
     if la.is_contiguous() && lb.is_contiguous() {
         let a = &a[la.offset()..la.offset() + n];

@@ -40,7 +40,11 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
                             // Branch-free select (maxima fall anywhere); the first NaN wins and stays.
                             let better = v > best || (v.is_nan() && !best.is_nan());
                             best = if better { v } else { best };
-                            best_index = if better { y * g.w + xs.start + offset } else { best_index };
+                            best_index = if better {
+                                y * g.w + xs.start + offset
+                            } else {
+                                best_index
+                            };
                         }
                     }
                     vals[oy * g.ow + ox] = best;

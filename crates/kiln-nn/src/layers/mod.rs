@@ -16,7 +16,7 @@ pub use dense::Dense;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use flatten::Flatten;
-pub use pool::{AveragePooling2D, MaxPooling2D};
+pub use pool::{AveragePooling2D, MaxPooling2D, Pooling2D};
 
 use kiln_autograd::{Tensor, Var};
 use kiln_device::{Device, Error, Result};

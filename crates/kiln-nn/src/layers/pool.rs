@@ -37,54 +37,75 @@ fn params(pool: (usize, usize), strides: Option<(usize, usize)>) -> Pool2dParams
     }
 }
 
-/// Max pooling (Keras's `MaxPooling2D(pool_size, strides=pool_size)`, valid padding).
-pub struct MaxPooling2D(Pool2dParams);
+/// Which reduction a pooling layer applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reduction {
+    Max,
+    Average,
+}
+
+/// A 2-D pooling layer (valid padding).
+pub struct Pooling2D {
+    reduction: Reduction,
+    params: Pool2dParams,
+}
+
+/// Max pooling (Keras's `MaxPooling2D(pool_size, strides=pool_size)`).
+pub struct MaxPooling2D;
 
 impl MaxPooling2D {
     /// A `pool.0 × pool.1` window with a stride of the window size.
-    pub fn new(pool: (usize, usize)) -> Self {
-        MaxPooling2D(params(pool, None))
+    #[allow(
+        clippy::new_ret_no_self,
+        reason = "Keras's constructor name; both poolings share one layer type"
+    )]
+    pub fn new(pool: (usize, usize)) -> Pooling2D {
+        Pooling2D {
+            reduction: Reduction::Max,
+            params: params(pool, None),
+        }
     }
 
     /// A window with its own stride.
-    pub fn with_strides(pool: (usize, usize), strides: (usize, usize)) -> Self {
-        MaxPooling2D(params(pool, Some(strides)))
+    pub fn with_strides(pool: (usize, usize), strides: (usize, usize)) -> Pooling2D {
+        Pooling2D {
+            reduction: Reduction::Max,
+            params: params(pool, Some(strides)),
+        }
     }
 }
 
-impl Layer for MaxPooling2D {
-    fn kind(&self) -> &'static str {
-        "max_pooling2d"
-    }
-
-    fn build(
-        &mut self,
-        name: &str,
-        input: &[usize],
-        _device: &Device,
-        _seed: u64,
-    ) -> Result<Vec<usize>> {
-        pooled_shape(name, input, &self.0)
-    }
-
-    fn forward(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
-        x.max_pool2d(self.0)
-    }
-}
-
-/// Average pooling (valid padding).
-pub struct AveragePooling2D(Pool2dParams);
+/// Average pooling (Keras's `AveragePooling2D(pool_size, strides=pool_size)`).
+pub struct AveragePooling2D;
 
 impl AveragePooling2D {
     /// A `pool.0 × pool.1` window with a stride of the window size.
-    pub fn new(pool: (usize, usize)) -> Self {
-        AveragePooling2D(params(pool, None))
+    #[allow(
+        clippy::new_ret_no_self,
+        reason = "Keras's constructor name; both poolings share one layer type"
+    )]
+    pub fn new(pool: (usize, usize)) -> Pooling2D {
+        Pooling2D {
+            reduction: Reduction::Average,
+            params: params(pool, None),
+        }
+    }
+
+    /// A window with its own stride.
+    pub fn with_strides(pool: (usize, usize), strides: (usize, usize)) -> Pooling2D {
+        Pooling2D {
+            reduction: Reduction::Average,
+            params: params(pool, Some(strides)),
+        }
     }
 }
 
-impl Layer for AveragePooling2D {
+impl Layer for Pooling2D {
     fn kind(&self) -> &'static str {
-        "average_pooling2d"
+        match self.reduction {
+            Reduction::Max => "max_pooling2d",
+            Reduction::Average => "average_pooling2d",
+        }
     }
 
     fn build(
@@ -94,10 +115,13 @@ impl Layer for AveragePooling2D {
         _device: &Device,
         _seed: u64,
     ) -> Result<Vec<usize>> {
-        pooled_shape(name, input, &self.0)
+        pooled_shape(name, input, &self.params)
     }
 
     fn forward(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
-        x.avg_pool2d(self.0)
+        match self.reduction {
+            Reduction::Max => x.max_pool2d(self.params),
+            Reduction::Average => x.avg_pool2d(self.params),
+        }
     }
 }
