@@ -2,6 +2,12 @@
 //! the user cache (`~/.cache/kiln/<name>`), Debian's packages (`/usr/share/datasets/<name>`), and
 //! finally the 10,000-digit sample shipped in the repository (`data/mnist-sample`, MNIST only). A line
 //! on stderr says which was used.
+//!
+//! Fetching the full sets from the standard mirrors is not automatic yet: [`super::download_verified`]
+//! does the verified download, but the SHA-256 of the mirrors' files could not be checked on the
+//! machines kiln is built on (no route to the mirrors), and kiln does not ship checksums it has not
+//! verified. Download them with your own checksums into `~/.cache/kiln/<name>`, or install Debian's
+//! `dataset-fashion-mnist`.
 
 use std::path::{Path, PathBuf};
 

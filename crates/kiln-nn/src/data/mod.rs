@@ -1,8 +1,11 @@
-//! Data: the IDX reader, in-memory data sets with batching, and the MNIST/Fashion-MNIST loaders.
+//! Data: the IDX reader, in-memory data sets with batching, verified downloads, and the
+//! MNIST/Fashion-MNIST loaders.
 
 mod dataset;
 pub mod datasets;
+mod download;
 mod idx;
 
 pub use dataset::{Dataset, Targets, to_categorical};
+pub use download::{RemoteFile, download_verified};
 pub use idx::{IdxArray, read_idx};

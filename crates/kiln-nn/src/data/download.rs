@@ -1,0 +1,100 @@
+//! Downloading data files with SHA-256 verification: each file streams into `<name>.part` in the
+//! destination folder while it is hashed, and is renamed into place only when the hash matches, so an
+//! interrupted or corrupted download never looks like a complete file. A progress bar is drawn when
+//! stdout is a terminal.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use kiln_device::{Error, Result};
+use sha2::{Digest, Sha256};
+
+/// A file to fetch and the SHA-256 (lowercase hex) its bytes must have.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteFile<'a> {
+    /// File name, appended to the base URL and used in the destination folder.
+    pub name: &'a str,
+    /// Expected SHA-256 of the file, lowercase hex.
+    pub sha256: &'a str,
+}
+
+fn failed(name: &str, message: impl std::fmt::Display) -> Error {
+    Error::InvalidData {
+        op: "download",
+        message: format!("{name}: {message}"),
+    }
+}
+
+/// SHA-256 of a file, lowercase hex.
+fn hash_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| failed(&path.display().to_string(), e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| failed(&path.display().to_string(), e))?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Fetches `base_url/<name>` for every file into `dest` (created if needed), skipping files already
+/// there with the right hash. A file whose bytes do not match its SHA-256 is an error and is not kept.
+pub fn download_verified(base_url: &str, files: &[RemoteFile<'_>], dest: &Path) -> Result<()> {
+    std::fs::create_dir_all(dest).map_err(|e| failed(&dest.display().to_string(), e))?;
+    for file in files {
+        let target = dest.join(file.name);
+        if target.exists() && hash_file(&target)? == file.sha256 {
+            continue;
+        }
+        let url = format!("{}/{}", base_url.trim_end_matches('/'), file.name);
+        let mut response = ureq::get(&url)
+            .call()
+            .map_err(|e| failed(file.name, format!("GET {url}: {e}")))?;
+        let length = response.body().content_length();
+        let bar = progress(file.name, length);
+        let part = dest.join(format!("{}.part", file.name));
+        let result = (|| {
+            let mut out = std::fs::File::create(&part).map_err(|e| failed(file.name, e))?;
+            let mut reader = response.body_mut().as_reader();
+            let mut hasher = Sha256::new();
+            let mut buffer = vec![0u8; 1 << 16];
+            loop {
+                let n = reader
+                    .read(&mut buffer)
+                    .map_err(|e| failed(file.name, format!("reading {url}: {e}")))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..n]);
+                out.write_all(&buffer[..n])
+                    .map_err(|e| failed(file.name, e))?;
+                bar.inc(n as u64);
+            }
+            out.sync_all().map_err(|e| failed(file.name, e))?;
+            let got = format!("{:x}", hasher.finalize());
+            if got != file.sha256 {
+                return Err(failed(
+                    file.name,
+                    format!("SHA-256 mismatch: expected {}, got {got}", file.sha256),
+                ));
+            }
+            std::fs::rename(&part, &target).map_err(|e| failed(file.name, e))
+        })();
+        bar.finish_and_clear();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&part);
+        }
+        result?;
+    }
+    Ok(())
+}
+
+fn progress(name: &str, length: Option<u64>) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(length.unwrap_or(0));
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{name} [{{bar:30}}] {{bytes}}/{{total_bytes}}"
+    )) {
+        bar.set_style(style.progress_chars("=>."));
+    }
+    bar
+}

@@ -1,0 +1,114 @@
+//! Verified downloads against a local HTTP server on 127.0.0.1 that serves the shipped sample files.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use kiln::nn::data::{RemoteFile, download_verified, read_idx};
+
+const IMAGES_SHA256: &str = "a03b666d5ad70839432564b36777186704a9cefd6155dd8c6567a5f799e03b6e";
+const LABELS_SHA256: &str = "22261f2bd5dc188d83bf9ace3a4dd38b1de50b58c59060c44cc0b4b47dd9132a";
+
+/// Serves files of `dir` for exactly `requests` requests, then stops.
+fn serve(dir: PathBuf, requests: usize) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
+                    break;
+                }
+            }
+            let path = request
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/')
+                .to_string();
+            let (status, body) = match std::fs::read(dir.join(&path)) {
+                Ok(bytes) => ("200 OK", bytes),
+                Err(_) => ("404 Not Found", Vec::new()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&body).unwrap();
+        }
+    });
+    (address, handle)
+}
+
+fn sample_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist-sample")
+}
+
+#[test]
+fn downloads_verify_their_checksums() {
+    let dest = std::env::temp_dir().join(format!("kiln-download-{}", std::process::id()));
+    let files = [
+        RemoteFile {
+            name: "images-idx3-ubyte.gz",
+            sha256: IMAGES_SHA256,
+        },
+        RemoteFile {
+            name: "labels-idx1-ubyte.gz",
+            sha256: LABELS_SHA256,
+        },
+    ];
+    let (url, server) = serve(sample_dir(), 2);
+    download_verified(&url, &files, &dest).unwrap();
+    server.join().unwrap();
+    assert_eq!(
+        read_idx(&dest.join("images-idx3-ubyte.gz"), 3)
+            .unwrap()
+            .dims,
+        vec![10_000, 28, 28]
+    );
+    // Present and verified: nothing is fetched again (the server is gone).
+    download_verified(&url, &files, &dest).unwrap();
+
+    // A wrong checksum is an error, and neither the file nor its partial download is kept.
+    let (url, server) = serve(sample_dir(), 1);
+    let wrong = [RemoteFile {
+        name: "labels-idx1-ubyte.gz",
+        sha256: IMAGES_SHA256,
+    }];
+    let elsewhere = dest.join("wrong");
+    let err = download_verified(&url, &wrong, &elsewhere)
+        .unwrap_err()
+        .to_string();
+    server.join().unwrap();
+    assert!(
+        err.contains("SHA-256 mismatch") && err.contains(LABELS_SHA256),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "no file left behind"
+    );
+
+    // A missing file is an error naming it.
+    let (url, server) = serve(sample_dir(), 1);
+    let missing = [RemoteFile {
+        name: "nothing-here.gz",
+        sha256: IMAGES_SHA256,
+    }];
+    let err = download_verified(&url, &missing, &elsewhere)
+        .unwrap_err()
+        .to_string();
+    server.join().unwrap();
+    assert!(
+        err.contains("nothing-here.gz") && err.contains("404"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dest).unwrap();
+}
