@@ -10,7 +10,7 @@ fn main() -> kiln::Result<()> {
     let data = kiln::datasets::breast_cancer(None)?;
     // A fixed shuffle, then 80% to train and 20% held out.
     let order: Vec<usize> = (0..data.len()).map(|i| (i * 389) % data.len()).collect();
-    let shuffled = data.select(&order);
+    let shuffled = data.select(&order)?;
     let (train, test) = shuffled.split_at(data.len() * 4 / 5);
     let range = train.feature_range();
     let (train, test) = (train.min_max_scaled(&range), test.min_max_scaled(&range));

@@ -264,7 +264,7 @@ fn breast_cancer_splits() -> (Dataset, Dataset) {
     let data = kiln::datasets::breast_cancer(None).unwrap();
     assert_eq!((data.len(), data.sample_shape.clone()), (569, vec![30]));
     let order: Vec<usize> = (0..data.len()).map(|i| (i * 389) % data.len()).collect();
-    let (train, test) = data.select(&order).split_at(455);
+    let (train, test) = data.select(&order).unwrap().split_at(455);
     let range = train.feature_range();
     (train.min_max_scaled(&range), test.min_max_scaled(&range))
 }

@@ -256,7 +256,8 @@ impl Sequential {
 
     /// The model's output for a batch; `before_final_activation` stops before the last activation.
     fn run(&self, x: &Tensor, training: bool, before_final_activation: bool) -> Result<Tensor> {
-        let expected: Vec<usize> = std::iter::once(x.dims()[0])
+        let batch = x.dims().first().copied().unwrap_or(0);
+        let expected: Vec<usize> = std::iter::once(batch)
             .chain(self.input_shape.iter().copied())
             .collect();
         if x.dims() != expected {

@@ -96,7 +96,18 @@ impl Dataset {
     }
 
     /// The samples at `indices`, in that order.
-    pub fn select(&self, indices: &[usize]) -> Dataset {
+    pub fn select(&self, indices: &[usize]) -> Result<Dataset> {
+        if let Some(bad) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(Error::invalid(
+                "Dataset::select",
+                format!("index {bad} is out of range for {} samples", self.len()),
+            ));
+        }
+        Ok(self.subset(indices))
+    }
+
+    /// The samples at `indices` (all in range).
+    fn subset(&self, indices: &[usize]) -> Dataset {
         let batch = self.gather(indices);
         Dataset {
             features: batch.features,
@@ -142,7 +153,7 @@ impl Dataset {
     pub fn split_at(&self, count: usize) -> (Dataset, Dataset) {
         let count = count.min(self.len());
         let all: Vec<usize> = (0..self.len()).collect();
-        (self.select(&all[..count]), self.select(&all[count..]))
+        (self.subset(&all[..count]), self.subset(&all[count..]))
     }
 
     pub(crate) fn gather(&self, indices: &[usize]) -> HostBatch {
