@@ -61,5 +61,11 @@ fn main() -> kiln::Result<()> {
         result.loss,
         result.metric(Metric::Accuracy).unwrap_or(f32::NAN)
     );
+    let saved = std::path::Path::new("mnist-model");
+    model.save(saved)?;
+    println!(
+        "saved weights, config and optimizer state to {}/",
+        saved.display()
+    );
     Ok(())
 }

@@ -361,3 +361,111 @@ fn callbacks_stop_early_schedule_the_rate_log_and_checkpoint() {
     assert!(dir.join("best/model.safetensors").exists() && dir.join("best/config.json").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn save_load_predict_and_bad_input() {
+    let cpu = Device::cpu();
+    let dense = |units| {
+        let mut model = Sequential::new([30])
+            .on(&cpu)
+            .seed(units as u64)
+            .add(Dense::new(units).activation(Activation::Sigmoid))
+            .unwrap();
+        model
+            .compile(
+                Adam::new(0.01),
+                Loss::BinaryCrossentropy,
+                &[Metric::Accuracy],
+            )
+            .unwrap();
+        model
+    };
+    let (train, test) = breast_cancer_splits();
+    let mut model = dense(1);
+    model
+        .fit(
+            &train,
+            &FitConfig {
+                epochs: 2,
+                batch_size: 32,
+                verbose: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("kiln-save-{}", std::process::id()));
+    model.save(&dir).unwrap();
+    let x = Tensor::from_slice(&test.features[..30 * 8], [8, 30], &cpu).unwrap();
+    let mut restored = dense(1);
+    restored.load(&dir).unwrap();
+    assert_eq!(
+        model.predict(&x).unwrap().to_vec::<f32>().unwrap(),
+        restored.predict(&x).unwrap().to_vec::<f32>().unwrap()
+    );
+
+    // A checkpoint of another architecture is refused, naming the parameter.
+    let err = dense(2).load(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("dense.weight") && err.contains("[2, 30]") && err.contains("[1, 30]"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // The wrong input shape names the model's input.
+    let err = model
+        .predict(&Tensor::zeros([4, 31], &cpu).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[4, 31]") && err.contains("[30]"), "{err}");
+
+    // Labels out of range and NaN features are refused when the data set is made.
+    let err = Dataset::new(
+        vec![0.0; 4],
+        vec![2],
+        Targets::Classes {
+            labels: vec![0, 3],
+            classes: 3,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("label 3") && err.contains("[0, 3)"), "{err}");
+    assert!(
+        Dataset::new(
+            vec![f32::NAN, 0.0],
+            vec![1],
+            Targets::Classes {
+                labels: vec![0, 1],
+                classes: 2
+            }
+        )
+        .is_err()
+    );
+
+    // A diverging run stops with the epoch and batch where the loss stopped being finite.
+    let mut wild = Sequential::new([30]).on(&cpu).add(Dense::new(1)).unwrap();
+    wild.compile(Adam::new(1e30), Loss::MeanSquaredError, &[])
+        .unwrap();
+    let scaled = Dataset::new(
+        train.features.iter().map(|v| v * 1e20).collect(),
+        vec![30],
+        train.targets.clone(),
+    )
+    .unwrap();
+    let err = wild
+        .fit(
+            &scaled,
+            &FitConfig {
+                epochs: 3,
+                batch_size: 32,
+                verbose: false,
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("epoch") && err.contains("batch") && err.contains("loss became"),
+        "{err}"
+    );
+}

@@ -367,23 +367,18 @@ impl Sequential {
             }
             let started = Instant::now();
             let mut totals = MetricTotals::new(&metric_list);
-            let mut loss_sum: Option<RawTensor> = None;
+            // Per-batch losses stay on the device until the epoch ends: one readback then.
+            let mut batch_losses: Vec<(RawTensor, usize)> = Vec::new();
             let seed = config.shuffle.map(|s| s.wrapping_add(epoch as u64));
             let bar = progress_bar(config.verbose, steps, epoch, config.epochs);
             train.for_each_batch(config.batch_size, seed, &device, |x, y, n| {
                 // Metrics read the scores of the training forward pass, as Keras's do.
                 let (loss, scores, threshold) = self.train_step(&x, &y)?;
                 bar.inc(1);
-                let weighted = loss.raw().scalar(BinaryOp::Mul, n as f32)?;
-                loss_sum = Some(match loss_sum.take() {
-                    Some(s) => s.binary(BinaryOp::Add, &weighted)?,
-                    None => weighted,
-                });
+                batch_losses.push((loss.raw().reshape([1])?, n));
                 totals.add(&scores, &y, threshold)
             })?;
-            let loss = loss_sum.map_or(Ok(f32::NAN), |s| {
-                Ok::<_, Error>(s.to_f32_vec()?[0] / train.len() as f32)
-            })?;
+            let loss = epoch_loss(&batch_losses, epoch)?;
             let evaluation = Evaluation {
                 loss,
                 metrics: totals.finish()?,
@@ -511,11 +506,27 @@ impl Sequential {
         let device = self.device();
         let (weights, _) = from_safetensors(&dir.join("model.safetensors"), &device)?;
         let named = self.named_parameters();
+        // Check every parameter before changing any, so a mismatched checkpoint leaves the model as it was.
+        let mut values = Vec::with_capacity(named.len());
         for (name, var) in &named {
             let value = weights
                 .get(name)
                 .ok_or_else(|| Error::invalid("load", format!("the checkpoint has no {name}")))?;
-            var.set(value.clone())?;
+            let current = var.tensor();
+            if value.shape() != current.shape() {
+                return Err(Error::invalid(
+                    "load",
+                    format!(
+                        "parameter {name} is {} in the checkpoint but {} in this model (a different architecture)",
+                        value.shape(),
+                        current.shape()
+                    ),
+                ));
+            }
+            values.push((var, value.clone()));
+        }
+        for (var, value) in values {
+            var.set(value)?;
         }
         let state_file = dir.join("optimizer.safetensors");
         if let (Some(compiled), true) = (self.compiled.as_mut(), state_file.exists()) {
@@ -542,6 +553,35 @@ impl Sequential {
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
         no_grad(|| self.run(x, false, false))
     }
+}
+
+/// The sample-weighted mean of an epoch's batch losses (read back in one transfer); a NaN or infinite
+/// batch loss is an error naming the epoch and the batch.
+fn epoch_loss(batch_losses: &[(RawTensor, usize)], epoch: usize) -> Result<f32> {
+    if batch_losses.is_empty() {
+        return Ok(f32::NAN);
+    }
+    let tensors: Vec<&RawTensor> = batch_losses.iter().map(|(t, _)| t).collect();
+    let losses = RawTensor::concat(&tensors, 0)?.to_vec::<f32>()?;
+    if let Some(batch) = losses.iter().position(|l| !l.is_finite()) {
+        return Err(Error::InvalidData {
+            op: "fit",
+            message: format!(
+                "the loss became {} at epoch {}, batch {} (lower the learning rate, or check the data for \
+                 NaN, infinities or unnormalised values)",
+                losses[batch],
+                epoch + 1,
+                batch + 1
+            ),
+        });
+    }
+    let samples: usize = batch_losses.iter().map(|(_, n)| n).sum();
+    Ok(losses
+        .iter()
+        .zip(batch_losses)
+        .map(|(l, (_, n))| l * *n as f32)
+        .sum::<f32>()
+        / samples as f32)
 }
 
 /// A Keras-style bar of the epoch's steps, drawn only when stdout is a terminal (losses are not read
