@@ -101,7 +101,7 @@ pub(crate) fn binary(
         &kernel,
         &params,
         &[(1, a), (2, b), (3, &out)],
-        numel as u64,
+        groups_for(numel),
     )?;
     Ok(out)
 }
