@@ -6,19 +6,8 @@
 //   0 numel (elements)   1 rank   2 source offset (elements)   3 destination offset   4 fill word
 //   8..16 shape   16..24 source strides (elements)   24..32 destination strides (scatter_words)
 
-const WORKGROUP: u32 = 256u;
-
-struct Params {
-    words: array<vec4<u32>, 8>,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
-
-fn word(i: u32) -> u32 {
-    return params.words[i >> 2u][i & 3u];
-}
 
 // Storage index (in elements) of element `linear` of a view whose offset is word `offset_word` and
 // whose strides start at word `stride_base`.
@@ -35,10 +24,6 @@ fn view_index(linear: u32, offset_word: u32, stride_base: u32) -> u32 {
 
 fn source_index(linear: u32) -> u32 {
     return view_index(linear, 2u, 16u);
-}
-
-fn thread_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
 }
 
 // The 16 bits of half element `h` of the source.

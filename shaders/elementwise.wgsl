@@ -10,20 +10,9 @@ override OP: u32 = 0u;
 // True when every input is contiguous with the output's shape, so indices need no stride walk.
 override CONTIGUOUS: bool = false;
 
-const WORKGROUP: u32 = 256u;
-
-struct Params {
-    words: array<vec4<u32>, 8>,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-fn word(i: u32) -> u32 {
-    return params.words[i >> 2u][i & 3u];
-}
 
 // Storage index of output element `linear` in an operand whose strides start at word `stride_base`.
 fn strided_index(linear: u32, stride_base: u32, offset: u32) -> u32 {
@@ -71,10 +60,6 @@ fn binary(x: f32, y: f32) -> f32 {
         case 5u: { return select(0.0, 1.0, x > y); }
         default: { return select(0.0, 1.0, x == y); }
     }
-}
-
-fn thread_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
 }
 
 @compute @workgroup_size(256)

@@ -21,11 +21,6 @@ const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 16u;
 
-struct Params {
-    words: array<vec4<u32>, 8>,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -34,10 +29,6 @@ struct Params {
 // A tile as [k][m / 4] of vec4 (four consecutive rows), B tile as [k][n / 4].
 var<workgroup> a_tile: array<vec4<f32>, 256>;
 var<workgroup> b_tile: array<vec4<f32>, 256>;
-
-fn word(i: u32) -> u32 {
-    return params.words[i >> 2u][i & 3u];
-}
 
 // Input pixel (n, ci, y, x) of an NCHW tensor of shape [_, Cin, H, W], 0 outside the image.
 fn pixel(src_is_a: bool, n: u32, ci: u32, y: i32, x: i32) -> f32 {
@@ -181,7 +172,7 @@ fn gemm_main(
     let k_size = word(2u);
     let tiles_m = word(4u);
     let tiles_n = word(5u);
-    let tile = wid.y * groups.x + wid.x;
+    let tile = workgroup_index(wid, groups);
     if tile >= word(3u) * tiles_m * tiles_n {
         return;
     }

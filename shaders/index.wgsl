@@ -5,26 +5,11 @@
 //
 // Params: 0 indices  1 row length (elements)  2 rows of the table  3 error code
 
-const WORKGROUP: u32 = 256u;
-
-struct Params {
-    words: array<vec4<u32>, 8>,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> indices: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> sums: array<atomic<u32>>;
 @group(0) @binding(5) var<storage, read_write> error_flag: array<atomic<u32>>;
-
-fn word(i: u32) -> u32 {
-    return params.words[i >> 2u][i & 3u];
-}
-
-fn thread_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
-}
 
 // out[i, c] = src[indices[i], c]
 @compute @workgroup_size(256)

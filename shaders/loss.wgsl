@@ -12,13 +12,6 @@
 
 override SOFT: bool = false;
 
-const WORKGROUP: u32 = 256u;
-
-struct Params {
-    words: array<vec4<u32>, 8>,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read> targets: array<f32>;
@@ -30,17 +23,13 @@ var<workgroup> maxima: array<f32, 256>;
 var<workgroup> sums: array<f32, 256>;
 var<workgroup> picked: array<f32, 256>;
 
-fn word(i: u32) -> u32 {
-    return params.words[i >> 2u][i & 3u];
-}
-
 @compute @workgroup_size(256)
 fn cross_entropy_main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = wid.y * groups.x + wid.x;
+    let row = workgroup_index(wid, groups);
     if row >= word(0u) {
         return;
     }
@@ -145,7 +134,7 @@ fn bce_with_logits_main(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    let i = thread_index(wid, groups, lid);
     if i >= word(0u) {
         return;
     }
@@ -161,7 +150,7 @@ fn mse_main(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    let i = thread_index(wid, groups, lid);
     if i >= word(0u) {
         return;
     }

@@ -10,13 +10,6 @@
 //   0 elements  1 lr  2 β1 | momentum  3 β2 | dampening  4 eps  5 weight decay  6 c1  7 c2
 //   8 flags: bit 0 decoupled (AdamW), bit 1 nesterov, bit 2 first step
 
-const WORKGROUP: u32 = 256u;
-
-struct Params {
-    words: array<vec4<u32>, 8>,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> param: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read> state1: array<f32>;
@@ -25,16 +18,8 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> state1_out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> state2_out: array<f32>;
 
-fn word(i: u32) -> u32 {
-    return params.words[i >> 2u][i & 3u];
-}
-
 fn float_word(i: u32) -> f32 {
     return bitcast<f32>(word(i));
-}
-
-fn element(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
 }
 
 @compute @workgroup_size(256)
@@ -43,7 +28,7 @@ fn adam_main(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = element(wid, groups, lid);
+    let i = thread_index(wid, groups, lid);
     if i >= word(0u) {
         return;
     }
@@ -72,7 +57,7 @@ fn sgd_main(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = element(wid, groups, lid);
+    let i = thread_index(wid, groups, lid);
     if i >= word(0u) {
         return;
     }

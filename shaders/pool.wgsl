@@ -10,25 +10,10 @@
 // Params (see crates/kiln-device/src/gpu/pool.rs):
 //   0 planes (N·C)  1 H  2 W  3 OH  4 OW  5 KH  6 KW  7 stride h  8 stride w  9 pad h  10 pad w
 
-const WORKGROUP: u32 = 256u;
-
-struct Params {
-    words: array<vec4<u32>, 8>,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> src_index: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst_index: array<u32>;
-
-fn word(i: u32) -> u32 {
-    return params.words[i >> 2u][i & 3u];
-}
-
-fn thread_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
-}
 
 struct Window {
     y0: i32,

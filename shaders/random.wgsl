@@ -6,18 +6,7 @@
 //
 // Params: 0 numel  2 seed (low word)  3 seed (high word)  4 a (f32 bits)  5 b (f32 bits)
 
-const WORKGROUP: u32 = 256u;
-
-struct Params {
-    words: array<vec4<u32>, 8>,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-
-fn word(i: u32) -> u32 {
-    return params.words[i >> 2u][i & 3u];
-}
 
 // A 32-bit integer hash with low bias (lowbias32).
 fn mix(v: u32) -> u32 {
@@ -34,10 +23,6 @@ fn mix(v: u32) -> u32 {
 fn unit(i: u32) -> f32 {
     let key = mix(word(2u)) ^ mix(word(3u) ^ 0x9e3779b9u);
     return f32(mix(i ^ key) >> 8u) * (1.0 / 16777216.0);
-}
-
-fn thread_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
 }
 
 @compute @workgroup_size(256)

@@ -9,23 +9,12 @@
 // 0 sum, 1 max, 2 min.
 override OP: u32 = 0u;
 
-const WORKGROUP: u32 = 256u;
-
-struct Params {
-    words: array<vec4<u32>, 8>,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst_index: array<u32>;
 
 var<workgroup> values: array<f32, 256>;
 var<workgroup> indices: array<u32, 256>;
-
-fn word(i: u32) -> u32 {
-    return params.words[i >> 2u][i & 3u];
-}
 
 fn identity() -> f32 {
     switch OP {
@@ -55,7 +44,7 @@ struct Slice {
 
 // Which output and which run of the axis this workgroup reduces.
 fn slice_of(wid: vec3<u32>, groups: vec3<u32>) -> Slice {
-    let group = wid.y * groups.x + wid.x;
+    let group = workgroup_index(wid, groups);
     let parts = word(4u);
     let output = group / parts;
     let part = group % parts;

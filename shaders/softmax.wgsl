@@ -7,13 +7,6 @@
 // true: log_softmax; false: softmax.
 override LOG: bool = false;
 
-const WORKGROUP: u32 = 256u;
-
-struct Params {
-    words: array<vec4<u32>, 8>,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 // forward: the input; backward: the forward output y.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 // backward only: the upstream gradient.
@@ -23,17 +16,9 @@ struct Params {
 var<workgroup> maxima: array<f32, 256>;
 var<workgroup> sums: array<f32, 256>;
 
-fn word(i: u32) -> u32 {
-    return params.words[i >> 2u][i & 3u];
-}
-
 fn row_base(row: u32) -> u32 {
     let inner = word(2u);
     return (row / inner) * word(1u) * inner + row % inner;
-}
-
-fn row_of(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return wid.y * groups.x + wid.x;
 }
 
 // Combines (max, sum of exp(x - max)) pairs of threads lid and lid + width, tree style.
@@ -64,7 +49,7 @@ fn softmax_forward(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = row_of(wid, groups);
+    let row = workgroup_index(wid, groups);
     if row >= word(0u) * word(2u) {
         return;
     }
@@ -106,7 +91,7 @@ fn softmax_backward(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = row_of(wid, groups);
+    let row = workgroup_index(wid, groups);
     if row >= word(0u) * word(2u) {
         return;
     }

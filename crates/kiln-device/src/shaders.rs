@@ -1,4 +1,5 @@
-//! The WGSL sources in the repository's `shaders/` folder, compiled into the binary.
+//! The WGSL sources in the repository's `shaders/` folder, compiled into the binary. Each is compiled
+//! after `shaders/prelude.wgsl` (the parameter block and grid helpers every kernel shares).
 
 /// One WGSL file, i.e. one kernel family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,16 +61,46 @@ impl Shader {
     /// The WGSL source.
     pub(crate) fn source(self) -> &'static str {
         match self {
-            Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
-            Shader::Copy => include_str!("../../../shaders/copy.wgsl"),
-            Shader::Gemm => include_str!("../../../shaders/gemm.wgsl"),
-            Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
-            Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
-            Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
-            Shader::Optimizer => include_str!("../../../shaders/optimizer.wgsl"),
-            Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
-            Shader::Random => include_str!("../../../shaders/random.wgsl"),
-            Shader::Index => include_str!("../../../shaders/index.wgsl"),
+            Shader::Elementwise => concat!(
+                include_str!("../../../shaders/prelude.wgsl"),
+                include_str!("../../../shaders/elementwise.wgsl")
+            ),
+            Shader::Copy => concat!(
+                include_str!("../../../shaders/prelude.wgsl"),
+                include_str!("../../../shaders/copy.wgsl")
+            ),
+            Shader::Gemm => concat!(
+                include_str!("../../../shaders/prelude.wgsl"),
+                include_str!("../../../shaders/gemm.wgsl")
+            ),
+            Shader::Reduce => concat!(
+                include_str!("../../../shaders/prelude.wgsl"),
+                include_str!("../../../shaders/reduce.wgsl")
+            ),
+            Shader::Softmax => concat!(
+                include_str!("../../../shaders/prelude.wgsl"),
+                include_str!("../../../shaders/softmax.wgsl")
+            ),
+            Shader::Loss => concat!(
+                include_str!("../../../shaders/prelude.wgsl"),
+                include_str!("../../../shaders/loss.wgsl")
+            ),
+            Shader::Optimizer => concat!(
+                include_str!("../../../shaders/prelude.wgsl"),
+                include_str!("../../../shaders/optimizer.wgsl")
+            ),
+            Shader::Pool => concat!(
+                include_str!("../../../shaders/prelude.wgsl"),
+                include_str!("../../../shaders/pool.wgsl")
+            ),
+            Shader::Random => concat!(
+                include_str!("../../../shaders/prelude.wgsl"),
+                include_str!("../../../shaders/random.wgsl")
+            ),
+            Shader::Index => concat!(
+                include_str!("../../../shaders/prelude.wgsl"),
+                include_str!("../../../shaders/index.wgsl")
+            ),
         }
     }
 }
@@ -88,7 +119,11 @@ mod tests {
             if path.extension().is_none_or(|e| e != "wgsl") {
                 continue;
             }
-            let source = std::fs::read_to_string(&path).unwrap();
+            if path.file_name().is_some_and(|n| n == "prelude.wgsl") {
+                continue;
+            }
+            let source = std::fs::read_to_string(dir.join("prelude.wgsl")).unwrap()
+                + &std::fs::read_to_string(&path).unwrap();
             let module = naga::front::wgsl::parse_str(&source)
                 .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
             naga::valid::Validator::new(
@@ -114,7 +149,7 @@ mod tests {
         let registered = Shader::ALL;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
-            if name.ends_with(".wgsl") {
+            if name.ends_with(".wgsl") && name != "prelude.wgsl" {
                 assert!(
                     registered.iter().any(|s| s.file_name() == name),
                     "{name} is not registered in shaders.rs"
