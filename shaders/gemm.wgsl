@@ -30,14 +30,26 @@ const TILE_K: u32 = 16u;
 var<workgroup> a_tile: array<vec4<f32>, 256>;
 var<workgroup> b_tile: array<vec4<f32>, 256>;
 
-// Input pixel (n, ci, y, x) of an NCHW tensor of shape [_, Cin, H, W], 0 outside the image.
-fn pixel(src_is_a: bool, n: u32, ci: u32, y: i32, x: i32) -> f32 {
+// The input value that output `position` = (image, oh, ow) sees through `tap` = (ci, kh, kw) of the
+// kernel, from an NCHW input of shape [_, Cin, H, W] (zero padding outside the image). The input is
+// operand A (forward) or B (weight-grad).
+fn patch_value(src_is_a: bool, position: u32, tap: u32) -> f32 {
+    let kk = word(12u) * word(13u);
+    let ci = tap / kk;
+    let kh = (tap % kk) / word(13u);
+    let kw = tap % word(13u);
+    let ohw = word(14u) * word(15u);
+    let image = position / ohw;
+    let oh = (position % ohw) / word(15u);
+    let ow = position % word(15u);
+    let y = i32(oh * word(16u) + kh) - i32(word(18u));
+    let x = i32(ow * word(17u) + kw) - i32(word(19u));
     let h = i32(word(9u));
     let w = i32(word(10u));
     if y < 0 || x < 0 || y >= h || x >= w {
         return 0.0;
     }
-    let index = ((n * word(8u) + ci) * u32(h) + u32(y)) * u32(w) + u32(x);
+    let index = ((image * word(8u) + ci) * u32(h) + u32(y)) * u32(w) + u32(x);
     if src_is_a {
         return a[index];
     }
@@ -63,17 +75,7 @@ fn load_a(batch: u32, m: u32, k: u32) -> f32 {
             return a[word(8u) + batch_offset(batch, 20u) + m * word(9u) + k * word(10u)];
         }
         case 1u: {
-            let kk = word(12u) * word(13u);
-            let ci = k / kk;
-            let kh = (k % kk) / word(13u);
-            let kw = k % word(13u);
-            let ohw = word(14u) * word(15u);
-            let n = m / ohw;
-            let oh = (m % ohw) / word(15u);
-            let ow = m % word(15u);
-            let y = i32(oh * word(16u) + kh) - i32(word(18u));
-            let x = i32(ow * word(17u) + kw) - i32(word(19u));
-            return pixel(true, n, ci, y, x);
+            return patch_value(true, m, k);
         }
         case 2u: {
             // Output-grad tap that input pixel (n, ih, iw) received through kernel offset (kh, kw).
@@ -123,17 +125,7 @@ fn load_b(batch: u32, k: u32, n: u32) -> f32 {
         }
         default: {
             // Input patches: k = (image, oh, ow), n = (ci, kh, kw).
-            let kk = word(12u) * word(13u);
-            let ci = n / kk;
-            let kh = (n % kk) / word(13u);
-            let kw = n % word(13u);
-            let ohw = word(14u) * word(15u);
-            let image = k / ohw;
-            let oh = (k % ohw) / word(15u);
-            let ow = k % word(15u);
-            let y = i32(oh * word(16u) + kh) - i32(word(18u));
-            let x = i32(ow * word(17u) + kw) - i32(word(19u));
-            return pixel(false, image, ci, y, x);
+            return patch_value(false, k, n);
         }
     }
 }

@@ -16,8 +16,6 @@
 @group(0) @binding(4) var<storage, read_write> dst_index: array<u32>;
 
 struct Window {
-    y0: i32,
-    x0: i32,
     y_begin: u32,
     y_end: u32,
     x_begin: u32,
@@ -32,7 +30,7 @@ fn window(oh: u32, ow: u32) -> Window {
     let x_begin = u32(max(x0, 0));
     let y_end = u32(clamp(y0 + i32(word(5u)), 0, i32(word(1u))));
     let x_end = u32(clamp(x0 + i32(word(6u)), 0, i32(word(2u))));
-    return Window(y0, x0, y_begin, max(y_end, y_begin), x_begin, max(x_end, x_begin));
+    return Window(y_begin, max(y_end, y_begin), x_begin, max(x_end, x_begin));
 }
 
 // Outputs along one axis whose windows cover input position `i`: [first, last] (empty if first > last).
@@ -41,6 +39,24 @@ fn covering(i: u32, kernel: u32, stride: u32, pad: u32, outputs: u32) -> vec2<i3
     let first = max(0, (p - i32(kernel) + i32(stride)) / i32(stride));
     let last = min(i32(outputs) - 1, p / i32(stride));
     return vec2<i32>(first, last);
+}
+
+// Input element `i` (of an N·C × H × W input): its plane, its flat index in the plane, and the rows and
+// columns of the output windows that cover it.
+struct Covers {
+    plane: u32,
+    own: u32,
+    rows: vec2<i32>,
+    cols: vec2<i32>,
+}
+
+fn covers(i: u32) -> Covers {
+    let hw = word(1u) * word(2u);
+    let y = (i % hw) / word(2u);
+    let x = i % word(2u);
+    let rows = covering(y, word(5u), word(7u), word(9u), word(3u));
+    let cols = covering(x, word(6u), word(8u), word(10u), word(4u));
+    return Covers(i / hw, y * word(2u) + x, rows, cols);
 }
 
 @compute @workgroup_size(256)
@@ -76,21 +92,15 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
 fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, groups, lid);
-    let hw = word(1u) * word(2u);
-    if i >= word(0u) * hw {
+    if i >= word(0u) * word(1u) * word(2u) {
         return;
     }
-    let plane = i / hw;
-    let y = (i % hw) / word(2u);
-    let x = i % word(2u);
-    let rows = covering(y, word(5u), word(7u), word(9u), word(3u));
-    let cols = covering(x, word(6u), word(8u), word(10u), word(4u));
-    let own = y * word(2u) + x;
+    let c = covers(i);
     var total = 0.0;
-    for (var oh = rows.x; oh <= rows.y; oh = oh + 1) {
-        for (var ow = cols.x; ow <= cols.y; ow = ow + 1) {
-            let o = (plane * word(3u) + u32(oh)) * word(4u) + u32(ow);
-            if src_index[o] == own {
+    for (var oh = c.rows.x; oh <= c.rows.y; oh = oh + 1) {
+        for (var ow = c.cols.x; ow <= c.cols.y; ow = ow + 1) {
+            let o = (c.plane * word(3u) + u32(oh)) * word(4u) + u32(ow);
+            if src_index[o] == c.own {
                 total = total + src[o];
             }
         }
@@ -123,21 +133,16 @@ fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
 fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, groups, lid);
-    let hw = word(1u) * word(2u);
-    if i >= word(0u) * hw {
+    if i >= word(0u) * word(1u) * word(2u) {
         return;
     }
-    let plane = i / hw;
-    let y = (i % hw) / word(2u);
-    let x = i % word(2u);
-    let rows = covering(y, word(5u), word(7u), word(9u), word(3u));
-    let cols = covering(x, word(6u), word(8u), word(10u), word(4u));
+    let c = covers(i);
     var total = 0.0;
-    for (var oh = rows.x; oh <= rows.y; oh = oh + 1) {
-        for (var ow = cols.x; ow <= cols.y; ow = ow + 1) {
+    for (var oh = c.rows.x; oh <= c.rows.y; oh = oh + 1) {
+        for (var ow = c.cols.x; ow <= c.cols.y; ow = ow + 1) {
             let w = window(u32(oh), u32(ow));
             let taps = (w.y_end - w.y_begin) * (w.x_end - w.x_begin);
-            total = total + src[(plane * word(3u) + u32(oh)) * word(4u) + u32(ow)] / f32(max(taps, 1u));
+            total = total + src[(c.plane * word(3u) + u32(oh)) * word(4u) + u32(ow)] / f32(max(taps, 1u));
         }
     }
     dst[i] = total;
