@@ -30,6 +30,19 @@ fn reference_cnn(device: &Device) -> Sequential {
         .unwrap()
 }
 
+/// The reference CNN compiled with Adam at `lr`, sparse cross-entropy and accuracy.
+fn compiled_cnn(device: &Device, lr: f32) -> Sequential {
+    let mut model = reference_cnn(device);
+    model
+        .compile(
+            Adam::new(lr),
+            Loss::SparseCategoricalCrossentropy,
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+    model
+}
+
 device_test!(seed_cnn_three_adam_steps_match_pytorch, |device| {
     let bytes = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -97,14 +110,7 @@ device_test!(seed_cnn_three_adam_steps_match_pytorch, |device| {
 device_test!(training_the_reference_cnn_on_the_mnist_sample, |device| {
     // The shipped sample: 8,000 training and 2,000 test digits, 2 epochs of batch 64.
     let data = kiln::datasets::sample().unwrap();
-    let mut model = reference_cnn(&device);
-    model
-        .compile(
-            Adam::new(0.005),
-            Loss::SparseCategoricalCrossentropy,
-            &[Metric::Accuracy],
-        )
-        .unwrap();
+    let mut model = compiled_cnn(&device, 0.005);
     let before = model.evaluate(&data.test, 500).unwrap();
     let config = FitConfig {
         epochs: 2,
@@ -202,17 +208,7 @@ fn fit_resumes_exactly_from_a_checkpoint() {
     let cpu = Device::cpu();
     let data = kiln::datasets::sample().unwrap();
     let (train, _) = data.train.split_at(256);
-    let make = || {
-        let mut model = reference_cnn(&cpu);
-        model
-            .compile(
-                Adam::new(0.002),
-                Loss::SparseCategoricalCrossentropy,
-                &[Metric::Accuracy],
-            )
-            .unwrap();
-        model
-    };
+    let make = || compiled_cnn(&cpu, 0.002);
     let config = |epochs, initial_epoch| FitConfig {
         epochs,
         initial_epoch,
