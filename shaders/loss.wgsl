@@ -45,44 +45,24 @@ fn cross_entropy_main(
         }
     }
     // Online max / sum of exp, plus sum(target · x) and sum(target) for soft labels.
-    var m = bitcast<f32>(0xff800000u);
-    var s = 0.0;
+    var state = vec2<f32>(bitcast<f32>(0xff800000u), 0.0);
     var tx = 0.0;
     for (var j = lid; j < classes; j = j + WORKGROUP) {
         let v = logits[base + j];
-        if v > m {
-            s = s * exp(m - v) + 1.0;
-            m = v;
-        } else if v > bitcast<f32>(0xff800000u) {
-            s = s + exp(v - m);
-        } else if v != v {
-            s = v;
-        }
+        state = max_sum_add(state, v);
         if SOFT {
             tx = tx + targets[base + j] * v;
         }
     }
-    maxima[lid] = m;
-    sums[lid] = s;
+    maxima[lid] = state.x;
+    sums[lid] = state.y;
     picked[lid] = tx;
     workgroupBarrier();
     for (var width = WORKGROUP / 2u; width > 0u; width = width / 2u) {
         if lid < width {
-            let m1 = maxima[lid];
-            let m2 = maxima[lid + width];
-            let mm = max(m1, m2);
-            var ss = 0.0;
-            if m1 > bitcast<f32>(0xff800000u) {
-                ss = ss + sums[lid] * exp(m1 - mm);
-            }
-            if m2 > bitcast<f32>(0xff800000u) {
-                ss = ss + sums[lid + width] * exp(m2 - mm);
-            }
-            if sums[lid] != sums[lid] || sums[lid + width] != sums[lid + width] {
-                ss = sums[lid] + sums[lid + width];
-            }
-            maxima[lid] = mm;
-            sums[lid] = ss;
+            let merged = max_sum_merge(vec2<f32>(maxima[lid], sums[lid]), vec2<f32>(maxima[lid + width], sums[lid + width]));
+            maxima[lid] = merged.x;
+            sums[lid] = merged.y;
             picked[lid] = picked[lid] + picked[lid + width];
         }
         workgroupBarrier();

@@ -23,3 +23,34 @@ fn workgroup_index(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
 fn thread_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
     return workgroup_index(wid, groups) * WORKGROUP + lid;
 }
+
+// A running (max, sum of exp(x - max)) pair — the stable log-sum-exp of softmax and cross-entropy —
+// with value `v` added. The pair starts at (-inf, 0); a NaN input makes the sum NaN.
+fn max_sum_add(state: vec2<f32>, v: f32) -> vec2<f32> {
+    if v > state.x {
+        return vec2<f32>(v, state.y * exp(state.x - v) + 1.0);
+    }
+    if v > bitcast<f32>(0xff800000u) {
+        return vec2<f32>(state.x, state.y + exp(v - state.x));
+    }
+    if v != v {
+        return vec2<f32>(state.x, v);
+    }
+    return state;
+}
+
+// Two (max, sum of exp(x - max)) pairs merged into one; NaN sums stay NaN.
+fn max_sum_merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    let m = max(a.x, b.x);
+    if a.y != a.y || b.y != b.y {
+        return vec2<f32>(m, a.y + b.y);
+    }
+    var s = 0.0;
+    if a.x > bitcast<f32>(0xff800000u) {
+        s = s + a.y * exp(a.x - m);
+    }
+    if b.x > bitcast<f32>(0xff800000u) {
+        s = s + b.y * exp(b.x - m);
+    }
+    return vec2<f32>(m, s);
+}

@@ -26,18 +26,9 @@ fn reduce_max_sum(lid: u32) {
     workgroupBarrier();
     for (var width = WORKGROUP / 2u; width > 0u; width = width / 2u) {
         if lid < width {
-            let m1 = maxima[lid];
-            let m2 = maxima[lid + width];
-            let m = max(m1, m2);
-            var s = 0.0;
-            if m1 > bitcast<f32>(0xff800000u) {
-                s = s + sums[lid] * exp(m1 - m);
-            }
-            if m2 > bitcast<f32>(0xff800000u) {
-                s = s + sums[lid + width] * exp(m2 - m);
-            }
-            maxima[lid] = m;
-            sums[lid] = s;
+            let merged = max_sum_merge(vec2<f32>(maxima[lid], sums[lid]), vec2<f32>(maxima[lid + width], sums[lid + width]));
+            maxima[lid] = merged.x;
+            sums[lid] = merged.y;
         }
         workgroupBarrier();
     }
@@ -56,21 +47,12 @@ fn softmax_forward(
     let base = row_base(row);
     let inner = word(2u);
     let n = word(1u);
-    var m = bitcast<f32>(0xff800000u);
-    var s = 0.0;
+    var state = vec2<f32>(bitcast<f32>(0xff800000u), 0.0);
     for (var j = lid; j < n; j = j + WORKGROUP) {
-        let v = x[base + j * inner];
-        if v > m {
-            s = s * exp(m - v) + 1.0;
-            m = v;
-        } else if v > bitcast<f32>(0xff800000u) {
-            s = s + exp(v - m);
-        } else if v != v {
-            s = v; // NaN in, NaN out
-        }
+        state = max_sum_add(state, x[base + j * inner]);
     }
-    maxima[lid] = m;
-    sums[lid] = s;
+    maxima[lid] = state.x;
+    sums[lid] = state.y;
     reduce_max_sum(lid);
     let row_max = maxima[0];
     let log_sum = log(sums[0]);
