@@ -112,3 +112,29 @@ fn downloads_verify_their_checksums() {
     );
     std::fs::remove_dir_all(&dest).unwrap();
 }
+
+#[test]
+fn dataset_downloads_check_the_published_checksums() {
+    // A mirror that serves the wrong bytes under the standard names (the shipped sample instead of
+    // the full training set) is refused, and nothing is kept.
+    let mirror = std::env::temp_dir().join(format!("kiln-mirror-{}", std::process::id()));
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::copy(
+        sample_dir().join("images-idx3-ubyte.gz"),
+        mirror.join("train-images-idx3-ubyte.gz"),
+    )
+    .unwrap();
+    let dest = mirror.join("cache");
+    let (url, server) = serve(mirror.clone(), 1);
+    let err = kiln::datasets::download(kiln::datasets::Which::Mnist, &url, &dest)
+        .unwrap_err()
+        .to_string();
+    server.join().unwrap();
+    assert!(
+        err.contains("train-images-idx3-ubyte.gz")
+            && err.contains("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
+    std::fs::remove_dir_all(&mirror).unwrap();
+}

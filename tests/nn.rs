@@ -110,7 +110,7 @@ device_test!(seed_cnn_three_adam_steps_match_pytorch, |device| {
 device_test!(training_the_reference_cnn_on_the_mnist_sample, |device| {
     // The shipped sample: 8,000 training and 2,000 test digits, 2 epochs of batch 64.
     let data = kiln::datasets::sample().unwrap();
-    let mut model = compiled_cnn(&device, 0.005);
+    let mut model = compiled_cnn(&device, 0.01);
     let before = model.evaluate(&data.test, 500).unwrap();
     let config = FitConfig {
         epochs: 2,
@@ -128,9 +128,8 @@ device_test!(training_the_reference_cnn_on_the_mnist_sample, |device| {
         after.loss
     );
     let accuracy = after.metric(Metric::Accuracy).unwrap();
-    // The issue asks for 95%; this one-conv-layer model reaches 94.3-94.7% here with learning rates
-    // 0.002-0.005 (see the closing note), so the test holds it to what it reaches.
-    assert!(accuracy >= 0.94, "test accuracy {accuracy} after 2 epochs");
+    // Seeds 0-2 reach 95.7-96.1% on the CPU at this learning rate (PyTorch: 95.3-96.1%).
+    assert!(accuracy >= 0.95, "test accuracy {accuracy} after 2 epochs");
     let probabilities = model
         .predict(&Tensor::zeros([2, 1, 28, 28], &device).unwrap())
         .unwrap();
@@ -465,4 +464,60 @@ fn save_load_predict_and_bad_input() {
         err.contains("epoch") && err.contains("batch") && err.contains("loss became"),
         "{err}"
     );
+}
+
+#[test]
+fn load_model_rebuilds_the_architecture_from_its_config() {
+    let cpu = Device::cpu();
+    let model = Sequential::new([1, 12, 12])
+        .on(&cpu)
+        .seed(7)
+        .add(
+            Conv2D::new(4, (3, 3))
+                .strides((2, 2))
+                .padding(Padding::Same)
+                .activation(Activation::Tanh),
+        )
+        .unwrap()
+        .add(AveragePooling2D::new((2, 2)))
+        .unwrap()
+        .add(MaxPooling2D::with_strides((2, 2), (1, 1)))
+        .unwrap()
+        .add(Flatten::new())
+        .unwrap()
+        .add(Dropout::new(0.25))
+        .unwrap()
+        .add(Dense::new(6).activation(Activation::Relu))
+        .unwrap()
+        .add(ActivationLayer(Activation::Sigmoid))
+        .unwrap()
+        .add(Dense::new(3).activation(Activation::Softmax))
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("kiln-load-model-{}", std::process::id()));
+    model.save(&dir).unwrap();
+    let restored = Sequential::load_model(&dir, &cpu).unwrap();
+    assert_eq!(restored.config(), model.config());
+    assert_eq!(restored.summary(), model.summary());
+    let x = Tensor::rand([5, 1, 12, 12], 3, &cpu).unwrap();
+    assert_eq!(
+        model.predict(&x).unwrap().to_vec::<f32>().unwrap(),
+        restored.predict(&x).unwrap().to_vec::<f32>().unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let embedding = Sequential::new([4])
+        .on(&cpu)
+        .add(Embedding::new(50, 8))
+        .unwrap();
+    let rebuilt = Sequential::from_config(&embedding.config(), &cpu).unwrap();
+    assert_eq!(rebuilt.config(), embedding.config());
+
+    // An unknown layer kind is an error quoting the config, not a panic.
+    let mut config = model.config();
+    config["layers"][1]["config"]["kind"] = "lstm".into();
+    let err = Sequential::from_config(&config, &cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("unknown layer kind \"lstm\""), "{err}");
 }

@@ -121,7 +121,12 @@ impl Sequential {
         clippy::should_implement_trait,
         reason = "Keras's name for appending a layer"
     )]
-    pub fn add(mut self, mut layer: impl Layer + 'static) -> Result<Self> {
+    pub fn add(self, layer: impl Layer + 'static) -> Result<Self> {
+        self.add_boxed(Box::new(layer))
+    }
+
+    /// [`Sequential::add`] for a layer chosen at run time.
+    pub fn add_boxed(mut self, mut layer: Box<dyn Layer>) -> Result<Self> {
         let input = self
             .layers
             .last()
@@ -142,8 +147,62 @@ impl Sequential {
             .wrapping_add(self.layers.len() as u64);
         let device = self.device.get_or_insert_with(Device::auto).clone();
         let output = layer.build(&name, &input, &device, seed)?;
-        self.layers.push((name, Box::new(layer), output));
+        self.layers.push((name, layer, output));
         Ok(self)
+    }
+
+    /// The architecture as JSON: the input shape and each layer's name, config and output shape
+    /// (what `save` writes to `config.json`).
+    pub fn config(&self) -> serde_json::Value {
+        let layers: Vec<serde_json::Value> = self
+            .layers
+            .iter()
+            .map(|(name, layer, shape)| {
+                serde_json::json!({ "name": name, "config": layer.config(), "output_shape": shape })
+            })
+            .collect();
+        serde_json::json!({ "input_shape": self.input_shape, "layers": layers })
+    }
+
+    /// An uncompiled model on `device` rebuilt from [`Sequential::config`]'s JSON (fresh weights).
+    pub fn from_config(config: &serde_json::Value, device: &Device) -> Result<Sequential> {
+        let bad = |what: &str| Error::InvalidData {
+            op: "from_config",
+            message: format!("{what} in model config"),
+        };
+        let input_shape: Vec<usize> = config["input_shape"]
+            .as_array()
+            .ok_or_else(|| bad("missing \"input_shape\""))?
+            .iter()
+            .map(|d| d.as_u64().map(|d| d as usize))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("a non-integer \"input_shape\""))?;
+        let layers = config["layers"]
+            .as_array()
+            .ok_or_else(|| bad("missing \"layers\""))?;
+        let mut model = Sequential::new(input_shape).on(device);
+        for layer in layers {
+            model = model.add_boxed(crate::layers::from_config(&layer["config"])?)?;
+        }
+        Ok(model)
+    }
+
+    /// Keras's `load_model`: rebuilds the architecture saved by [`Sequential::save`] in `dir` on
+    /// `device` and loads its weights. Compile it, then call [`Sequential::load`] again to also restore
+    /// the optimizer state and resume training.
+    pub fn load_model(dir: &std::path::Path, device: &Device) -> Result<Sequential> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::InvalidData {
+            op: "load_model",
+            message: format!("{}: {e}", path.display()),
+        })?;
+        let config = serde_json::from_str(&text).map_err(|e| Error::InvalidData {
+            op: "load_model",
+            message: format!("{}: {e}", path.display()),
+        })?;
+        let mut model = Sequential::from_config(&config, device)?;
+        model.load(dir)?;
+        Ok(model)
     }
 
     /// The device the model runs on.
@@ -463,18 +522,7 @@ impl Sequential {
             &dir.join("model.safetensors"),
             &to_safetensors(&weights, Default::default())?,
         )?;
-        let layers: Vec<String> = self
-            .layers
-            .iter()
-            .map(|(name, layer, shape)| {
-                format!("{{\"name\": \"{name}\", \"kind\": \"{}\", \"activation\": \"{}\", \"output_shape\": {shape:?}}}", layer.kind(), layer.activation().name())
-            })
-            .collect();
-        let config = format!(
-            "{{\"input_shape\": {:?}, \"layers\": [{}]}}\n",
-            self.input_shape,
-            layers.join(", ")
-        );
+        let config = format!("{}\n", self.config());
         write_atomically(&dir.join("config.json"), config.as_bytes())?;
         if let Some(compiled) = &self.compiled {
             let (steps, state) = compiled.optimizer.state();

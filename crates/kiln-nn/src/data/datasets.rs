@@ -1,19 +1,15 @@
 //! MNIST and Fashion-MNIST. The files are looked for, in order: an explicit folder or `KILN_DATA`,
-//! the user cache (`~/.cache/kiln/<name>`), Debian's packages (`/usr/share/datasets/<name>`), and
+//! the user cache (`~/.cache/kiln/<name>`), Debian's packages (`/usr/share/datasets/<name>`), a
+//! download from the standard mirrors into the user cache (each file checked against its published
+//! SHA-256; set `KILN_OFFLINE=1` to skip it, `KILN_MIRROR=<url>` to try another mirror first), and
 //! finally the 10,000-digit sample shipped in the repository (`data/mnist-sample`, MNIST only). A line
 //! on stderr says which was used.
-//!
-//! Fetching the full sets from the standard mirrors is not automatic yet: [`super::download_verified`]
-//! does the verified download, but the SHA-256 of the mirrors' files could not be checked on the
-//! machines kiln is built on (no route to the mirrors), and kiln does not ship checksums it has not
-//! verified. Download them with your own checksums into `~/.cache/kiln/<name>`, or install Debian's
-//! `dataset-fashion-mnist`.
 
 use std::path::{Path, PathBuf};
 
 use kiln_device::{Error, Result};
 
-use super::{Dataset, Targets, read_idx};
+use super::{Dataset, RemoteFile, Targets, download_verified, read_idx};
 
 /// Which data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +27,50 @@ impl Which {
             Which::FashionMnist => "fashion-mnist",
         }
     }
+
+    /// The mirrors that serve the four standard files, most reliable first.
+    pub fn mirrors(self) -> &'static [&'static str] {
+        match self {
+            Which::Mnist => &[
+                "https://storage.googleapis.com/cvdf-datasets/mnist",
+                "https://ossci-datasets.s3.amazonaws.com/mnist",
+            ],
+            Which::FashionMnist => &["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com"],
+        }
+    }
+
+    /// The four standard files with the SHA-256 their publishers give (the same sums appear in
+    /// TensorFlow Datasets, torchvision-based projects and the Fashion-MNIST README).
+    pub fn files(self) -> [RemoteFile<'static>; 4] {
+        let sums = match self {
+            Which::Mnist => [
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            ],
+            Which::FashionMnist => [
+                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            ],
+        };
+        std::array::from_fn(|i| RemoteFile {
+            name: FILE_NAMES[i],
+            sha256: sums[i],
+        })
+    }
 }
+
+/// The standard file names as the mirrors serve them: train images, train labels, test images, test
+/// labels.
+const FILE_NAMES: [&str; 4] = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+];
 
 /// A train and a test set of 28×28 images scaled to [0, 1], shaped `[1, 28, 28]`, with class labels.
 pub struct Splits {
@@ -71,23 +110,17 @@ fn load_pair(images: &Path, labels: &Path) -> Result<Dataset> {
 
 /// The standard four files in `dir` (gzip or raw), if present.
 fn standard_files(dir: &Path) -> Option<[PathBuf; 4]> {
-    let names = [
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
-    ];
-    let find = |name: &str| {
-        [format!("{name}.gz"), name.to_string()]
+    let find = |gz: &str| {
+        [gz, gz.trim_end_matches(".gz")]
             .into_iter()
             .map(|f| dir.join(f))
             .find(|p| p.exists())
     };
     Some([
-        find(names[0])?,
-        find(names[1])?,
-        find(names[2])?,
-        find(names[3])?,
+        find(FILE_NAMES[0])?,
+        find(FILE_NAMES[1])?,
+        find(FILE_NAMES[2])?,
+        find(FILE_NAMES[3])?,
     ])
 }
 
@@ -96,40 +129,80 @@ fn sample_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist-sample")
 }
 
-/// Loads `which`, from `dir` if given, else from the first location that has it.
+/// Reads the four standard files of `dir`, if it has them.
+fn load_dir(which: Which, dir: &Path) -> Result<Option<Splits>> {
+    let Some([xtr, ytr, xte, yte]) = standard_files(dir) else {
+        return Ok(None);
+    };
+    let splits = Splits {
+        train: load_pair(&xtr, &ytr)?,
+        test: load_pair(&xte, &yte)?,
+        source: dir.display().to_string(),
+    };
+    eprintln!("kiln: {} from {}", which.folder(), splits.source);
+    Ok(Some(splits))
+}
+
+/// Fetches the four standard files of `which` from `mirror` into `dest`, each verified against its
+/// published SHA-256 (see [`Which::files`]); files already there with the right hash are kept.
+pub fn download(which: Which, mirror: &str, dest: &Path) -> Result<()> {
+    download_verified(mirror, &which.files(), dest)
+}
+
+/// Loads `which`, from `dir` if given, else from the first location that has it (module docs).
 pub fn load(which: Which, dir: Option<&Path>) -> Result<Splits> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(dir) = dir {
-        candidates.push(dir.to_path_buf());
-    } else {
-        if let Some(env) = std::env::var_os("KILN_DATA") {
-            let env = PathBuf::from(env);
-            candidates.push(env.join(which.folder()));
-            candidates.push(env);
-        }
-        if let Some(home) = std::env::var_os("HOME") {
-            candidates.push(PathBuf::from(home).join(".cache/kiln").join(which.folder()));
-        }
-        candidates.push(Path::new("/usr/share/datasets").join(which.folder()));
+        return load_dir(which, dir)?.ok_or_else(|| Error::InvalidData {
+            op: "datasets",
+            message: format!(
+                "{} has no {} files (expected {FILE_NAMES:?}, gzipped or not)",
+                dir.display(),
+                which.folder()
+            ),
+        });
     }
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(env) = std::env::var_os("KILN_DATA") {
+        let env = PathBuf::from(env);
+        candidates.push(env.join(which.folder()));
+        candidates.push(env);
+    }
+    let cache = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".cache/kiln").join(which.folder()));
+    candidates.extend(cache.clone());
+    candidates.push(Path::new("/usr/share/datasets").join(which.folder()));
     for dir in &candidates {
-        if let Some([xtr, ytr, xte, yte]) = standard_files(dir) {
-            let splits = Splits {
-                train: load_pair(&xtr, &ytr)?,
-                test: load_pair(&xte, &yte)?,
-                source: dir.display().to_string(),
-            };
-            eprintln!("kiln: {} from {}", which.folder(), splits.source);
+        if let Some(splits) = load_dir(which, dir)? {
             return Ok(splits);
         }
     }
-    if dir.is_none() && which == Which::Mnist {
+    let offline = std::env::var_os("KILN_OFFLINE").is_some_and(|v| v != "0");
+    if let (Some(cache), false) = (cache, offline) {
+        let custom = std::env::var("KILN_MIRROR").ok();
+        for mirror in custom
+            .iter()
+            .map(String::as_str)
+            .chain(which.mirrors().iter().copied())
+        {
+            eprintln!("kiln: downloading {} from {mirror}", which.folder());
+            match download(which, mirror, &cache) {
+                Ok(()) => {
+                    if let Some(splits) = load_dir(which, &cache)? {
+                        return Ok(splits);
+                    }
+                }
+                Err(e) => eprintln!("kiln: download failed: {e}"),
+            }
+        }
+    }
+    if which == Which::Mnist {
         return sample();
     }
     Err(Error::InvalidData {
         op: "datasets",
         message: format!(
-            "{} not found in {candidates:?}; install Debian's dataset-{} package or pass the folder",
+            "{} not found in {candidates:?} and not downloadable; install Debian's dataset-{} \
+             package, or pass the folder that has the four IDX files",
             which.folder(),
             which.folder()
         ),

@@ -43,7 +43,13 @@ pub fn download_verified(base_url: &str, files: &[RemoteFile<'_>], dest: &Path) 
             continue;
         }
         let url = format!("{}/{}", base_url.trim_end_matches('/'), file.name);
-        let mut response = ureq::get(&url)
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(std::time::Duration::from_secs(15)))
+            .timeout_recv_response(Some(std::time::Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut response = agent
+            .get(&url)
             .call()
             .map_err(|e| failed(file.name, format!("GET {url}: {e}")))?;
         let length = response.body().content_length();

@@ -33,6 +33,19 @@ impl Activation {
         }
     }
 
+    /// The activation with Keras name `name` (`"relu"`, ...), if there is one.
+    pub fn from_name(name: &str) -> Option<Activation> {
+        [
+            Activation::Linear,
+            Activation::Relu,
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::Softmax,
+        ]
+        .into_iter()
+        .find(|a| a.name() == name)
+    }
+
     /// The Keras name.
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +63,10 @@ impl Activation {
 pub struct ActivationLayer(pub Activation);
 
 impl Layer for ActivationLayer {
+    fn config(&self) -> serde_json::Value {
+        serde_json::json!({ "kind": "activation", "activation": self.0.name() })
+    }
+
     fn kind(&self) -> &'static str {
         self.0.name()
     }

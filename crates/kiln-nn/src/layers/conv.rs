@@ -61,6 +61,20 @@ impl Conv2D {
 }
 
 impl Layer for Conv2D {
+    fn config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": self.kind(),
+            "filters": self.filters,
+            "kernel_size": self.kernel,
+            "strides": self.strides,
+            "padding": match self.padding {
+                Padding::Valid => "valid",
+                Padding::Same => "same",
+            },
+            "activation": self.activation.name(),
+        })
+    }
+
     fn kind(&self) -> &'static str {
         "conv2d"
     }

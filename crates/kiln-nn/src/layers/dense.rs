@@ -32,6 +32,14 @@ impl Dense {
 }
 
 impl Layer for Dense {
+    fn config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": self.kind(),
+            "units": self.units,
+            "activation": self.activation.name(),
+        })
+    }
+
     fn kind(&self) -> &'static str {
         "dense"
     }

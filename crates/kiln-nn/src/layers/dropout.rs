@@ -26,6 +26,10 @@ impl Dropout {
 }
 
 impl Layer for Dropout {
+    fn config(&self) -> serde_json::Value {
+        serde_json::json!({ "kind": self.kind(), "rate": self.rate })
+    }
+
     fn kind(&self) -> &'static str {
         "dropout"
     }

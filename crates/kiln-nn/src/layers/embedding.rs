@@ -26,6 +26,14 @@ impl Embedding {
 }
 
 impl Layer for Embedding {
+    fn config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": self.kind(),
+            "input_dim": self.input_dim,
+            "output_dim": self.output_dim,
+        })
+    }
+
     fn kind(&self) -> &'static str {
         "embedding"
     }

@@ -17,6 +17,10 @@ impl Flatten {
 }
 
 impl Layer for Flatten {
+    fn config(&self) -> serde_json::Value {
+        serde_json::json!({ "kind": self.kind() })
+    }
+
     fn kind(&self) -> &'static str {
         "flatten"
     }

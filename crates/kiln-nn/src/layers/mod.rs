@@ -3,6 +3,7 @@
 //! the layer.
 
 mod activation;
+mod config;
 mod conv;
 mod dense;
 mod dropout;
@@ -11,6 +12,7 @@ mod flatten;
 mod pool;
 
 pub use activation::{Activation, ActivationLayer};
+pub use config::from_config;
 pub use conv::{Conv2D, Padding};
 pub use dense::Dense;
 pub use dropout::Dropout;
@@ -48,6 +50,10 @@ pub trait Layer: Send {
     fn activation(&self) -> Activation {
         Activation::Linear
     }
+
+    /// The layer's hyperparameters as Keras-style JSON (`{"kind": "dense", "units": 10, ...}`), enough
+    /// for [`from_config`] to rebuild it.
+    fn config(&self) -> serde_json::Value;
 
     /// The trainable parameters with their PyTorch-style names (`weight`, `bias`).
     fn parameters(&self) -> Vec<(&'static str, Var)> {

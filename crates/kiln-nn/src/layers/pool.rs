@@ -101,6 +101,14 @@ impl AveragePooling2D {
 }
 
 impl Layer for Pooling2D {
+    fn config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": self.kind(),
+            "pool_size": self.params.kernel,
+            "strides": self.params.stride,
+        })
+    }
+
     fn kind(&self) -> &'static str {
         match self.reduction {
             Reduction::Max => "max_pooling2d",
