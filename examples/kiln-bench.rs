@@ -133,10 +133,7 @@ fn train(
 }
 
 /// The first batch of a fresh model, timed from device creation (adapter, pipelines, upload).
-fn first_batch(
-    device_name: &str,
-    data: &Dataset,
-) -> kiln::Result<(Device, Sequential, f64)> {
+fn first_batch(device_name: &str, data: &Dataset) -> kiln::Result<(Device, Sequential, f64)> {
     let start = Instant::now();
     let device = open_device(device_name)?;
     let mut model = reference_cnn(&device)?;
@@ -160,11 +157,7 @@ fn open_device(name: &str) -> kiln::Result<Device> {
     }
 }
 
-fn run_workload(
-    workload: &str,
-    device_name: &str,
-    batches: usize,
-) -> kiln::Result<()> {
+fn run_workload(workload: &str, device_name: &str, batches: usize) -> kiln::Result<()> {
     if workload == "train-seed-cnn" {
         let (data, source) = training_images()?;
         let (device, mut model, first_batch_s) = first_batch(device_name, &data)?;
