@@ -29,6 +29,9 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
         .enumerate()
         .for_each(|(plane, (vals, idx))| {
             let src = &x[plane * hw..][..hw];
+            if g.p.kernel == [2, 2] && g.p.stride == [2, 2] && g.p.padding == [0, 0] {
+                return max_2x2(src, g, vals, idx);
+            }
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
                     let (ys, xs) = window(g, oy, ox);
@@ -53,6 +56,31 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
             }
         });
     (values, indices)
+}
+
+/// `max_forward` of one plane for the common 2×2 window with stride 2 and no padding: the four taps
+/// read directly, with the same first-maximum and NaN rules as the general loop.
+fn max_2x2(src: &[f32], g: &PoolGeometry, vals: &mut [f32], idx: &mut [u32]) {
+    for oy in 0..g.oh {
+        let top = 2 * oy * g.w;
+        let rows = [&src[top..top + g.w], &src[top + g.w..top + 2 * g.w]];
+        let out = oy * g.ow..(oy + 1) * g.ow;
+        for (ox, (v, i)) in vals[out.clone()].iter_mut().zip(&mut idx[out]).enumerate() {
+            let mut best = f32::NEG_INFINITY;
+            let mut best_index = top + 2 * ox;
+            for (dy, row) in rows.iter().enumerate() {
+                for dx in 0..2 {
+                    let value = row[2 * ox + dx];
+                    if value > best || (value.is_nan() && !best.is_nan()) {
+                        best = value;
+                        best_index = top + dy * g.w + 2 * ox + dx;
+                    }
+                }
+            }
+            *v = best;
+            *i = best_index as u32;
+        }
+    }
 }
 
 pub(crate) fn max_backward(dy: &[f32], indices: &[u32], g: &PoolGeometry) -> Vec<f32> {
