@@ -31,8 +31,9 @@ for line in sys.stdin:
   strip "$DIR"/* 2>/dev/null || true
   cp -L /usr/lib/x86_64-linux-gnu/libvulkan.so.1 "$DIR/" 2>/dev/null ||
     echo "no libvulkan.so.1 here: the GPU machine must have its own Vulkan loader" >&2
-  rm -rf "$DIR/fixtures" && cp -r tests/fixtures/torch "$DIR/fixtures"
-  cp -r bench/peers "$DIR/peers" && rm -rf "$DIR/peers/rust" "$DIR/peers/__pycache__"
+  rm -rf "$DIR/fixtures" "$DIR/data" && cp -r tests/fixtures/torch "$DIR/fixtures"
+  mkdir -p "$DIR/data" && cp -r data/mnist-sample "$DIR/data/"
+  mkdir -p "$DIR/peers" && cp bench/peers/*.py "$DIR/peers/"
   cp "$0" "$DIR/gpu.sh"
   du -sh "$DIR"
 }
@@ -41,7 +42,7 @@ run() {
   local out=${3:-$DIR/results}
   mkdir -p "$out"
   export LD_LIBRARY_PATH="$DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  export KILN_REQUIRE_GPU=1 KILN_FIXTURES="$DIR/fixtures" KILN_DEVICE=gpu
+  export KILN_REQUIRE_GPU=1 KILN_FIXTURES="$DIR/fixtures" KILN_DEVICE=gpu KILN_DATA="$DIR/data"
   export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
   (command -v nvidia-smi >/dev/null && nvidia-smi -L || true) | tee "$out/gpu.txt"
   "$DIR/devices" | tee -a "$out/gpu.txt"

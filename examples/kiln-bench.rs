@@ -226,7 +226,16 @@ fn run_workload(workload: &str, device_name: &str, batches: usize) -> kiln::Resu
         "sum-16m" => {
             let x = Tensor::rand([1 << 24], 1, &device)?;
             let seconds = median_seconds(&device, || x.sum_all().map(drop))?;
-            report((4u64 << 24) as f64 / seconds / 1e9, "GB/s", seconds);
+            let sum = x.sum_all()?.to_scalar()?;
+            Report {
+                device: &info,
+                workload,
+                value: (4u64 << 24) as f64 / seconds / 1e9,
+                unit: "GB/s",
+                median_ms: seconds * 1e3,
+                extra: vec![("result", format!("{sum}"))],
+            }
+            .print();
         }
         matmul if matmul.starts_with("matmul-") => {
             let n: usize = matmul["matmul-".len()..].parse().map_err(|_| {

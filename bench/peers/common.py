@@ -61,7 +61,7 @@ def report(framework, device, workload, value, unit, seconds, **extra):
     print(json.dumps(line), flush=True)
 
 
-def report_kernel(framework, device, workload, seconds):
+def report_kernel(framework, device, workload, seconds, result=None):
     """Reports the fixed-shape kernel workloads in their units (GFLOP/s or GB/s)."""
     if workload.startswith("matmul-"):
         n = int(workload.split("-")[1])
@@ -71,6 +71,6 @@ def report_kernel(framework, device, workload, seconds):
     elif workload == "softmax-4096x1000":
         report(framework, device, workload, 4096 * 1000 * 8 / seconds / 1e9, "GB/s", seconds)
     elif workload == "sum-16m":
-        report(framework, device, workload, 4 * (1 << 24) / seconds / 1e9, "GB/s", seconds)
+        report(framework, device, workload, 4 * (1 << 24) / seconds / 1e9, "GB/s", seconds, result=result)
     else:
         raise SystemExit(f"unknown workload {workload}")

@@ -7,12 +7,15 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::activation::relu;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, DeviceKind, Distribution, Int, Tensor, TensorData};
 
-use crate::{Images, matmul_size, median_seconds, report, report_kernel, training_images};
+use crate::{
+    Images, matmul_size, median_seconds, report, report_kernel, report_kernel_with, training_images,
+};
 
 #[derive(Module, Debug)]
 struct ReferenceCnn {
@@ -32,7 +35,7 @@ impl ReferenceCnn {
 
     /// Logits for `[n, 1, 28, 28]` images.
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let y = self.pool.forward(self.conv.forward(x).relu());
+        let y = self.pool.forward(relu(self.conv.forward(x)));
         self.dense.forward(y.flatten(1, 3))
     }
 }
@@ -46,11 +49,16 @@ struct Mlp {
 impl Mlp {
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         self.output
-            .forward(self.hidden.forward(x.flatten(1, 3)).relu())
+            .forward(relu(self.hidden.forward(x.flatten(1, 3))))
     }
 }
 
-fn batch(images: &Images, index: usize, size: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+fn batch(
+    images: &Images,
+    index: usize,
+    size: usize,
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>) {
     let start = (index * size) % (images.len() - size);
     let pixels = images.pixels[start * 784..(start + size) * 784].to_vec();
     let labels: Vec<i64> = images.labels[start..start + size]
@@ -88,7 +96,14 @@ fn train<M: Module + Clone>(
 fn open(name: &str) -> (Device, &'static str) {
     match name {
         "burn-flex" => (Device::flex(), "flex (cpu)"),
-        "burn-wgpu" => (Device::vulkan(DeviceKind::DefaultDevice), "wgpu (vulkan default adapter)"),
+        "burn-wgpu" => (
+            Device::wgpu(DeviceKind::DefaultDevice),
+            "wgpu (default adapter)",
+        ),
+        #[allow(
+            deprecated,
+            reason = "burn-ndarray is deprecated in 0.22 but still what many users run"
+        )]
         _ => (Device::ndarray(), "ndarray (cpu)"),
     }
 }
@@ -113,7 +128,15 @@ pub fn run(backend: &str, workload: &str, batches: usize) {
             );
             let first_batch_s = start.elapsed().as_secs_f64();
             let timer = Instant::now();
-            train(model, ReferenceCnn::forward, &images, 1, batches, 64, &device);
+            train(
+                model,
+                ReferenceCnn::forward,
+                &images,
+                1,
+                batches,
+                64,
+                &device,
+            );
             let rate = (batches * 64) as f64 / timer.elapsed().as_secs_f64();
             report(
                 &framework,
@@ -138,7 +161,15 @@ pub fn run(backend: &str, workload: &str, batches: usize) {
             let timer = Instant::now();
             train(model, Mlp::forward, &images, 10, batches * 2, 32, &device);
             let rate = (batches * 2 * 32) as f64 / timer.elapsed().as_secs_f64();
-            report(&framework, device_name, workload, rate, "samples/s", 32.0 / rate, "");
+            report(
+                &framework,
+                device_name,
+                workload,
+                rate,
+                "samples/s",
+                32.0 / rate,
+                "",
+            );
         }
         "infer-seed-cnn-1" | "infer-seed-cnn-1000" => {
             let n = if workload.ends_with("-1") { 1 } else { 1000 };
@@ -147,11 +178,20 @@ pub fn run(backend: &str, workload: &str, batches: usize) {
             let seconds = median_seconds(|| {
                 let _ = burn::tensor::activation::softmax(model.forward(x.clone()), 1).into_data();
             });
-            report(&framework, device_name, workload, n as f64 / seconds, "samples/s", seconds, "");
+            report(
+                &framework,
+                device_name,
+                workload,
+                n as f64 / seconds,
+                "samples/s",
+                seconds,
+                "",
+            );
         }
         "conv2d-seed-fwd-bwd" => {
             let x = Tensor::<4>::random([64, 1, 28, 28], Distribution::Default, &device);
-            let w = Tensor::<4>::random([32, 1, 3, 3], Distribution::Default, &device).require_grad();
+            let w =
+                Tensor::<4>::random([32, 1, 3, 3], Distribution::Default, &device).require_grad();
             let b = Tensor::<1>::zeros([32], &device).require_grad();
             let dy = Tensor::<4>::random([64, 32, 26, 26], Distribution::Default, &device);
             kernel(median_seconds(|| {
@@ -177,9 +217,17 @@ pub fn run(backend: &str, workload: &str, batches: usize) {
         }
         "sum-16m" => {
             let x = Tensor::<1>::random([1 << 24], Distribution::Default, &plain);
-            kernel(median_seconds(|| {
+            let seconds = median_seconds(|| {
                 let _ = x.clone().sum().into_data();
-            }));
+            });
+            let sum: f32 = x.clone().sum().into_scalar();
+            report_kernel_with(
+                &framework,
+                device_name,
+                workload,
+                seconds,
+                &format!(", \"result\": {sum}"),
+            );
         }
         other => match matmul_size(other) {
             Some(n) => {

@@ -5,7 +5,9 @@ use std::time::Instant;
 use candle_core::{D, DType, Device, Module, Tensor, Var};
 use candle_nn::{AdamW, Conv2d, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 
-use crate::{Images, matmul_size, median_seconds, report, report_kernel, training_images};
+use crate::{
+    Images, matmul_size, median_seconds, report, report_kernel, report_kernel_with, training_images,
+};
 
 type Result<T> = candle_core::Result<T>;
 
@@ -124,7 +126,15 @@ fn run_result(workload: &str, batches: usize) -> Result<()> {
             let timer = Instant::now();
             train(&model, &mut optimizer, &images, 10, batches * 2, 32)?;
             let rate = (batches * 2 * 32) as f64 / timer.elapsed().as_secs_f64();
-            report(framework, device_name, workload, rate, "samples/s", 32.0 / rate, "");
+            report(
+                framework,
+                device_name,
+                workload,
+                rate,
+                "samples/s",
+                32.0 / rate,
+                "",
+            );
         }
         "infer-seed-cnn-1" | "infer-seed-cnn-1000" => {
             let n = if workload.ends_with("-1") { 1 } else { 1000 };
@@ -134,7 +144,15 @@ fn run_result(workload: &str, batches: usize) -> Result<()> {
             let seconds = median_seconds(|| {
                 candle_nn::ops::softmax(&model.forward(&x).unwrap(), D::Minus1).unwrap();
             });
-            report(framework, device_name, workload, n as f64 / seconds, "samples/s", seconds, "");
+            report(
+                framework,
+                device_name,
+                workload,
+                n as f64 / seconds,
+                "samples/s",
+                seconds,
+                "",
+            );
         }
         "conv2d-seed-fwd-bwd" => {
             let x = Tensor::rand(0f32, 1.0, (64, 1, 28, 28), &device)?;
@@ -147,7 +165,10 @@ fn run_result(workload: &str, batches: usize) -> Result<()> {
                     .and_then(|y| y.broadcast_add(&b.reshape((1, 32, 1, 1))?))
                     .unwrap();
                 // candle's backward starts from a scalar: the weighted sum has dy as its gradient.
-                let grads = (y * &dy).and_then(|t| t.sum_all()).and_then(|t| t.backward()).unwrap();
+                let grads = (y * &dy)
+                    .and_then(|t| t.sum_all())
+                    .and_then(|t| t.backward())
+                    .unwrap();
                 assert!(grads.get(&w).is_some() && grads.get(&b).is_some());
             }));
         }
@@ -159,9 +180,17 @@ fn run_result(workload: &str, batches: usize) -> Result<()> {
         }
         "sum-16m" => {
             let x = Tensor::rand(0f32, 1.0, 1usize << 24, &device)?;
-            kernel(median_seconds(|| {
+            let seconds = median_seconds(|| {
                 x.sum_all().unwrap();
-            }));
+            });
+            let sum = x.sum_all()?.to_scalar::<f32>()?;
+            report_kernel_with(
+                framework,
+                device_name,
+                workload,
+                seconds,
+                &format!(", \"result\": {sum}"),
+            );
         }
         other => match matmul_size(other) {
             Some(n) => {

@@ -113,6 +113,17 @@ pub fn report(
 
 /// Reports a fixed-shape kernel workload in its unit (GFLOP/s or GB/s).
 pub fn report_kernel(framework: &str, device: &str, workload: &str, seconds: f64) {
+    report_kernel_with(framework, device, workload, seconds, "");
+}
+
+/// [`report_kernel`] with extra JSON fields (`, "result": 8388608.0`).
+pub fn report_kernel_with(
+    framework: &str,
+    device: &str,
+    workload: &str,
+    seconds: f64,
+    extra: &str,
+) {
     let (amount, unit) = match workload {
         "conv2d-seed-fwd-bwd" => (2.0 * 2.0 * (64 * 32 * 26 * 26 * 9) as f64, "GFLOP/s"),
         "softmax-4096x1000" => (4096.0 * 1000.0 * 8.0, "GB/s"),
@@ -122,7 +133,15 @@ pub fn report_kernel(framework: &str, device: &str, workload: &str, seconds: f64
             (2.0 * n * n * n, "GFLOP/s")
         }
     };
-    report(framework, device, workload, amount / seconds / 1e9, unit, seconds, "");
+    report(
+        framework,
+        device,
+        workload,
+        amount / seconds / 1e9,
+        unit,
+        seconds,
+        extra,
+    );
 }
 
 /// The size of a `matmul-<n>` workload.
@@ -133,7 +152,9 @@ pub fn matmul_size(workload: &str) -> Option<usize> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(peer) = args.first().cloned() else {
-        eprintln!("usage: kiln-peers burn-ndarray|burn-flex|burn-wgpu|candle [--batches N] [workload ...]");
+        eprintln!(
+            "usage: kiln-peers burn-ndarray|burn-flex|burn-wgpu|candle [--batches N] [workload ...]"
+        );
         std::process::exit(2);
     };
     let mut batches = 50;

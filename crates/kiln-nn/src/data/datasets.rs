@@ -2,8 +2,8 @@
 //! the user cache (`~/.cache/kiln/<name>`), Debian's packages (`/usr/share/datasets/<name>`), a
 //! download from the standard mirrors into the user cache (each file checked against its published
 //! SHA-256; set `KILN_OFFLINE=1` to skip it, `KILN_MIRROR=<url>` to try another mirror first), and
-//! finally the 10,000-digit sample shipped in the repository (`data/mnist-sample`, MNIST only). A line
-//! on stderr says which was used.
+//! finally the 10,000-digit sample shipped in the repository (`data/mnist-sample`, or
+//! `KILN_DATA/mnist-sample`; MNIST only). A line on stderr says which was used.
 
 use std::path::{Path, PathBuf};
 
@@ -125,8 +125,13 @@ fn standard_files(dir: &Path) -> Option<[PathBuf; 4]> {
 }
 
 /// The repository's sample folder (`data/mnist-sample`), next to the workspace root.
+/// The shipped sample: `KILN_DATA/mnist-sample` when it is there (binaries run away from the source
+/// tree), else the repository's `data/mnist-sample`.
 fn sample_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist-sample")
+    std::env::var_os("KILN_DATA")
+        .map(|data| PathBuf::from(data).join("mnist-sample"))
+        .filter(|dir| dir.join("images-idx3-ubyte.gz").exists())
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist-sample"))
 }
 
 /// Reads the four standard files of `dir`, if it has them.
