@@ -75,7 +75,8 @@ for workload in args.workloads:
         model, x = reference_cnn(), torch.rand(n, 1, 28, 28, device=dev)
         with torch.no_grad():
             seconds = timed(lambda: torch.softmax(model(x), -1))
-        report(framework, device_name, workload, n / seconds, "samples/s", seconds)
+            total = torch.softmax(model(x), -1).sum().item()
+        report(framework, device_name, workload, n / seconds, "samples/s", seconds, result=total)
     elif workload == "conv2d-seed-fwd-bwd":
         x = torch.rand(64, 1, 28, 28, device=dev)
         w = torch.rand(32, 1, 3, 3, device=dev, requires_grad=True)

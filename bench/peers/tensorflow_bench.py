@@ -67,7 +67,8 @@ for workload in args.workloads:
         model = reference_cnn()
         x = np.random.rand(n, 28, 28, 1).astype(np.float32)
         seconds = median_seconds(lambda: model.predict_on_batch(x))
-        report(framework, device_name, workload, n / seconds, "samples/s", seconds)
+        report(framework, device_name, workload, n / seconds, "samples/s", seconds,
+               result=float(np.sum(model.predict_on_batch(x))))
     else:
         if workload.startswith("matmul-"):
             n = int(workload.split("-")[1])

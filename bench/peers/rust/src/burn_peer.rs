@@ -83,14 +83,23 @@ fn train<M: Module + Clone>(
 ) -> M {
     let mut optimizer = AdamConfig::new().with_epsilon(1e-7).init();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let mut last_loss = None;
     for i in first..first + batches {
         let (x, y) = batch(images, i, size, device);
         let loss = loss_fn.forward(forward(&model, x), y);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(1e-3, model, grads);
+        last_loss = Some(loss);
     }
-    let _ = device.sync();
+    // The last loss depends on every earlier step; reading it waits for them.
+    last_loss.map(wait);
     model
+}
+
+/// Reads one element of `t` back, so the work that produced it has finished (on wgpu, `sync` and
+/// `into_data` returned before the kernels ran in these workloads).
+fn wait<const D: usize>(t: Tensor<D>) -> f32 {
+    t.flatten::<1>(0, D - 1).slice([0..1]).into_scalar()
 }
 
 fn open(name: &str) -> (Device, &'static str) {
@@ -175,9 +184,16 @@ pub fn run(backend: &str, workload: &str, batches: usize) {
             let n = if workload.ends_with("-1") { 1 } else { 1000 };
             let model = ReferenceCnn::new(&plain);
             let x = Tensor::<4>::random([n, 1, 28, 28], Distribution::Default, &plain);
+            // A new input each call (x + i): burn may reuse the result of an identical graph.
+            let mut calls = 0;
             let seconds = median_seconds(|| {
-                let _ = burn::tensor::activation::softmax(model.forward(x.clone()), 1).into_data();
+                calls += 1;
+                let input = x.clone().add_scalar(calls as f32);
+                wait(burn::tensor::activation::softmax(model.forward(input), 1));
             });
+            let total: f32 = burn::tensor::activation::softmax(model.forward(x.clone()), 1)
+                .sum()
+                .into_scalar();
             report(
                 &framework,
                 device_name,
@@ -185,7 +201,7 @@ pub fn run(backend: &str, workload: &str, batches: usize) {
                 n as f64 / seconds,
                 "samples/s",
                 seconds,
-                "",
+                &format!(", \"result\": {total}"),
             );
         }
         "conv2d-seed-fwd-bwd" => {
@@ -203,22 +219,21 @@ pub fn run(backend: &str, workload: &str, batches: usize) {
                 );
                 // burn's backward starts from a scalar: the weighted sum has dy as its gradient.
                 let grads = (y * dy.clone()).sum().backward();
-                let _ = w.grad(&grads).map(|g| g.into_data());
-                let _ = b.grad(&grads).map(|g| g.into_data());
+                w.grad(&grads).map(wait);
+                b.grad(&grads).map(wait);
             }));
         }
         "softmax-4096x1000" => {
             let x = Tensor::<2>::random([4096, 1000], Distribution::Default, &plain);
             kernel(median_seconds(|| {
                 let y = burn::tensor::activation::softmax(x.clone(), 1);
-                let _ = plain.sync();
-                drop(y);
+                wait(y);
             }));
         }
         "sum-16m" => {
             let x = Tensor::<1>::random([1 << 24], Distribution::Default, &plain);
             let seconds = median_seconds(|| {
-                let _ = x.clone().sum().into_data();
+                wait(x.clone().sum());
             });
             let sum: f32 = x.clone().sum().into_scalar();
             report_kernel_with(
@@ -235,8 +250,7 @@ pub fn run(backend: &str, workload: &str, batches: usize) {
                 let b = Tensor::<2>::random([n, n], Distribution::Default, &plain);
                 kernel(median_seconds(|| {
                     let c = a.clone().matmul(b.clone());
-                    let _ = plain.sync();
-                    drop(c);
+                    wait(c);
                 }));
             }
             None => panic!("unknown workload {other}"),

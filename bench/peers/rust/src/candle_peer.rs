@@ -144,6 +144,9 @@ fn run_result(workload: &str, batches: usize) -> Result<()> {
             let seconds = median_seconds(|| {
                 candle_nn::ops::softmax(&model.forward(&x).unwrap(), D::Minus1).unwrap();
             });
+            let total = candle_nn::ops::softmax(&model.forward(&x)?, D::Minus1)?
+                .sum_all()?
+                .to_scalar::<f32>()?;
             report(
                 framework,
                 device_name,
@@ -151,7 +154,7 @@ fn run_result(workload: &str, batches: usize) -> Result<()> {
                 n as f64 / seconds,
                 "samples/s",
                 seconds,
-                "",
+                &format!(", \"result\": {total}"),
             );
         }
         "conv2d-seed-fwd-bwd" => {
