@@ -196,7 +196,11 @@ pub fn load(which: Which, dir: Option<&Path>) -> Result<Splits> {
                         return Ok(splits);
                     }
                 }
-                Err(e) => eprintln!("kiln: download failed: {e}"),
+                Err(e) => {
+                    eprintln!("kiln: download failed: {e}");
+                    // Leave no empty cache folder behind (remove_dir only removes an empty one).
+                    let _ = std::fs::remove_dir(&cache);
+                }
             }
         }
     }
