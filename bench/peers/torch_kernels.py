@@ -6,24 +6,19 @@ Install: pip install torch   (not part of kiln's build; CI never runs this)
 """
 import json
 import os
-import statistics
-import time
+import sys
 
-import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch  # noqa: E402
+
+from common import median_seconds  # noqa: E402
 
 torch.set_num_threads(os.cpu_count())
 torch.manual_seed(0)
 
 
-def timed(fn, min_seconds=2.0, min_reps=5):
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_reps or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def timed(fn):
+    return median_seconds(fn, min_seconds=2.0)
 
 
 def report(workload, seconds, amount, unit):
