@@ -59,26 +59,30 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
 }
 
 /// `max_forward` of one plane for the common 2×2 window with stride 2 and no padding: the four taps
-/// read directly, with the same first-maximum and NaN rules as the general loop.
+/// read directly, with the same first-maximum and NaN rules as the general loop, branch-free (`|` and
+/// `&` rather than `||` and `&&`) so that the row loop compiles to vector blends.
 fn max_2x2(src: &[f32], g: &PoolGeometry, vals: &mut [f32], idx: &mut [u32]) {
     for oy in 0..g.oh {
         let top = 2 * oy * g.w;
-        let rows = [&src[top..top + g.w], &src[top + g.w..top + 2 * g.w]];
+        let (upper, lower) = (&src[top..top + g.w], &src[top + g.w..top + 2 * g.w]);
         let out = oy * g.ow..(oy + 1) * g.ow;
-        for (ox, (v, i)) in vals[out.clone()].iter_mut().zip(&mut idx[out]).enumerate() {
-            let mut best = f32::NEG_INFINITY;
-            let mut best_index = top + 2 * ox;
-            for (dy, row) in rows.iter().enumerate() {
-                for dx in 0..2 {
-                    let value = row[2 * ox + dx];
-                    if value > best || (value.is_nan() && !best.is_nan()) {
-                        best = value;
-                        best_index = top + dy * g.w + 2 * ox + dx;
-                    }
-                }
+        let pairs = upper.chunks_exact(2).zip(lower.chunks_exact(2));
+        for (ox, ((v, i), (u, l))) in vals[out.clone()]
+            .iter_mut()
+            .zip(&mut idx[out])
+            .zip(pairs)
+            .enumerate()
+        {
+            let mut best = u[0];
+            let mut best_tap = 0u32;
+            for (tap, value) in [(1u32, u[1]), (2, l[0]), (3, l[1])] {
+                let better = (value > best) | (value.is_nan() & !best.is_nan());
+                best = if better { value } else { best };
+                best_tap = if better { tap } else { best_tap };
             }
             *v = best;
-            *i = best_index as u32;
+            // Tap t of the window sits at row t / 2, column t % 2.
+            *i = (top + (best_tap as usize / 2) * g.w + 2 * ox + best_tap as usize % 2) as u32;
         }
     }
 }
