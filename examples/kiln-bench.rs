@@ -139,15 +139,7 @@ fn first_batch(device_name: &str, data: &Dataset) -> kiln::Result<(Device, Seque
     let start = Instant::now();
     let device = open_device(device_name)?;
     let mut model = reference_cnn(&device)?;
-    let first = data.select(&(0..64).collect::<Vec<_>>())?;
-    let config = FitConfig {
-        epochs: 1,
-        batch_size: 64,
-        verbose: false,
-        ..Default::default()
-    };
-    model.fit(&first, &config)?;
-    device.synchronize()?;
+    train(&mut model, data, 1, 64)?;
     Ok((device, model, start.elapsed().as_secs_f64()))
 }
 
@@ -181,14 +173,14 @@ fn run_workload(workload: &str, device_name: &str, batches: usize) -> kiln::Resu
     }
     let device = open_device(device_name)?;
     let info = device.info();
-    let report = |value: f64, unit: &str, seconds: f64| {
+    let report = |value: f64, unit: &str, seconds: f64, extra: Vec<(&'static str, String)>| {
         Report {
             device: &info,
             workload,
             value,
             unit,
             median_ms: seconds * 1e3,
-            extra: Vec::new(),
+            extra,
         }
         .print()
     };
@@ -198,7 +190,7 @@ fn run_workload(workload: &str, device_name: &str, batches: usize) -> kiln::Resu
             let mut model = mlp(&device)?;
             train(&mut model, &data, 10, 32)?;
             let samples_per_s = train(&mut model, &data, batches * 2, 32)?;
-            report(samples_per_s, "samples/s", 32.0 / samples_per_s);
+            report(samples_per_s, "samples/s", 32.0 / samples_per_s, vec![]);
         }
         "infer-seed-cnn-1" | "infer-seed-cnn-1000" => {
             let n = if workload.ends_with("-1") { 1 } else { 1000 };
@@ -207,15 +199,8 @@ fn run_workload(workload: &str, device_name: &str, batches: usize) -> kiln::Resu
             let seconds = median_seconds(&device, || model.predict(&x).map(drop))?;
             // Each softmax row sums to one: the total is n when the work was really done.
             let total = model.predict(&x)?.sum_all()?.to_scalar()?;
-            Report {
-                device: &info,
-                workload,
-                value: n as f64 / seconds,
-                unit: "samples/s",
-                median_ms: seconds * 1e3,
-                extra: vec![("result", format!("{total}"))],
-            }
-            .print();
+            let result = vec![("result", format!("{total}"))];
+            report(n as f64 / seconds, "samples/s", seconds, result);
         }
         "conv2d-seed-fwd-bwd" => {
             let x = Tensor::rand([64, 1, 28, 28], 1, &device)?;
@@ -228,26 +213,24 @@ fn run_workload(workload: &str, device_name: &str, batches: usize) -> kiln::Resu
             })?;
             // Forward, weight gradient and bias gradient: 2 * outputs * 9 each for the first two.
             let flops = 2.0 * 2.0 * (64 * 32 * 26 * 26 * 9) as f64;
-            report(flops / seconds / 1e9, "GFLOP/s", seconds);
+            report(flops / seconds / 1e9, "GFLOP/s", seconds, vec![]);
         }
         "softmax-4096x1000" => {
             let x = Tensor::rand([4096, 1000], 1, &device)?;
             let seconds = median_seconds(&device, || x.softmax(-1).map(drop))?;
-            report(4096.0 * 1000.0 * 8.0 / seconds / 1e9, "GB/s", seconds);
+            report(
+                4096.0 * 1000.0 * 8.0 / seconds / 1e9,
+                "GB/s",
+                seconds,
+                vec![],
+            );
         }
         "sum-16m" => {
             let x = Tensor::rand([1 << 24], 1, &device)?;
             let seconds = median_seconds(&device, || x.sum_all().map(drop))?;
             let sum = x.sum_all()?.to_scalar()?;
-            Report {
-                device: &info,
-                workload,
-                value: (4u64 << 24) as f64 / seconds / 1e9,
-                unit: "GB/s",
-                median_ms: seconds * 1e3,
-                extra: vec![("result", format!("{sum}"))],
-            }
-            .print();
+            let result = vec![("result", format!("{sum}"))];
+            report((4u64 << 24) as f64 / seconds / 1e9, "GB/s", seconds, result);
         }
         matmul if matmul.starts_with("matmul-") => {
             let n: usize = matmul["matmul-".len()..].parse().map_err(|_| {
@@ -256,7 +239,12 @@ fn run_workload(workload: &str, device_name: &str, batches: usize) -> kiln::Resu
             let a = Tensor::rand([n, n], 1, &device)?;
             let b = Tensor::rand([n, n], 2, &device)?;
             let seconds = median_seconds(&device, || a.matmul(&b).map(drop))?;
-            report(2.0 * (n as f64).powi(3) / seconds / 1e9, "GFLOP/s", seconds);
+            report(
+                2.0 * (n as f64).powi(3) / seconds / 1e9,
+                "GFLOP/s",
+                seconds,
+                vec![],
+            );
         }
         other => {
             return Err(kiln::Error::invalid(

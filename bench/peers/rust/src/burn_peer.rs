@@ -14,7 +14,8 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, DeviceKind, Distribution, Int, Tensor, TensorData};
 
 use crate::{
-    Images, matmul_size, median_seconds, report, report_kernel, report_kernel_with, training_images,
+    Images, matmul_size, median_seconds, report_inference, report_kernel, report_kernel_with,
+    report_training, seed_cnn_fields, training_images,
 };
 
 #[derive(Module, Debug)]
@@ -146,19 +147,9 @@ pub fn run(backend: &str, workload: &str, batches: usize) {
                 64,
                 &device,
             );
-            let rate = (batches * 64) as f64 / timer.elapsed().as_secs_f64();
-            report(
-                &framework,
-                device_name,
-                workload,
-                rate,
-                "samples/s",
-                64.0 / rate,
-                &format!(
-                    ", \"first_batch_s\": {first_batch_s:.3}, \"batches\": {batches}, \"data\": \"{}\"",
-                    images.source
-                ),
-            );
+            let timed = (batches * 64, timer.elapsed().as_secs_f64(), 64);
+            let fields = seed_cnn_fields(first_batch_s, batches, &images);
+            report_training(&framework, device_name, workload, timed, &fields);
         }
         "train-mlp" => {
             let images = training_images();
@@ -169,16 +160,8 @@ pub fn run(backend: &str, workload: &str, batches: usize) {
             let model = train(model, Mlp::forward, &images, 0, 10, 32, &device);
             let timer = Instant::now();
             train(model, Mlp::forward, &images, 10, batches * 2, 32, &device);
-            let rate = (batches * 2 * 32) as f64 / timer.elapsed().as_secs_f64();
-            report(
-                &framework,
-                device_name,
-                workload,
-                rate,
-                "samples/s",
-                32.0 / rate,
-                "",
-            );
+            let timed = (batches * 2 * 32, timer.elapsed().as_secs_f64(), 32);
+            report_training(&framework, device_name, workload, timed, "");
         }
         "infer-seed-cnn-1" | "infer-seed-cnn-1000" => {
             let n = if workload.ends_with("-1") { 1 } else { 1000 };
@@ -194,15 +177,7 @@ pub fn run(backend: &str, workload: &str, batches: usize) {
             let total: f32 = burn::tensor::activation::softmax(model.forward(x.clone()), 1)
                 .sum()
                 .into_scalar();
-            report(
-                &framework,
-                device_name,
-                workload,
-                n as f64 / seconds,
-                "samples/s",
-                seconds,
-                &format!(", \"result\": {total}"),
-            );
+            report_inference(&framework, device_name, workload, n, seconds, total);
         }
         "conv2d-seed-fwd-bwd" => {
             let x = Tensor::<4>::random([64, 1, 28, 28], Distribution::Default, &device);

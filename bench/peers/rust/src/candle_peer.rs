@@ -6,7 +6,8 @@ use candle_core::{D, DType, Device, Module, Tensor, Var};
 use candle_nn::{AdamW, Conv2d, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 
 use crate::{
-    Images, matmul_size, median_seconds, report, report_kernel, report_kernel_with, training_images,
+    Images, matmul_size, median_seconds, report_inference, report_kernel, report_kernel_with,
+    report_training, seed_cnn_fields, training_images,
 };
 
 type Result<T> = candle_core::Result<T>;
@@ -99,19 +100,9 @@ fn run_result(workload: &str, batches: usize) -> Result<()> {
             let first_batch_s = start.elapsed().as_secs_f64();
             let timer = Instant::now();
             train(&model, &mut optimizer, &images, 1, batches, 64)?;
-            let rate = (batches * 64) as f64 / timer.elapsed().as_secs_f64();
-            report(
-                framework,
-                device_name,
-                workload,
-                rate,
-                "samples/s",
-                64.0 / rate,
-                &format!(
-                    ", \"first_batch_s\": {first_batch_s:.3}, \"batches\": {batches}, \"data\": \"{}\"",
-                    images.source
-                ),
-            );
+            let timed = (batches * 64, timer.elapsed().as_secs_f64(), 64);
+            let fields = seed_cnn_fields(first_batch_s, batches, &images);
+            report_training(framework, device_name, workload, timed, &fields);
         }
         "train-mlp" => {
             let images = training_images();
@@ -125,16 +116,8 @@ fn run_result(workload: &str, batches: usize) -> Result<()> {
             train(&model, &mut optimizer, &images, 0, 10, 32)?;
             let timer = Instant::now();
             train(&model, &mut optimizer, &images, 10, batches * 2, 32)?;
-            let rate = (batches * 2 * 32) as f64 / timer.elapsed().as_secs_f64();
-            report(
-                framework,
-                device_name,
-                workload,
-                rate,
-                "samples/s",
-                32.0 / rate,
-                "",
-            );
+            let timed = (batches * 2 * 32, timer.elapsed().as_secs_f64(), 32);
+            report_training(framework, device_name, workload, timed, "");
         }
         "infer-seed-cnn-1" | "infer-seed-cnn-1000" => {
             let n = if workload.ends_with("-1") { 1 } else { 1000 };
@@ -147,15 +130,7 @@ fn run_result(workload: &str, batches: usize) -> Result<()> {
             let total = candle_nn::ops::softmax(&model.forward(&x)?, D::Minus1)?
                 .sum_all()?
                 .to_scalar::<f32>()?;
-            report(
-                framework,
-                device_name,
-                workload,
-                n as f64 / seconds,
-                "samples/s",
-                seconds,
-                &format!(", \"result\": {total}"),
-            );
+            report_inference(framework, device_name, workload, n, seconds, total);
         }
         "conv2d-seed-fwd-bwd" => {
             let x = Tensor::rand(0f32, 1.0, (64, 1, 28, 28), &device)?;

@@ -111,6 +111,48 @@ pub fn report(
     );
 }
 
+/// Reports a training workload: `samples` trained in `seconds`, `batch` per step.
+pub fn report_training(
+    framework: &str,
+    device: &str,
+    workload: &str,
+    (samples, seconds, batch): (usize, f64, usize),
+    extra: &str,
+) {
+    let rate = samples as f64 / seconds;
+    let step = batch as f64 / rate;
+    report(framework, device, workload, rate, "samples/s", step, extra);
+}
+
+/// The extra fields of `train-seed-cnn`: time to the first batch, batches timed, data set.
+pub fn seed_cnn_fields(first_batch_s: f64, batches: usize, images: &Images) -> String {
+    format!(
+        ", \"first_batch_s\": {first_batch_s:.3}, \"batches\": {batches}, \"data\": \"{}\"",
+        images.source
+    )
+}
+
+/// Reports an inference workload: `n` images per call in `seconds`, softmax outputs summing to `total`.
+pub fn report_inference(
+    framework: &str,
+    device: &str,
+    workload: &str,
+    n: usize,
+    seconds: f64,
+    total: f32,
+) {
+    let extra = format!(", \"result\": {total}");
+    report(
+        framework,
+        device,
+        workload,
+        n as f64 / seconds,
+        "samples/s",
+        seconds,
+        &extra,
+    );
+}
+
 /// Reports a fixed-shape kernel workload in its unit (GFLOP/s or GB/s).
 pub fn report_kernel(framework: &str, device: &str, workload: &str, seconds: f64) {
     report_kernel_with(framework, device, workload, seconds, "");

@@ -46,11 +46,9 @@ pub fn from_config(config: &Value) -> Result<Box<dyn Layer>> {
     Ok(match kind {
         "dense" => Box::new(Dense::new(count(config, "units")?).activation(activation(config)?)),
         "conv2d" => {
-            let padding = match config["padding"].as_str() {
-                Some("same") => Padding::Same,
-                Some("valid") | None => Padding::Valid,
-                Some(other) => return Err(bad(config, &format!("unknown padding {other:?}"))),
-            };
+            let name = config["padding"].as_str().unwrap_or("valid");
+            let padding = Padding::from_name(name)
+                .ok_or_else(|| bad(config, &format!("unknown padding {name:?}")))?;
             Box::new(
                 Conv2D::new(count(config, "filters")?, pair(config, "kernel_size")?)
                     .strides(pair(config, "strides")?)

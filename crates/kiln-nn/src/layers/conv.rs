@@ -16,6 +16,23 @@ pub enum Padding {
     Same,
 }
 
+impl Padding {
+    /// The Keras name (`"valid"`, `"same"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Padding::Valid => "valid",
+            Padding::Same => "same",
+        }
+    }
+
+    /// The padding with Keras name `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Padding> {
+        [Padding::Valid, Padding::Same]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+}
+
 /// A 2-D convolution layer.
 pub struct Conv2D {
     filters: usize,
@@ -67,10 +84,7 @@ impl Layer for Conv2D {
             "filters": self.filters,
             "kernel_size": self.kernel,
             "strides": self.strides,
-            "padding": match self.padding {
-                Padding::Valid => "valid",
-                Padding::Same => "same",
-            },
+            "padding": self.padding.name(),
             "activation": self.activation.name(),
         })
     }
