@@ -2,7 +2,7 @@
 //! how `Device::auto()` chooses between them.
 
 use crate::cpu::CpuDevice;
-use crate::gpu::{self, Backend, GpuDevice, GpuOptions, MemoryStats, RuntimeStats};
+use crate::gpu::{self, Backend, GpuDevice, GpuOptions, MemoryStats, Profile, RuntimeStats};
 use crate::{Error, Result};
 
 /// What a device (or an adapter) is and can do.
@@ -157,6 +157,29 @@ impl Device {
         match self {
             Device::Cpu(_) => Ok(()),
             Device::Gpu(gpu) => gpu.ctx.synchronize(),
+        }
+    }
+
+    /// Turns the per-kernel profiler on or off (`KILN_PROFILE=1` turns it on when a GPU device opens).
+    /// While on, every GPU kernel is timed — with GPU timestamps where the adapter has TIMESTAMP_QUERY,
+    /// else by the host clock around a submit of that kernel alone (slower; use it to find hot spots,
+    /// not to measure throughput). The CPU backend has no kernels to profile: an error there.
+    pub fn set_profiling(&self, on: bool) -> Result<()> {
+        match self {
+            Device::Cpu(_) => Err(Error::invalid(
+                "set_profiling",
+                "the profiler times GPU kernels; this is the CPU device (use perf for the CPU backend)",
+            )),
+            Device::Gpu(gpu) => gpu.ctx.set_profiling(on),
+        }
+    }
+
+    /// The per-kernel table recorded since profiling started or since the last call (waits for queued
+    /// kernels); `None` when the profiler is off or on the CPU. Prints as a table with `{}`.
+    pub fn take_profile(&self) -> Result<Option<Profile>> {
+        match self {
+            Device::Cpu(_) => Ok(None),
+            Device::Gpu(gpu) => gpu.ctx.take_profile(),
         }
     }
 

@@ -27,7 +27,9 @@ pub mod testing;
 pub use device::{Device, DeviceInfo};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
-pub use gpu::{Backend, GpuOptions, MemoryStats, PowerPreference, RuntimeStats};
+pub use gpu::{
+    Backend, GpuOptions, MemoryStats, PowerPreference, Profile, ProfileRow, RuntimeStats,
+};
 pub use layout::{Layout, StridedIndices};
 pub use ops::{AdamConfig, BinaryOp, Conv2dParams, Pool2dParams, ReduceOp, SgdConfig, UnaryOp};
 pub use shape::Shape;

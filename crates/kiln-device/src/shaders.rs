@@ -58,49 +58,31 @@ impl Shader {
         }
     }
 
-    /// The WGSL source.
-    pub(crate) fn source(self) -> &'static str {
+    /// The WGSL source after `header` (constants a shader expects from its launcher, such as the GEMM
+    /// tile), which goes between the prelude and the kernel's own file.
+    pub(crate) fn source_with(self, header: &str) -> String {
+        let prelude = include_str!("../../../shaders/prelude.wgsl");
+        let body = self.body();
+        let mut source = String::with_capacity(prelude.len() + header.len() + body.len());
+        source.push_str(prelude);
+        source.push_str(header);
+        source.push_str(body);
+        source
+    }
+
+    /// The kernel file's own WGSL.
+    fn body(self) -> &'static str {
         match self {
-            Shader::Elementwise => concat!(
-                include_str!("../../../shaders/prelude.wgsl"),
-                include_str!("../../../shaders/elementwise.wgsl")
-            ),
-            Shader::Copy => concat!(
-                include_str!("../../../shaders/prelude.wgsl"),
-                include_str!("../../../shaders/copy.wgsl")
-            ),
-            Shader::Gemm => concat!(
-                include_str!("../../../shaders/prelude.wgsl"),
-                include_str!("../../../shaders/gemm.wgsl")
-            ),
-            Shader::Reduce => concat!(
-                include_str!("../../../shaders/prelude.wgsl"),
-                include_str!("../../../shaders/reduce.wgsl")
-            ),
-            Shader::Softmax => concat!(
-                include_str!("../../../shaders/prelude.wgsl"),
-                include_str!("../../../shaders/softmax.wgsl")
-            ),
-            Shader::Loss => concat!(
-                include_str!("../../../shaders/prelude.wgsl"),
-                include_str!("../../../shaders/loss.wgsl")
-            ),
-            Shader::Optimizer => concat!(
-                include_str!("../../../shaders/prelude.wgsl"),
-                include_str!("../../../shaders/optimizer.wgsl")
-            ),
-            Shader::Pool => concat!(
-                include_str!("../../../shaders/prelude.wgsl"),
-                include_str!("../../../shaders/pool.wgsl")
-            ),
-            Shader::Random => concat!(
-                include_str!("../../../shaders/prelude.wgsl"),
-                include_str!("../../../shaders/random.wgsl")
-            ),
-            Shader::Index => concat!(
-                include_str!("../../../shaders/prelude.wgsl"),
-                include_str!("../../../shaders/index.wgsl")
-            ),
+            Shader::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
+            Shader::Copy => include_str!("../../../shaders/copy.wgsl"),
+            Shader::Gemm => include_str!("../../../shaders/gemm.wgsl"),
+            Shader::Reduce => include_str!("../../../shaders/reduce.wgsl"),
+            Shader::Softmax => include_str!("../../../shaders/softmax.wgsl"),
+            Shader::Loss => include_str!("../../../shaders/loss.wgsl"),
+            Shader::Optimizer => include_str!("../../../shaders/optimizer.wgsl"),
+            Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
+            Shader::Random => include_str!("../../../shaders/random.wgsl"),
+            Shader::Index => include_str!("../../../shaders/index.wgsl"),
         }
     }
 }
@@ -109,36 +91,44 @@ impl Shader {
 mod tests {
     use std::path::Path;
 
-    /// Parses and validates every `shaders/*.wgsl` with naga, so a broken shader fails on any machine.
+    fn validate(name: &str, source: &str, constants: &[(&str, f64)]) {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        let constants = constants.iter().map(|&(k, v)| (k.to_string(), v)).collect();
+        naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)
+            .unwrap_or_else(|e| panic!("{name} with {constants:?}: {e}"));
+    }
+
+    /// Parses and validates every `shaders/*.wgsl` with naga (the GEMM with every tile configuration
+    /// and mode), so a broken shader fails on any machine.
     #[test]
     fn every_shader_parses_and_validates() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shaders");
-        let mut checked = 0;
-        for entry in std::fs::read_dir(&dir).expect("shaders/ folder") {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "wgsl") {
+        use super::Shader;
+        use crate::gpu::gemm::{TileShape, tile_configurations};
+        for shader in Shader::ALL {
+            if shader != Shader::Gemm {
+                validate(shader.file_name(), &shader.source_with(""), &[]);
                 continue;
             }
-            if path.file_name().is_some_and(|n| n == "prelude.wgsl") {
-                continue;
+            let mut tiles = tile_configurations();
+            tiles.push(TileShape { bk: 9, ..tiles[3] });
+            for tile in &tiles {
+                let source = shader.source_with(&tile.header());
+                for mode in 0..4 {
+                    validate(
+                        &format!("gemm.wgsl {tile:?}"),
+                        &source,
+                        &[("MODE", f64::from(mode))],
+                    );
+                }
             }
-            let source = std::fs::read_to_string(dir.join("prelude.wgsl")).unwrap()
-                + &std::fs::read_to_string(&path).unwrap();
-            let module = naga::front::wgsl::parse_str(&source)
-                .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
-            naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            )
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
-            checked += 1;
         }
-        assert!(
-            checked >= 2,
-            "found only {checked} shaders in {}",
-            dir.display()
-        );
     }
 
     /// Every file in `shaders/` is compiled into the binary through `Shader`.

@@ -459,6 +459,12 @@ impl Sequential {
                     )
                 );
             }
+            // With the profiler on (KILN_PROFILE=1), each epoch ends with its per-kernel table.
+            if let Some(profile) = self.device().take_profile()?
+                && !profile.rows.is_empty()
+            {
+                eprintln!("Epoch {}/{}: {profile}", epoch + 1, config.epochs);
+            }
             let mut stop = false;
             let logs = EpochLogs {
                 train: &evaluation,

@@ -25,12 +25,19 @@ impl Tensor {
             let dx = need_dx
                 .then(|| RawTensor::conv2d_input_grad(g, &w, x.shape().clone(), params))
                 .transpose()?;
-            let dw = need_dw
-                .then(|| RawTensor::conv2d_weight_grad(g, &x, w.shape().clone(), params))
-                .transpose()?;
-            let mut grads = vec![dx, dw];
-            if has_bias {
-                grads.push(Some(RawTensor::conv2d_bias_grad(g)?));
+            let mut grads = vec![dx];
+            if need_dw && has_bias {
+                let (dw, db) =
+                    RawTensor::conv2d_weight_bias_grad(g, &x, w.shape().clone(), params)?;
+                grads.extend([Some(dw), Some(db)]);
+            } else {
+                let dw = need_dw
+                    .then(|| RawTensor::conv2d_weight_grad(g, &x, w.shape().clone(), params))
+                    .transpose()?;
+                grads.push(dw);
+                if has_bias {
+                    grads.push(Some(RawTensor::conv2d_bias_grad(g)?));
+                }
             }
             Ok(grads)
         }))

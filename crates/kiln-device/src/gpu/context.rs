@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use super::buffer_pool::{BufferPool, MemoryStats, bucket_size};
 use super::params::{PARAM_WORDS, Params};
 use super::pipelines::{Kernel, PipelineCache};
+use super::profiler::{Annotation, Profile, Profiler, Record};
 use crate::{DeviceInfo, Error, Result};
 
 /// Threads per workgroup of every 1-D kernel (`WORKGROUP` in the shaders).
@@ -60,6 +61,15 @@ struct Batch {
     ops: Vec<&'static str>,
 }
 
+/// Timestamp queries around each dispatch of a batch, for the profiler.
+struct Timestamps {
+    queries: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    /// Nanoseconds per timestamp tick.
+    period: f64,
+}
+
 /// Everything one GPU device owns.
 pub(crate) struct GpuContext {
     pub(crate) device: wgpu::Device,
@@ -74,11 +84,19 @@ pub(crate) struct GpuContext {
     /// One word kernels raise (atomicMax) when they meet bad data they cannot report otherwise, such as
     /// a class label out of range; checked at every readback.
     error_flag: wgpu::Buffer,
+    /// A 4-byte storage buffer bound where a kernel declares an output the dispatch does not use.
+    placeholder: wgpu::Buffer,
     /// Messages of the error codes kernels may raise; code `i + 1` is `error_messages[i]`.
     error_messages: Mutex<Vec<String>>,
     dispatches: AtomicU64,
     submissions: AtomicU64,
     readbacks: AtomicU64,
+    /// The per-kernel profiler, when on.
+    profiler: Mutex<Option<Profiler>>,
+    /// What the next dispatch's launcher said about it (profiling only).
+    annotation: Mutex<Option<Annotation>>,
+    /// Present when the adapter has TIMESTAMP_QUERY.
+    timestamps: Option<Timestamps>,
 }
 
 /// A storage buffer holding one tensor's elements. Returns to the pool when dropped.
@@ -106,7 +124,7 @@ impl Bindable for GpuBuffer {
     }
 }
 
-/// The device's error-flag word, bindable by kernels that validate their input.
+/// A 4-byte device word bindable by kernels: the error flag, or the unused-output placeholder.
 pub(crate) struct ErrorFlag<'a>(&'a wgpu::Buffer);
 
 impl Bindable for ErrorFlag<'_> {
@@ -150,7 +168,44 @@ impl GpuContext {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln unused binding"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         let limits = device.limits();
+        let timestamps = device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| {
+                let bytes = 16 * MAX_BATCH_DISPATCHES as u64;
+                let buffer = |label, usage| {
+                    device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(label),
+                        size: bytes,
+                        usage,
+                        mapped_at_creation: false,
+                    })
+                };
+                Timestamps {
+                    queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                        label: Some("kiln profiler"),
+                        ty: wgpu::QueryType::Timestamp,
+                        count: 2 * MAX_BATCH_DISPATCHES as u32,
+                    }),
+                    resolved: buffer(
+                        "kiln profiler resolve",
+                        wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    ),
+                    readback: buffer(
+                        "kiln profiler readback",
+                        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    ),
+                    period: f64::from(queue.get_timestamp_period()),
+                }
+            });
+        let profiling = std::env::var("KILN_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0");
         Arc::new(GpuContext {
             device,
             queue,
@@ -168,11 +223,54 @@ impl GpuContext {
             staging: Mutex::new(None),
             health,
             error_flag,
+            placeholder,
             error_messages: Mutex::new(Vec::new()),
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
             readbacks: AtomicU64::new(0),
+            profiler: Mutex::new(profiling.then(Profiler::default)),
+            annotation: Mutex::new(None),
+            timestamps,
         })
+    }
+
+    /// Turns the per-kernel profiler on or off (off drops what it recorded).
+    pub(crate) fn set_profiling(&self, on: bool) -> Result<()> {
+        self.flush()?;
+        let mut profiler = self.profiler.lock().unwrap();
+        if on != profiler.is_some() {
+            *profiler = on.then(Profiler::default);
+        }
+        Ok(())
+    }
+
+    /// Whether the profiler is on.
+    pub(crate) fn profiling(&self) -> bool {
+        self.profiler.lock().unwrap().is_some()
+    }
+
+    /// The kernel times recorded since the last call (waits for pending work); `None` when the profiler
+    /// is off.
+    pub(crate) fn take_profile(&self) -> Result<Option<Profile>> {
+        self.synchronize()?;
+        let timer = if self.timestamps.is_some() {
+            "GPU timestamps"
+        } else {
+            "host clock, one dispatch per submit"
+        };
+        Ok(self
+            .profiler
+            .lock()
+            .unwrap()
+            .as_mut()
+            .map(|p| p.take(timer)))
+    }
+
+    /// Tells the profiler about the next dispatch; `describe` runs only while profiling.
+    pub(crate) fn annotate(&self, describe: impl FnOnce() -> Annotation) {
+        if self.profiling() {
+            *self.annotation.lock().unwrap() = Some(describe());
+        }
     }
 
     /// `Err(DeviceLost)` once the device is gone.
@@ -255,6 +353,11 @@ impl GpuContext {
         Ok(buffer)
     }
 
+    /// A buffer to bind where a kernel declares an output this dispatch does not write.
+    pub(crate) fn placeholder(&self) -> ErrorFlag<'_> {
+        ErrorFlag(&self.placeholder)
+    }
+
     /// The error-flag word and the code under which a kernel reports `message` through it.
     pub(crate) fn error_check(&self, message: String) -> (ErrorFlag<'_>, u32) {
         let mut messages = self.error_messages.lock().unwrap();
@@ -285,18 +388,39 @@ impl GpuContext {
         }
         let (x, y) = self.grid(op, workgroups)?;
 
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipeline = self.pipelines.get(&self.device, kernel);
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu {
-                op: op.to_string(),
-                message: format!(
-                    "compiling {}::{}: {error}",
-                    kernel.shader.file_name(),
-                    kernel.entry
-                ),
-            });
+        // Only compiling a pipeline can fail on a correct launcher; the bind group and the dispatch
+        // are checked by wgpu's uncaptured-error handler, reported at the next submit.
+        let pipeline = match self.pipelines.cached(kernel) {
+            Some(pipeline) => pipeline,
+            None => {
+                let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+                let pipeline = self.pipelines.compile(&self.device, kernel);
+                if let Some(error) = pollster::block_on(scope.pop()) {
+                    return Err(Error::Gpu {
+                        op: op.to_string(),
+                        message: format!(
+                            "compiling {}::{}: {error}",
+                            kernel.shader.file_name(),
+                            kernel.entry
+                        ),
+                    });
+                }
+                pipeline
+            }
+        };
+
+        let record = self.profiling().then(|| Record {
+            op,
+            kernel: kernel.describe(),
+            annotation: self.annotation.lock().unwrap().take().unwrap_or_default(),
+            bytes: bindings.iter().map(|(_, b)| b.binding().1).sum(),
+        });
+        let host_timed = record.is_some() && self.timestamps.is_none();
+        if host_timed {
+            // Time this dispatch alone: what is pending runs first.
+            self.synchronize()?;
         }
+        let started = std::time::Instant::now();
 
         let mut batch = self.batch.lock().unwrap();
         if batch.ops.len() == MAX_BATCH_DISPATCHES {
@@ -310,14 +434,15 @@ impl GpuContext {
             .params
             .resize(((slot + 1) * PARAM_SLOT_BYTES) as usize, 0);
 
-        let mut entries = vec![wgpu::BindGroupEntry {
+        let mut entries = Vec::with_capacity(bindings.len() + 1);
+        entries.push(wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: &batch.params_buffer,
                 offset: slot * PARAM_SLOT_BYTES,
                 size: NonZeroU64::new((PARAM_WORDS * 4) as u64),
             }),
-        }];
+        });
         for &(binding, bindable) in bindings {
             let (buffer, bytes) = bindable.binding();
             entries.push(wgpu::BindGroupEntry {
@@ -329,40 +454,60 @@ impl GpuContext {
                 }),
             });
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(op),
             layout: &pipeline.layout,
             entries: &entries,
         });
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu {
-                op: op.to_string(),
-                message: error.to_string(),
-            });
-        }
 
+        let timestamp_pass = record.is_some() && self.timestamps.is_some();
         if batch.encoder.is_none() {
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            batch.encoder = Some(self.device.create_command_encoder(
+                &wgpu::CommandEncoderDescriptor {
                     label: Some("kiln batch"),
+                },
+            ));
+        }
+        if batch.pass.is_none() || timestamp_pass {
+            // A profiled dispatch gets a pass of its own with timestamps at its start and end.
+            drop(batch.pass.take());
+            let timestamp_writes = self
+                .timestamps
+                .as_ref()
+                .filter(|_| timestamp_pass)
+                .map(|t| wgpu::ComputePassTimestampWrites {
+                    query_set: &t.queries,
+                    beginning_of_pass_write_index: Some(2 * slot as u32),
+                    end_of_pass_write_index: Some(2 * slot as u32 + 1),
                 });
+            let encoder = batch.encoder.as_mut().expect("encoder just ensured");
             let pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("kiln batch"),
-                    timestamp_writes: None,
+                    timestamp_writes,
                 })
                 .forget_lifetime();
-            batch.encoder = Some(encoder);
             batch.pass = Some(pass);
         }
-        let pass = batch.pass.as_mut().expect("pass open while encoder is");
+        let pass = batch.pass.as_mut().expect("pass just ensured");
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(x, y, 1);
         batch.ops.push(op);
         self.dispatches.fetch_add(1, Ordering::Relaxed);
+        if let Some(record) = record {
+            if host_timed {
+                self.submit(&mut batch)?;
+                drop(batch);
+                self.wait(op)?;
+                let seconds = started.elapsed().as_secs_f64();
+                if let Some(p) = self.profiler.lock().unwrap().as_mut() {
+                    p.add(record, seconds);
+                }
+            } else if let Some(p) = self.profiler.lock().unwrap().as_mut() {
+                p.pending.push(record);
+            }
+        }
         Ok(())
     }
 
@@ -389,14 +534,32 @@ impl GpuContext {
     }
 
     fn submit(&self, batch: &mut Batch) -> Result<()> {
-        let Some(encoder) = batch.encoder.take() else {
+        let Some(mut encoder) = batch.encoder.take() else {
             return self.take_errors("flush");
         };
         drop(batch.pass.take());
+        let profiled = match (&self.timestamps, self.profiler.lock().unwrap().as_mut()) {
+            (Some(t), Some(p)) if !p.pending.is_empty() => {
+                let queries = 2 * p.pending.len() as u32;
+                encoder.resolve_query_set(&t.queries, 0..queries, &t.resolved, 0);
+                encoder.copy_buffer_to_buffer(
+                    &t.resolved,
+                    0,
+                    &t.readback,
+                    0,
+                    u64::from(queries) * 8,
+                );
+                std::mem::take(&mut p.pending)
+            }
+            _ => Vec::new(),
+        };
         self.queue
             .write_buffer(&batch.params_buffer, 0, &batch.params);
         self.queue.submit([encoder.finish()]);
         self.submissions.fetch_add(1, Ordering::Relaxed);
+        if !profiled.is_empty() {
+            self.read_timestamps(profiled)?;
+        }
         batch.params.clear();
         let ops = std::mem::take(&mut batch.ops);
         let context = match ops.last() {
@@ -404,6 +567,30 @@ impl GpuContext {
             None => "flush".to_string(),
         };
         self.take_errors(&context)
+    }
+
+    /// Waits for the submitted batch and adds each profiled dispatch's timestamp pair to the profile.
+    fn read_timestamps(&self, records: Vec<Record>) -> Result<()> {
+        let t = self.timestamps.as_ref().expect("profiled with timestamps");
+        let bytes = 16 * records.len() as u64;
+        let slice = t.readback.slice(..bytes);
+        slice.map_async(wgpu::MapMode::Read, |_| {});
+        self.wait("profiler")?;
+        let ticks: Vec<u64> = {
+            let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
+                op: "profiler".into(),
+                message: e.to_string(),
+            })?;
+            bytemuck::cast_slice(&view).to_vec()
+        };
+        t.readback.unmap();
+        if let Some(p) = self.profiler.lock().unwrap().as_mut() {
+            for (record, pair) in records.into_iter().zip(ticks.chunks_exact(2)) {
+                let seconds = pair[1].saturating_sub(pair[0]) as f64 * t.period * 1e-9;
+                p.add(record, seconds);
+            }
+        }
+        Ok(())
     }
 
     fn take_errors(&self, context: &str) -> Result<()> {

@@ -1,25 +1,25 @@
-//! Launcher for matmul on `shaders/gemm.wgsl` (MODE 0): strided operands, broadcast batch dimensions.
+//! Launcher for matmul on `shaders/gemm.wgsl` (MODE 0): strided operands, broadcast batch dimensions,
+//! an optional bias added in the store.
 
 use std::sync::Arc;
 
+use super::gemm::{self, GemmCall, GemmShape, HAS_BIAS};
 use super::params::Params;
-use super::pipelines::Kernel;
 use super::{GpuBuffer, GpuContext};
 use crate::layout::coalesce_dims;
 use crate::ops::matmul::{MatmulDims, matrix_strides};
-use crate::shaders::Shader;
-use crate::{DType, Error, Layout, Result};
+use crate::{Error, Layout, Result};
 
-/// Output tile edge of the GEMM kernel.
-pub(crate) const TILE: usize = 64;
 /// Batch dimensions the kernel walks (after merging).
 const MAX_BATCH_RANK: usize = 4;
 
-/// `C = A · B` with A, B already broadcast to the batch shape; C is contiguous `[batch.., m, n]`.
+/// `C = A · B (+ bias[n])` with A, B already broadcast to the batch shape; C is contiguous
+/// `[batch.., m, n]`.
 pub(crate) fn matmul(
     ctx: &Arc<GpuContext>,
     (a, la): (&GpuBuffer, &Layout),
     (b, lb): (&GpuBuffer, &Layout),
+    bias: Option<&GpuBuffer>,
     d: &MatmulDims,
 ) -> Result<GpuBuffer> {
     let op = "matmul";
@@ -37,10 +37,7 @@ pub(crate) fn matmul(
             ),
         ));
     }
-    let tiles_m = d.m.div_ceil(TILE);
-    let tiles_n = d.n.div_ceil(TILE);
     let params = Params::new()
-        .with_words(op, 0, &[d.m, d.n, d.k, batches, tiles_m, tiles_n, d.k])?
         .with_words(
             op,
             8,
@@ -57,14 +54,29 @@ pub(crate) fn matmul(
         .with_words(op, 16, &batch_dims)?
         .with_words(op, 20, &batch_strides[0])?
         .with_words(op, 24, &batch_strides[1])?;
-    let kernel = Kernel::new(Shader::Gemm, "gemm_main", DType::F32).with("MODE", 0);
-    let groups = (batches * tiles_m * tiles_n) as u64;
-    ctx.dispatch(
-        op,
-        &kernel,
-        &params,
-        &[(1, a), (2, b), (3, b), (4, &out)],
-        groups,
+    // The contiguous axis of each operand decides how its tile is loaded (coalesced either way).
+    let shape = GemmShape {
+        m: d.m,
+        n: d.n,
+        k: d.k,
+        batch: batches,
+        a_k_major: a_cs == 1 || (a_rs != 1 && a_cs < a_rs),
+        b_k_major: b_rs == 1 && b_cs != 1,
+    };
+    gemm::run(
+        ctx,
+        GemmCall {
+            op,
+            mode: 0,
+            shape,
+            params,
+            flags: if bias.is_some() { HAS_BIAS } else { 0 },
+            a,
+            b,
+            bias,
+            out: &out,
+            out2: None,
+        },
     )?;
     Ok(out)
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::gemm::TileShape;
 use crate::DType;
 use crate::shaders::Shader;
 
@@ -18,6 +19,8 @@ pub(crate) struct Kernel {
     pub(crate) dtype: DType,
     /// Values of the shader's `override` constants.
     pub(crate) constants: Vec<(&'static str, u32)>,
+    /// The GEMM tile the shader is compiled with (`shaders/gemm.wgsl` only).
+    pub(crate) tile: Option<TileShape>,
 }
 
 impl Kernel {
@@ -28,7 +31,17 @@ impl Kernel {
             entry,
             dtype,
             constants: Vec::new(),
+            tile: None,
         }
+    }
+
+    /// `file::entry` and the specialisation, for the profiler: `gemm.wgsl::gemm_main MODE=1`.
+    pub(crate) fn describe(&self) -> String {
+        let mut text = format!("{}::{}", self.shader.file_name(), self.entry);
+        for (name, value) in &self.constants {
+            text += &format!(" {name}={value}");
+        }
+        text
     }
 
     /// Sets an `override` constant.
@@ -47,25 +60,28 @@ pub(crate) struct Pipeline {
 /// Shader modules and pipelines created so far.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<(Shader, Option<TileShape>), wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
 }
 
 impl PipelineCache {
-    /// The pipeline of `kernel`, compiled on first use. Compilation errors are caught by the caller's
-    /// error scope.
-    pub(crate) fn get(&self, device: &wgpu::Device, kernel: &Kernel) -> Arc<Pipeline> {
-        if let Some(p) = self.pipelines.lock().unwrap().get(kernel) {
-            return p.clone();
-        }
+    /// The pipeline of `kernel` if it is compiled.
+    pub(crate) fn cached(&self, kernel: &Kernel) -> Option<Arc<Pipeline>> {
+        self.pipelines.lock().unwrap().get(kernel).cloned()
+    }
+
+    /// Compiles the pipeline of `kernel` (callers look in [`PipelineCache::cached`] first).
+    /// Compilation errors are caught by the caller's error scope.
+    pub(crate) fn compile(&self, device: &wgpu::Device, kernel: &Kernel) -> Arc<Pipeline> {
         let module = {
             let mut modules = self.modules.lock().unwrap();
             modules
-                .entry(kernel.shader)
+                .entry((kernel.shader, kernel.tile))
                 .or_insert_with(|| {
+                    let header = kernel.tile.map(TileShape::header).unwrap_or_default();
                     let desc = wgpu::ShaderModuleDescriptor {
                         label: Some(kernel.shader.file_name()),
-                        source: wgpu::ShaderSource::Wgsl(kernel.shader.source().into()),
+                        source: wgpu::ShaderSource::Wgsl(kernel.shader.source_with(&header).into()),
                     };
                     // SAFETY: kiln's kernels bound every index they compute by the sizes in their
                     // parameter block (which the launchers derive from the bound buffers), so the

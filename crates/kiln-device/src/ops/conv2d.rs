@@ -219,11 +219,47 @@ impl RawTensor {
                     cpu,
                 ),
                 Backend::Gpu(ctx) => {
-                    let out = gpu::conv2d::weight_grad(ctx, dy.buffer(), x.buffer(), &g)?;
+                    let (out, _) =
+                        gpu::conv2d::weight_grad(ctx, dy.buffer(), x.buffer(), &g, false)?;
                     RawTensor::from_gpu(out, g.weight_shape(), DType::F32, &dy)
                 }
             })
         })
+    }
+
+    /// The weight and bias gradients of `conv2d` together: on the GPU one pass over the output
+    /// gradient computes both (the bias gradient is the GEMM's extra column of ones).
+    pub fn conv2d_weight_bias_grad(
+        grad_out: &RawTensor,
+        input: &RawTensor,
+        weight_shape: impl Into<Shape>,
+        params: Conv2dParams,
+    ) -> Result<(RawTensor, RawTensor)> {
+        let op = "conv2d_weight_grad";
+        let weight_shape = weight_shape.into();
+        if matches!(grad_out.backend(), Backend::Cpu(_)) {
+            return Ok((
+                RawTensor::conv2d_weight_grad(grad_out, input, weight_shape, params)?,
+                RawTensor::conv2d_bias_grad(grad_out)?,
+            ));
+        }
+        let g = ConvGeometry::new(op, input.shape(), &weight_shape, params)?;
+        check_grad(op, grad_out, &g)?;
+        let mut bias_grad = None;
+        let dw = RawTensor::float_op(op, &[grad_out, input], |t| {
+            let (dy, x) = (t[0].contiguous()?, t[1].contiguous()?);
+            let Backend::Gpu(ctx) = dy.backend() else {
+                unreachable!("CPU tensors returned above")
+            };
+            let (dw, db) = gpu::conv2d::weight_grad(ctx, dy.buffer(), x.buffer(), &g, true)?;
+            let db = db.expect("bias gradient requested");
+            bias_grad = Some(RawTensor::from_gpu(db, [g.c_out], DType::F32, &dy));
+            Ok(RawTensor::from_gpu(dw, g.weight_shape(), DType::F32, &dy))
+        })?;
+        let db = bias_grad
+            .expect("float_op ran the kernel")
+            .cast(grad_out.dtype())?;
+        Ok((dw, db))
     }
 
     /// Gradient of `conv2d` with respect to its bias: the output gradient summed over N, OH and OW.

@@ -102,6 +102,7 @@ impl RawTensor {
                         ctx,
                         (t[0].buffer(), &la),
                         (t[1].buffer(), &lb),
+                        None,
                         &dims,
                     )?;
                     RawTensor::from_gpu(buffer, out_shape.clone(), DType::F32, &t[0])

@@ -1,0 +1,783 @@
+//! Plans and launches the GEMM of `shaders/gemm.wgsl` (matmul and the three convolution GEMMs).
+//!
+//! The plan fits the kernel to the shape, by a rule:
+//! 1. **Thin outputs** (M or N ≤ 16: batch-1 inference, dense layers' weight gradients, the first
+//!    convolution's weight gradient) take `gemv_main`: each long-axis row is a set of dot products whose K
+//!    is split over `lanes` threads, so nothing is padded to a tile.
+//! 2. Otherwise `gemm_main` with the **largest register tile** whose padding wastes at most
+//!    [`MAX_WASTE`] of the work and that still launches [`FILL_WORKGROUPS`] workgroups; when no tile
+//!    reaches that many, the one that launches the most. K-steps are `BK` = K itself for K ≤ 16 (a
+//!    3×3 single-channel convolution runs 9, not 16), else the step with the least K padding.
+//! 3. **Split-K** when the plan still launches fewer than [`FILL_WORKGROUPS`] workgroups and the
+//!    product is big enough to pay for a second pass: slices of K write partial sums that
+//!    `gemm_reduce` adds in slice order (deterministic: no float atomics).
+
+use std::sync::Arc;
+
+use super::context::Bindable;
+use super::params::Params;
+use super::pipelines::Kernel;
+use super::profiler::Annotation;
+use super::{GpuBuffer, GpuContext, groups_for};
+use crate::shaders::Shader;
+use crate::{DType, Result};
+
+/// Workgroups a plan tries to launch at least (a large GPU has 100+ compute units).
+const FILL_WORKGROUPS: usize = 64;
+/// Workgroups split-K aims for.
+const SPLIT_TARGET: usize = 128;
+/// Padding a tile may add to the useful work (executed / useful FLOPs).
+const MAX_WASTE: f64 = 1.25;
+/// Below this many multiply-adds one pass beats the extra dispatch of split-K.
+const MIN_SPLIT_MACS: usize = 1 << 21;
+/// K-elements each split-K slice reduces at least.
+const MIN_SLICE_K: usize = 256;
+/// The longest "small" output axis `gemv_main` walks per thread (`GEMV_SMALL` in the shader).
+const GEMV_SMALL: usize = 16;
+/// Outputs this thin (batch ≤ 4 inference) take the GEMV; up to [`SKINNY_MAX`], a skinny tile.
+const GEMV_MAX: usize = 4;
+/// The longest short side a skinny tile covers.
+const SKINNY_MAX: usize = 16;
+/// Threads of a `gemv_main` workgroup.
+const GEMV_THREADS: usize = 256;
+/// K-indices a `gemv_main` workgroup stages per step (`GEMV_CHUNK`): the most lanes a row can use.
+const GEMV_CHUNK: usize = 64;
+/// Kernel taps a workgroup tabulates (`TAP_MAX`): two words each of workgroup memory.
+const TAP_TABLE_BYTES: u64 = 512 * 8;
+
+/// Flag bits of parameter word 28 (see the shader).
+pub(crate) const A_K_MAJOR: u32 = 1;
+pub(crate) const B_K_MAJOR: u32 = 2;
+pub(crate) const HAS_BIAS: u32 = 4;
+pub(crate) const BIAS_COLUMN: u32 = 8;
+const SWAPPED: u32 = 16;
+const PARTIALS: u32 = 32;
+const ROWS_FAST: u32 = 64;
+
+/// A register-tile configuration of `gemm_main`: a BM×BN tile of C per workgroup in K-steps of BK,
+/// TM×TN outputs per thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct TileShape {
+    pub(crate) bm: u16,
+    pub(crate) bn: u16,
+    pub(crate) bk: u16,
+    pub(crate) tm: u16,
+    pub(crate) tn: u16,
+}
+
+impl TileShape {
+    const fn new(bm: u16, bn: u16, bk: u16, tm: u16, tn: u16) -> Self {
+        TileShape { bm, bn, bk, tm, tn }
+    }
+
+    /// Threads of one workgroup.
+    #[cfg(test)]
+    pub(crate) fn threads(self) -> usize {
+        usize::from(self.bm / self.tm) * usize::from(self.bn / self.tn)
+    }
+
+    /// Workgroup memory `gemm_main` uses with this tile: both operand tiles and the tap table.
+    fn workgroup_bytes(self) -> u64 {
+        let (bm, bn, bk) = (u64::from(self.bm), u64::from(self.bn), u64::from(self.bk));
+        (bk * (bm / 4 + 1) + bk * (bn / 4 + 1)) * 16 + TAP_TABLE_BYTES
+    }
+
+    /// The WGSL the shader is compiled with: the tile constants, the thread's accumulators and the
+    /// unrolled `tile_fma` / `tile_store` of this tile (straight-line code keeps the TM×TN sums in
+    /// registers on every driver; a loop over a private array can end up in memory).
+    pub(crate) fn header(self) -> String {
+        use std::fmt::Write;
+        let (tm, groups_n) = (usize::from(self.tm), usize::from(self.tn / 4));
+        let mut w = format!(
+            "const BM: u32 = {}u;\nconst BN: u32 = {}u;\nconst BK: u32 = {}u;\nconst TM: u32 = {}u;\nconst TN: u32 = {}u;\n",
+            self.bm, self.bn, self.bk, self.tm, self.tn
+        );
+        for i in 0..tm {
+            for h in 0..groups_n {
+                writeln!(w, "var<private> acc_{i}_{h}: vec4<f32>;").unwrap();
+            }
+        }
+        w += "fn tile_fma(kk: u32, tx: u32, ty: u32) {\n";
+        for g in 0..tm / 4 {
+            writeln!(
+                w,
+                "    let a{g} = a_tile[kk * A_STRIDE + {g}u * THREADS_M + ty];"
+            )
+            .unwrap();
+        }
+        for h in 0..groups_n {
+            writeln!(
+                w,
+                "    let b{h} = b_tile[kk * B_STRIDE + {h}u * THREADS_N + tx];"
+            )
+            .unwrap();
+        }
+        for i in 0..tm {
+            let (g, lane) = (i / 4, ["x", "y", "z", "w"][i % 4]);
+            for h in 0..groups_n {
+                writeln!(
+                    w,
+                    "    acc_{i}_{h} = fma(vec4<f32>(a{g}.{lane}), b{h}, acc_{i}_{h});"
+                )
+                .unwrap();
+            }
+        }
+        w += "}\nfn tile_store(batch: u32, slice: u32, m0: u32, n0: u32, tx: u32, ty: u32) {\n";
+        for i in 0..tm {
+            for h in 0..groups_n {
+                writeln!(
+                    w,
+                    "    store_four(batch, slice, m0 + ({}u * THREADS_M + ty) * 4u + {}u, n0 + ({h}u * THREADS_N + tx) * 4u, acc_{i}_{h});",
+                    i / 4,
+                    i % 4
+                )
+                .unwrap();
+            }
+        }
+        w += "}\n";
+        w
+    }
+}
+
+/// The tile configurations, largest first, with the longest K-step each may take (workgroup memory).
+const TILES: [TileShape; 6] = [
+    TileShape::new(128, 128, 8, 8, 8),
+    TileShape::new(128, 64, 16, 8, 4),
+    TileShape::new(64, 64, 16, 4, 4),
+    TileShape::new(128, 32, 16, 8, 4),
+    TileShape::new(64, 32, 16, 4, 4),
+    TileShape::new(32, 32, 16, 4, 4),
+];
+
+/// Skinny tiles for an output with N ≤ 16 columns (64 or 32 rows × N rounded up to 4) or M ≤ 16 rows
+/// (the transpose): the short side is covered by one tile, so padding stays under a group of four.
+fn skinny_tiles(m: usize, n: usize) -> Vec<TileShape> {
+    let short = |len: usize| (len <= SKINNY_MAX).then(|| len.next_multiple_of(4) as u16);
+    let mut tiles = Vec::new();
+    for long in [64, 32] {
+        if let Some(bn) = short(n) {
+            tiles.push(TileShape::new(long, bn, 16, 4, 4));
+        }
+        if let Some(bm) = short(m) {
+            tiles.push(TileShape::new(bm, long, 16, 4, 4));
+        }
+    }
+    tiles
+}
+
+/// The tile the `gemv_main` and `gemm_reduce` pipelines are compiled with (they use none of it; one
+/// module serves both).
+pub(crate) const AUX_TILE: TileShape = TILES[2];
+
+/// Every configuration `plan` can pick, with its longest K-step (for tests of each variant): the
+/// square tiles and the skinny ones with a short side of 4 and 12.
+#[cfg(test)]
+pub(crate) fn tile_configurations() -> Vec<TileShape> {
+    let mut tiles = TILES.to_vec();
+    tiles.extend(skinny_tiles(3, 3));
+    tiles.extend(skinny_tiles(12, 12));
+    tiles
+}
+
+/// How one GEMM runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GemmPlan {
+    /// `gemm_main` with `tile`, K split into `slices` of `k_per_slice`.
+    Tiled {
+        tile: TileShape,
+        slices: usize,
+        k_per_slice: usize,
+    },
+    /// `gemv_main`: `lanes` threads per long-axis row.
+    Gemv {
+        lanes: usize,
+        swapped: bool,
+        rows_fast: bool,
+        slices: usize,
+        k_per_slice: usize,
+    },
+}
+
+/// The sizes and operand layouts a plan depends on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GemmShape {
+    pub(crate) m: usize,
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    pub(crate) batch: usize,
+    /// A's contiguous axis is K (else M).
+    pub(crate) a_k_major: bool,
+    /// B's contiguous axis is K (else N).
+    pub(crate) b_k_major: bool,
+}
+
+impl GemmShape {
+    fn macs(&self) -> usize {
+        self.batch * self.m * self.n * self.k
+    }
+}
+
+/// Slices of K (at least [`MIN_SLICE_K`] each, `step`-aligned) that bring `workgroups` up to
+/// [`SPLIT_TARGET`], or one slice.
+fn split_k(s: &GemmShape, workgroups: usize, step: usize) -> (usize, usize) {
+    if workgroups >= FILL_WORKGROUPS || s.macs() < MIN_SPLIT_MACS {
+        return (1, s.k);
+    }
+    let wanted = SPLIT_TARGET.div_ceil(workgroups.max(1));
+    let slices = wanted.min(s.k / MIN_SLICE_K).max(1);
+    if slices == 1 {
+        return (1, s.k);
+    }
+    let k_per_slice = s.k.div_ceil(slices).next_multiple_of(step);
+    (s.k.div_ceil(k_per_slice), k_per_slice)
+}
+
+/// The K-step for `tile`: K itself when it fits, else the step in {max, 8, 4} padding K least.
+fn k_step(k: usize, max: u16) -> u16 {
+    if k <= usize::from(max) {
+        return k.max(1) as u16;
+    }
+    let mut best = max;
+    for step in [max, 8, 4] {
+        if k.next_multiple_of(usize::from(step)) < k.next_multiple_of(usize::from(best)) {
+            best = step;
+        }
+    }
+    best
+}
+
+/// Picks the kernel, tile and split for `s` on a device with `workgroup_memory` bytes per workgroup.
+pub(crate) fn plan(s: &GemmShape, workgroup_memory: u64) -> GemmPlan {
+    if let Ok(v) = std::env::var("KILN_GEMM_PROBE") {
+        let parts: Vec<usize> = v.split(',').map(|x| x.parse().unwrap()).collect();
+        if parts[0] == 0 {
+            let t = TILES[parts[1]];
+            let tile = TileShape {
+                bk: k_step(s.k, t.bk),
+                ..t
+            };
+            let slices = parts[2];
+            return GemmPlan::Tiled {
+                tile,
+                slices,
+                k_per_slice: s.k.div_ceil(slices).next_multiple_of(usize::from(tile.bk)),
+            };
+        } else if s.m.min(s.n) <= 16 {
+            let lanes = parts[1];
+            let slices = parts[2];
+            return GemmPlan::Gemv {
+                lanes,
+                swapped: s.n > s.m,
+                rows_fast: parts[3] == 1,
+                slices,
+                k_per_slice: s.k.div_ceil(slices).next_multiple_of(64),
+            };
+        }
+    }
+    if s.m.min(s.n) <= GEMV_MAX {
+        // Each lane walks about eight K-steps; at most a staged chunk per row.
+        let lanes = (1usize << (s.k / 8).max(1).ilog2()).min(GEMV_CHUNK);
+        let gemv = |swapped: bool| {
+            let rows = if swapped { s.n } else { s.m };
+            let row_groups = rows.div_ceil(GEMV_THREADS / lanes);
+            let (slices, k_per_slice) = split_k(s, row_groups * s.batch, GEMV_CHUNK);
+            let rows_fast = if swapped { !s.b_k_major } else { !s.a_k_major };
+            GemmPlan::Gemv {
+                lanes,
+                swapped,
+                rows_fast,
+                slices,
+                k_per_slice,
+            }
+        };
+        // The long axis is the other one; when both are short, the orientation that pads less.
+        return match (s.m <= GEMV_MAX, s.n <= GEMV_MAX) {
+            (true, true) => {
+                let (plain, swapped) = (gemv(false), gemv(true));
+                if swapped.executed_macs(s) < plain.executed_macs(s) {
+                    swapped
+                } else {
+                    plain
+                }
+            }
+            (m_short, _) => gemv(m_short),
+        };
+    }
+    let useful = (s.m * s.n * s.k) as f64;
+    let mut tiles: Vec<TileShape> = TILES
+        .iter()
+        .copied()
+        .chain(skinny_tiles(s.m, s.n))
+        .collect();
+    tiles.sort_by_key(|t| std::cmp::Reverse(u32::from(t.bm) * u32::from(t.bn)));
+    // (tile, executed / useful, workgroups with split-K)
+    let candidates: Vec<(TileShape, f64, usize)> = tiles
+        .into_iter()
+        .map(|t| TileShape {
+            bk: k_step(s.k, t.bk),
+            ..t
+        })
+        .filter(|t| t.workgroup_bytes() <= workgroup_memory)
+        .map(|t| {
+            let (bm, bn, bk) = (usize::from(t.bm), usize::from(t.bn), usize::from(t.bk));
+            let executed =
+                (s.m.next_multiple_of(bm) * s.n.next_multiple_of(bn)) * s.k.next_multiple_of(bk);
+            let tiles = s.m.div_ceil(bm) * s.n.div_ceil(bn) * s.batch;
+            let slices = split_k(s, tiles, bk).0;
+            (t, executed as f64 / useful, tiles * slices)
+        })
+        .collect();
+    // The largest tile that pads little and fills the device (with split-K where K allows); else the
+    // little-padding tile launching the most workgroups; else the one padding least.
+    let fitting: Vec<_> = candidates.iter().filter(|c| c.1 <= MAX_WASTE).collect();
+    let tile = fitting
+        .iter()
+        .find(|c| c.2 >= FILL_WORKGROUPS)
+        .or_else(|| fitting.iter().max_by_key(|c| c.2))
+        .map(|c| c.0)
+        .or_else(|| {
+            candidates
+                .iter()
+                .min_by(|x, y| x.1.total_cmp(&y.1))
+                .map(|c| c.0)
+        })
+        .unwrap_or(TILES[TILES.len() - 1]);
+    let tiles = s.m.div_ceil(usize::from(tile.bm)) * s.n.div_ceil(usize::from(tile.bn)) * s.batch;
+    let (slices, k_per_slice) = split_k(s, tiles, usize::from(tile.bk));
+    GemmPlan::Tiled {
+        tile,
+        slices,
+        k_per_slice,
+    }
+}
+
+impl GemmPlan {
+    /// Multiply-adds the plan executes, padding included (the profiler's executed/useful ratio).
+    pub(crate) fn executed_macs(&self, s: &GemmShape) -> usize {
+        match *self {
+            GemmPlan::Tiled {
+                tile,
+                slices,
+                k_per_slice,
+            } => {
+                let (bm, bn, bk) = (
+                    usize::from(tile.bm),
+                    usize::from(tile.bn),
+                    usize::from(tile.bk),
+                );
+                let k = if slices > 1 {
+                    slices * k_per_slice
+                } else {
+                    s.k.next_multiple_of(bk)
+                };
+                s.batch * s.m.next_multiple_of(bm) * s.n.next_multiple_of(bn) * k
+            }
+            GemmPlan::Gemv {
+                lanes,
+                swapped,
+                slices,
+                k_per_slice,
+                ..
+            } => {
+                // Rows pad to the workgroup's row count, the small axis to groups of four.
+                let (rows, small) = if swapped { (s.n, s.m) } else { (s.m, s.n) };
+                let per_group = GEMV_THREADS / lanes;
+                let k = if slices > 1 {
+                    slices * k_per_slice
+                } else {
+                    s.k
+                };
+                s.batch * rows.next_multiple_of(per_group) * small.next_multiple_of(4) * k
+            }
+        }
+    }
+
+    /// A short description for the profiler: `tile 128x128x8 (8x8)`, `gemv 64 lanes`, `+ split-K 4`.
+    pub(crate) fn describe(&self) -> String {
+        let (base, slices) = match *self {
+            GemmPlan::Tiled { tile, slices, .. } => (
+                format!(
+                    "tile {}x{}x{} ({}x{})",
+                    tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
+                ),
+                slices,
+            ),
+            GemmPlan::Gemv { lanes, slices, .. } => (format!("gemv {lanes} lanes"), slices),
+        };
+        if slices > 1 {
+            format!("{base} + split-K {slices}")
+        } else {
+            base
+        }
+    }
+}
+
+/// One GEMM to run: the shape, the mode's parameter words (8..28) and flags, and the buffers.
+pub(crate) struct GemmCall<'a> {
+    pub(crate) op: &'static str,
+    pub(crate) mode: u32,
+    pub(crate) shape: GemmShape,
+    /// Parameter block with the mode's words (8..28) filled in.
+    pub(crate) params: Params,
+    /// HAS_BIAS and BIAS_COLUMN as needed (the layout flags come from `shape`).
+    pub(crate) flags: u32,
+    pub(crate) a: &'a GpuBuffer,
+    pub(crate) b: &'a GpuBuffer,
+    pub(crate) bias: Option<&'a GpuBuffer>,
+    pub(crate) out: &'a GpuBuffer,
+    /// The bias gradient (MODE 3 with BIAS_COLUMN).
+    pub(crate) out2: Option<&'a GpuBuffer>,
+}
+
+/// Plans and records `call`: one dispatch, or two with split-K.
+pub(crate) fn run(ctx: &Arc<GpuContext>, call: GemmCall<'_>) -> Result<GemmPlan> {
+    let chosen = plan(
+        &call.shape,
+        u64::from(ctx.limits.max_compute_workgroup_storage_size),
+    );
+    run_plan(ctx, call, chosen)?;
+    Ok(chosen)
+}
+
+/// Records `call` with the given plan.
+fn run_plan(ctx: &Arc<GpuContext>, call: GemmCall<'_>, plan: GemmPlan) -> Result<()> {
+    let s = call.shape;
+    let op = call.op;
+    let mut flags = call.flags;
+    if s.a_k_major {
+        flags |= A_K_MAJOR;
+    }
+    if s.b_k_major {
+        flags |= B_K_MAJOR;
+    }
+    let (kernel, groups, slices, k_per_slice, lanes) = match plan {
+        GemmPlan::Tiled {
+            tile,
+            slices,
+            k_per_slice,
+        } => {
+            let tiles_m = s.m.div_ceil(usize::from(tile.bm));
+            let tiles_n = s.n.div_ceil(usize::from(tile.bn));
+            (
+                Kernel::gemm(tile, "gemm_main", call.mode),
+                (tiles_m, tiles_n),
+                slices,
+                k_per_slice,
+                0,
+            )
+        }
+        GemmPlan::Gemv {
+            lanes,
+            swapped,
+            rows_fast,
+            slices,
+            k_per_slice,
+        } => {
+            if swapped {
+                flags |= SWAPPED;
+            }
+            if rows_fast {
+                flags |= ROWS_FAST;
+            }
+            let rows = if swapped { s.n } else { s.m };
+            let row_groups = rows.div_ceil(GEMV_THREADS / lanes);
+            (
+                Kernel::gemm(AUX_TILE, "gemv_main", call.mode),
+                (row_groups, 1),
+                slices,
+                k_per_slice,
+                lanes,
+            )
+        }
+    };
+    let split = slices > 1;
+    let params = call
+        .params
+        .with_words(
+            op,
+            0,
+            &[
+                s.m,
+                s.n,
+                s.k,
+                s.batch,
+                groups.0,
+                groups.1,
+                k_per_slice,
+                slices,
+            ],
+        )?
+        .set(28, if split { flags | PARTIALS } else { flags })
+        .with_words(op, 29, &[lanes])?;
+    let placeholder = ctx.placeholder();
+    let bias = call.bias.unwrap_or(call.a);
+    let out2: &dyn Bindable = match call.out2 {
+        Some(buffer) => buffer,
+        None => &placeholder,
+    };
+    let partials = if split {
+        Some(ctx.alloc(op, (s.batch * slices * s.m * s.n * 4) as u64)?)
+    } else {
+        None
+    };
+    let target = partials.as_ref().unwrap_or(call.out);
+    ctx.annotate(|| Annotation {
+        detail: plan.describe(),
+        shape: format!(
+            "{}x{}x{}{}",
+            s.m,
+            s.n,
+            s.k,
+            if s.batch > 1 {
+                format!(" x{}", s.batch)
+            } else {
+                String::new()
+            }
+        ),
+        useful_flops: 2 * s.macs() as u64,
+        executed_flops: 2 * plan.executed_macs(&s) as u64,
+    });
+    ctx.dispatch(
+        op,
+        &kernel,
+        &params,
+        &[(1, call.a), (2, call.b), (3, bias), (4, target), (5, out2)],
+        (s.batch * slices * groups.0 * groups.1) as u64,
+    )?;
+    if split {
+        let reduce = Kernel::gemm(AUX_TILE, "gemm_reduce", call.mode);
+        ctx.dispatch(
+            op,
+            &reduce,
+            &params.set(28, flags),
+            &[(1, target), (3, bias), (4, call.out), (5, out2)],
+            groups_for(s.batch * s.m * s.n),
+        )?;
+    }
+    Ok(())
+}
+
+impl Kernel {
+    /// An entry point of `shaders/gemm.wgsl` compiled with `tile`, in `mode`.
+    pub(crate) fn gemm(tile: TileShape, entry: &'static str, mode: u32) -> Self {
+        let mut kernel = Kernel::new(Shader::Gemm, entry, DType::F32).with("MODE", mode);
+        kernel.tile = Some(tile);
+        kernel
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(m: usize, n: usize, k: usize) -> GemmShape {
+        GemmShape {
+            m,
+            n,
+            k,
+            batch: 1,
+            a_k_major: true,
+            b_k_major: false,
+        }
+    }
+
+    fn waste(s: &GemmShape) -> f64 {
+        plan(s, 32 << 10).executed_macs(s) as f64 / s.macs() as f64
+    }
+
+    /// The GEMMs of one reference-CNN training step (batch 64) and a large square waste at most 1.5x
+    /// of their work in padding.
+    #[test]
+    fn reference_cnn_gemms_waste_little() {
+        let gemms = [
+            ("conv forward", shape(43_264, 32, 9)),
+            ("conv weight-grad + bias", shape(32, 10, 43_264)),
+            ("dense forward", shape(64, 10, 5_408)),
+            ("dense weight-grad", shape(10, 5_408, 64)),
+            ("dense input-grad", shape(64, 5_408, 10)),
+            ("matmul 1024", shape(1024, 1024, 1024)),
+        ];
+        for (name, s) in gemms {
+            let w = waste(&s);
+            assert!(
+                w <= 1.5,
+                "{name}: executed/useful {w:.2} with {:?}",
+                plan(&s, 32 << 10)
+            );
+        }
+    }
+
+    #[test]
+    fn big_squares_take_the_big_tile_thin_shapes_skinny_tiles_or_gemv() {
+        let p = plan(&shape(1024, 1024, 1024), 32 << 10);
+        assert!(
+            matches!(p, GemmPlan::Tiled { tile, slices: 1, .. } if tile.bm == 128 && tile.bn == 128)
+        );
+        let skinny = |p| matches!(p, GemmPlan::Tiled { tile, .. } if tile.bm.min(tile.bn) == 12);
+        assert!(skinny(plan(&shape(64, 10, 5408), 32 << 10)));
+        assert!(skinny(plan(&shape(10, 5408, 64), 32 << 10)));
+        assert!(matches!(
+            plan(&shape(1, 10, 5408), 32 << 10),
+            GemmPlan::Gemv { .. }
+        ));
+        assert!(matches!(
+            plan(&shape(5408, 3, 64), 32 << 10),
+            GemmPlan::Gemv { swapped: false, .. }
+        ));
+    }
+
+    #[test]
+    fn long_k_with_few_tiles_is_split() {
+        let p = plan(&shape(64, 64, 65_536), 32 << 10);
+        match p {
+            GemmPlan::Tiled {
+                slices,
+                k_per_slice,
+                ..
+            } => {
+                assert!(slices > 1);
+                assert!(slices * k_per_slice >= 65_536);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn values(n: usize, seed: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f32 * 12.9898 + seed).sin() * 43758.547).fract())
+            .collect()
+    }
+
+    /// Every plan the planner can produce — each tile with its longest, a short and an odd K-step,
+    /// split or not; GEMV with 1, 16 and 64 lanes, either orientation and thread order, split or not
+    /// — computes the same products as a plain loop, on A stored plainly and transposed.
+    #[test]
+    fn every_plan_variant_matches_a_plain_loop() {
+        let Some(device) = crate::testing::gpu_for_tests() else {
+            return;
+        };
+        let crate::Device::Gpu(gpu) = &device else {
+            unreachable!("gpu_for_tests returns a GPU")
+        };
+        let ctx = &gpu.ctx;
+        let mut plans = Vec::new();
+        for tile in tile_configurations() {
+            for bk in [tile.bk, 4, 9] {
+                for slices in [1, 3] {
+                    plans.push(GemmPlan::Tiled {
+                        tile: TileShape { bk, ..tile },
+                        slices,
+                        k_per_slice: 0,
+                    });
+                }
+            }
+        }
+        for lanes in [1, 16, 64] {
+            for swapped in [false, true] {
+                for rows_fast in [false, true] {
+                    for slices in [1, 2] {
+                        plans.push(GemmPlan::Gemv {
+                            lanes,
+                            swapped,
+                            rows_fast,
+                            slices,
+                            k_per_slice: 0,
+                        });
+                    }
+                }
+            }
+        }
+        for (m, n, k) in [
+            (1, 1, 1),
+            (3, 17, 5),
+            (63, 65, 129),
+            (16, 3, 1000),
+            (130, 9, 33),
+        ] {
+            let (a, b) = (values(m * k, 1.0), values(k * n, 2.0));
+            let a_t: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+            let want: Vec<f32> = (0..m * n)
+                .map(|i| (0..k).map(|p| a[i / n * k + p] * b[p * n + i % n]).sum())
+                .collect();
+            let tb = crate::RawTensor::from_slice(&b, [k, n], &device).unwrap();
+            for a_k_major in [true, false] {
+                let stored = if a_k_major { &a } else { &a_t };
+                let ta = crate::RawTensor::from_slice(stored, [m * k], &device).unwrap();
+                let (a_rs, a_cs) = if a_k_major { (k, 1) } else { (1, m) };
+                for &plan in &plans {
+                    let plan = match plan {
+                        GemmPlan::Tiled { tile, slices, .. } => GemmPlan::Tiled {
+                            tile,
+                            slices: slices.min(k.div_ceil(usize::from(tile.bk))),
+                            k_per_slice: k.div_ceil(slices).next_multiple_of(usize::from(tile.bk)),
+                        },
+                        GemmPlan::Gemv {
+                            lanes,
+                            swapped,
+                            rows_fast,
+                            slices,
+                            ..
+                        } => {
+                            let k_per_slice = k.div_ceil(slices).next_multiple_of(lanes);
+                            GemmPlan::Gemv {
+                                lanes,
+                                swapped,
+                                rows_fast,
+                                slices: k.div_ceil(k_per_slice),
+                                k_per_slice,
+                            }
+                        }
+                    };
+                    if matches!(plan, GemmPlan::Gemv { swapped, .. } if (if swapped { m } else { n }) > GEMV_SMALL)
+                    {
+                        continue;
+                    }
+                    let out = ctx.alloc("test", (m * n * 4) as u64).unwrap();
+                    let params = Params::new()
+                        .with_words("test", 8, &[0, a_rs, a_cs, 0, n, 1, 0])
+                        .unwrap();
+                    let call = GemmCall {
+                        op: "test",
+                        mode: 0,
+                        shape: GemmShape {
+                            m,
+                            n,
+                            k,
+                            batch: 1,
+                            a_k_major,
+                            b_k_major: false,
+                        },
+                        params,
+                        flags: 0,
+                        a: ta.buffer(),
+                        b: tb.buffer(),
+                        bias: None,
+                        out: &out,
+                        out2: None,
+                    };
+                    run_plan(ctx, call, plan).unwrap();
+                    let got = crate::RawTensor::from_gpu(out, [m, n], crate::DType::F32, &ta)
+                        .to_vec::<f32>()
+                        .unwrap();
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                            "{m}x{n}x{k} A k-major {a_k_major} {plan:?}: element {i} is {g}, want {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_fit_the_default_workgroup_memory_or_are_skipped() {
+        for t in TILES {
+            assert_eq!(t.threads() % 64, 0, "{t:?}");
+        }
+        let p = plan(&shape(1024, 1024, 1024), 16 << 10);
+        if let GemmPlan::Tiled { tile, .. } = p {
+            assert!(tile.workgroup_bytes() <= 16 << 10);
+        }
+    }
+}
