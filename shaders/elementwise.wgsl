@@ -58,7 +58,9 @@ fn binary(x: f32, y: f32) -> f32 {
         // maximum propagates NaN like PyTorch; WGSL's max may not.
         case 4u: { return select(max(x, y), x + y, x != x || y != y); }
         case 5u: { return select(0.0, 1.0, x > y); }
-        default: { return select(0.0, 1.0, x == y); }
+        case 6u: { return select(0.0, 1.0, x == y); }
+        // ReLU backward: gradient x where the input y was positive (x * 0 keeps a NaN gradient NaN).
+        default: { return x * select(0.0, 1.0, y > 0.0); }
     }
 }
 

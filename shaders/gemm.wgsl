@@ -2,7 +2,7 @@
 // C[b](M x N) = A[b](M x K) · B[b](K x N), three entry points:
 //   gemm_main    register-tiled: a workgroup computes a BM x BN tile of C in K-steps of BK staged through
 //                workgroup memory; each thread accumulates TM x TN outputs (vec4 columns) in registers.
-//   gemv_main    thin outputs (M or N <= 16): the small operand is staged in chunks of K through workgroup
+//   gemv_main    thin outputs (M or N <= 4): the small operand is staged in chunks of K through workgroup
 //                memory; each long-axis row's dot products split K over `lanes` threads, summed by a
 //                tree in workgroup memory (no tile padding, coalesced K walks).
 //   gemm_reduce  split-K: sums the per-slice partials in slice order (deterministic) and stores.
@@ -43,9 +43,10 @@ const K_FIXED: bool = THREADS % BK == 0u;
 // Kernel taps whose (offset, kh, kw) a workgroup tabulates once instead of dividing per element.
 const TAP_MAX: u32 = 512u;
 const GEMV_THREADS: u32 = 256u;
-const GEMV_SMALL: u32 = 16u;
-// K-indices whose small-operand values a GEMV workgroup stages per step.
-const GEMV_CHUNK: u32 = 64u;
+// The short output axis of a GEMV (one vec4 of sums per thread).
+const GEMV_SMALL: u32 = 4u;
+// K-indices whose small-operand values a GEMV workgroup stages per step (one per thread).
+const GEMV_CHUNK: u32 = GEMV_THREADS;
 
 // Flag bits of word 28.
 const A_K_MAJOR: u32 = 1u;   // load A walking k fastest (k is A's contiguous axis)
@@ -66,7 +67,7 @@ var<workgroup> a_tile: array<vec4<f32>, BK * A_STRIDE>;
 var<workgroup> b_tile: array<vec4<f32>, BK * B_STRIDE>;
 var<workgroup> tap_offset: array<u32, TAP_MAX>;
 var<workgroup> tap_window: array<u32, TAP_MAX>;
-var<workgroup> gemv_tile: array<vec4<f32>, GEMV_CHUNK * 4u>;
+var<workgroup> gemv_tile: array<vec4<f32>, GEMV_CHUNK>;
 var<workgroup> gemv_sum: array<vec4<f32>, GEMV_THREADS>;
 
 // Per-workgroup bases of this batch in A and B (MODE 0).
@@ -261,38 +262,58 @@ fn b_value(k: u32, n: u32, origin: vec3<i32>, has_origin: bool) -> f32 {
     }
 }
 
-fn store(batch: u32, m: u32, n: u32, value: f32) {
-    var out = value;
-    if flag(HAS_BIAS) {
-        out = out + bias[n];
-    }
+// Index of C(m, n) in the output: [batch, M, N] (MODE 0), NCHW (MODE 1, 2), [Cout, taps] (MODE 3).
+fn c_index(batch: u32, m: u32, n: u32) -> u32 {
     switch MODE {
         case 1u: {
             let ohw = word(14u) * word(15u);
             let image = m / ohw;
-            c[(image * word(11u) + n) * ohw + (m - image * ohw)] = out;
+            return (image * word(11u) + n) * ohw + (m - image * ohw);
         }
         case 2u: {
             let hw = word(9u) * word(10u);
             let image = m / hw;
-            c[(image * word(8u) + n) * hw + (m - image * hw)] = out;
+            return (image * word(8u) + n) * hw + (m - image * hw);
         }
         case 3u: {
-            if flag(BIAS_COLUMN) {
-                let taps = word(1u) - 1u;
-                if n == taps {
-                    c2[m] = out;
-                } else {
-                    c[m * taps + n] = out;
-                }
-            } else {
-                c[m * word(1u) + n] = out;
-            }
+            return m * (word(1u) - select(0u, 1u, flag(BIAS_COLUMN))) + n;
         }
         default: {
-            c[(batch * word(0u) + m) * word(1u) + n] = out;
+            return (batch * word(0u) + m) * word(1u) + n;
         }
     }
+}
+
+// Distance in the output between C(m, n) and C(m, n + 1).
+fn c_column_step() -> u32 {
+    switch MODE {
+        case 1u: {
+            return word(14u) * word(15u);
+        }
+        case 2u: {
+            return word(9u) * word(10u);
+        }
+        default: {
+            return 1u;
+        }
+    }
+}
+
+// Writes C(m, n) = value (+ bias) at `index`; the bias column of MODE 3 goes to c2.
+fn put(index: u32, m: u32, n: u32, value: f32) {
+    var out = value;
+    if flag(HAS_BIAS) {
+        out = out + bias[n];
+    }
+    if MODE == 3u && flag(BIAS_COLUMN) && n == word(1u) - 1u {
+        c2[m] = out;
+    } else {
+        c[index] = out;
+    }
+}
+
+fn store(batch: u32, m: u32, n: u32, value: f32) {
+    put(c_index(batch, m, n), m, n, value);
 }
 
 // Stores a finished sum, or the slice's partial sum when the K walk is split.
@@ -398,14 +419,25 @@ fn gemm_main(
     tile_store(batch, slice, m0, n0, tx, ty);
 }
 
-// Four outputs of row m from column n (those inside C).
+// Four outputs of row m from column n (those inside C): the row's address is found once.
 fn store_four(batch: u32, slice: u32, m: u32, n: u32, sums: vec4<f32>) {
     if m >= word(0u) {
         return;
     }
+    if flag(PARTIALS) {
+        let base = ((batch * word(7u) + slice) * word(0u) + m) * word(1u) + n;
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            if n + j < word(1u) {
+                c[base + j] = sums[j];
+            }
+        }
+        return;
+    }
+    let index = c_index(batch, m, n);
+    let step = c_column_step();
     for (var j = 0u; j < 4u; j = j + 1u) {
         if n + j < word(1u) {
-            finish(batch, slice, m, n + j, sums[j]);
+            put(index + j * step, m, n + j, sums[j]);
         }
     }
 }
@@ -461,74 +493,46 @@ fn gemv_main(
     }
     let row = row_group * rows_per_group + local_row;
 
-    // Accumulators of small values 0-3, 4-7, 8-11, 12-15.
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    var acc = vec4<f32>(0.0);
     for (var k0 = k_begin; k0 < k_end; k0 = k0 + GEMV_CHUNK) {
-        // The chunk's small-operand values, computed once for every row of the workgroup.
-        for (var e = lid; e < GEMV_CHUNK * GEMV_SMALL; e = e + GEMV_THREADS) {
-            let kc = e / GEMV_SMALL;
-            let s = e % GEMV_SMALL;
-            var v = 0.0;
-            if s < small && k0 + kc < k_end {
-                v = gemv_small(s, k0 + kc);
+        // The chunk's small-operand values (up to four per K-index), computed once for every row.
+        var v = vec4<f32>(0.0);
+        if k0 + lid < k_end {
+            for (var s = 0u; s < GEMV_SMALL; s = s + 1u) {
+                if s < small {
+                    v[s] = gemv_small(s, k0 + lid);
+                }
             }
-            gemv_tile[kc * 4u + s / 4u][s % 4u] = v;
         }
+        gemv_tile[lid] = v;
         workgroupBarrier();
         if row < rows {
             let chunk = min(GEMV_CHUNK, k_end - k0);
             for (var kc = lane; kc < chunk; kc = kc + lanes) {
-                let v = vec4<f32>(gemv_long(row, k0 + kc));
-                acc0 = fma(v, gemv_tile[kc * 4u], acc0);
-                if small > 4u {
-                    acc1 = fma(v, gemv_tile[kc * 4u + 1u], acc1);
-                }
-                if small > 8u {
-                    acc2 = fma(v, gemv_tile[kc * 4u + 2u], acc2);
-                }
-                if small > 12u {
-                    acc3 = fma(v, gemv_tile[kc * 4u + 3u], acc3);
-                }
+                acc = fma(vec4<f32>(gemv_long(row, k0 + kc)), gemv_tile[kc], acc);
             }
         }
         workgroupBarrier();
     }
 
-    // Sum each group of four over the row's lanes (a tree in workgroup memory), then store.
-    for (var group = 0u; group * 4u < small; group = group + 1u) {
-        var mine = acc0;
-        if group == 1u {
-            mine = acc1;
-        } else if group == 2u {
-            mine = acc2;
-        } else if group == 3u {
-            mine = acc3;
-        }
-        gemv_sum[lid] = mine;
-        workgroupBarrier();
-        for (var width = lanes / 2u; width > 0u; width = width / 2u) {
-            if lane < width {
-                gemv_sum[lid] = gemv_sum[lid] + gemv_sum[lid + width * partner_step];
-            }
-            workgroupBarrier();
-        }
-        if lane == 0u && row < rows {
-            let sums = gemv_sum[lid];
-            for (var j = 0u; j < 4u; j = j + 1u) {
-                let s = group * 4u + j;
-                if s < small {
-                    if swapped {
-                        finish(batch, slice, s, row, sums[j]);
-                    } else {
-                        finish(batch, slice, row, s, sums[j]);
-                    }
-                }
-            }
+    // Sum over the row's lanes (a tree in workgroup memory), then store.
+    gemv_sum[lid] = acc;
+    workgroupBarrier();
+    for (var width = lanes / 2u; width > 0u; width = width / 2u) {
+        if lane < width {
+            gemv_sum[lid] = gemv_sum[lid] + gemv_sum[lid + width * partner_step];
         }
         workgroupBarrier();
+    }
+    if lane == 0u && row < rows {
+        let sums = gemv_sum[lid];
+        for (var s = 0u; s < small; s = s + 1u) {
+            if swapped {
+                finish(batch, slice, s, row, sums[s]);
+            } else {
+                finish(batch, slice, row, s, sums[s]);
+            }
+        }
     }
 }
 

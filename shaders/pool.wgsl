@@ -4,6 +4,9 @@
 //   max_forward   also records the argmax as a flat index y·W + x within the plane (as PyTorch does);
 //                 padding counts as -inf
 //   max_backward  dx = sum of dy over the windows whose argmax is this element
+//   max_backward_windows  the same when windows do not overlap (stride >= kernel, the usual 2x2/2): one
+//                 thread per window writes each of its taps once (dy at the argmax, 0 elsewhere); taps of
+//                 no window are zeroed beforehand by the launcher
 //   avg_forward   mean over the window's taps inside the image (padded taps are not counted)
 //   avg_backward  dx = sum over covering windows of dy / (taps of that window)
 //
@@ -106,6 +109,29 @@ fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
     dst[i] = total;
+}
+
+@compute @workgroup_size(256)
+fn max_backward_windows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, groups, lid);
+    let ohw = word(3u) * word(4u);
+    if i >= word(0u) * ohw {
+        return;
+    }
+    let plane = i / ohw;
+    let r = i - plane * ohw;
+    let oh = r / word(4u);
+    let w = window(oh, r - oh * word(4u));
+    let base = plane * word(1u) * word(2u);
+    let grad = src[i];
+    let argmax = src_index[i];
+    for (var y = w.y_begin; y < w.y_end; y = y + 1u) {
+        for (var x = w.x_begin; x < w.x_end; x = x + 1u) {
+            let own = y * word(2u) + x;
+            dst[base + own] = select(0.0, grad, own == argmax);
+        }
+    }
 }
 
 @compute @workgroup_size(256)

@@ -67,6 +67,7 @@ device_test!(every_binary_op_broadcasts, |device| {
                     BinaryOp::Maximum => x.max(y),
                     BinaryOp::Greater => f32::from(u8::from(x > y)),
                     BinaryOp::Equal => f32::from(u8::from(x == y)),
+                    BinaryOp::ReluBackward => x * f32::from(u8::from(y > 0.0)),
                 }
             })
             .collect();

@@ -255,6 +255,46 @@ device_test!(pooling_with_overlapping_windows, |device| {
     );
 });
 
+device_test!(max_pooling_backward_with_disjoint_windows, |device| {
+    // Windows that tile the image, leave a border, pad, or stride past the window: each input's
+    // gradient is dy at its window's argmax and zero elsewhere, as on the CPU.
+    let cases = [
+        ([6, 6], Pool2dParams::square(2)),
+        ([5, 7], Pool2dParams::square(2)),
+        (
+            [5, 5],
+            Pool2dParams {
+                kernel: [3, 3],
+                stride: [3, 3],
+                padding: [1, 1],
+            },
+        ),
+        (
+            [7, 7],
+            Pool2dParams {
+                kernel: [2, 2],
+                stride: [3, 3],
+                padding: [0, 0],
+            },
+        ),
+    ];
+    let cpu = Device::cpu();
+    for ([h, w], params) in cases {
+        let x = values(2 * 3 * h * w, 5.0);
+        let run = |device: &Device| {
+            let tx = RawTensor::from_slice(&x, [2, 3, h, w], device).unwrap();
+            let (out, indices) = tx.max_pool2d(params).unwrap();
+            let dy = values(out.numel(), 9.0);
+            let tdy = RawTensor::from_slice(&dy, out.shape().clone(), device).unwrap();
+            RawTensor::max_pool2d_backward(&tdy, &indices, [2, 3, h, w], params)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap()
+        };
+        assert_eq!(run(&device), run(&cpu), "{h}x{w} {params:?}");
+    }
+});
+
 device_test!(reductions_long_axes_and_empty_tensors, |device| {
     let n = 300_000;
     let x = values(n, 12.0);

@@ -17,7 +17,7 @@ impl Tensor {
         Ok(Tensor::from_op(op.name(), y, &[self], move |g| {
             let mul = |t: &RawTensor| g.binary(BinaryOp::Mul, t);
             let dx = match op {
-                UnaryOp::Relu => mul(&step(&x, 0.0)?)?,
+                UnaryOp::Relu => g.binary(BinaryOp::ReluBackward, &x)?,
                 // σ' = y (1 - y)
                 UnaryOp::Sigmoid => mul(&out.binary(
                     BinaryOp::Mul,
@@ -112,6 +112,11 @@ impl Tensor {
                     )
                 }
                 BinaryOp::Greater | BinaryOp::Equal => return Ok(vec![None, None]),
+                // Linear in a through the mask of b; the mask is flat in b.
+                BinaryOp::ReluBackward => {
+                    let da = g.binary(BinaryOp::ReluBackward, &b)?;
+                    return Ok(vec![Some(sum_to(da, a.shape())?), None]);
+                }
             };
             Ok(vec![
                 Some(sum_to(da, a.shape())?),
@@ -168,6 +173,7 @@ impl Tensor {
                     g.binary(BinaryOp::Mul, &step(&x, s)?.binary(BinaryOp::Add, &ties)?)?
                 }
                 BinaryOp::Greater | BinaryOp::Equal => return Ok(vec![None]),
+                BinaryOp::ReluBackward => g.scalar(BinaryOp::ReluBackward, s)?,
             };
             Ok(vec![Some(dx)])
         }))

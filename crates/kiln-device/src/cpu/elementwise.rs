@@ -32,7 +32,7 @@ macro_rules! each_unary {
 
 macro_rules! each_binary {
     ($op:expr, |$k:ident| $body:expr) => {
-        specialise!($op, BinaryOp [Add, Sub, Mul, Div, Maximum, Greater, Equal], |$k| $body)
+        specialise!($op, BinaryOp [Add, Sub, Mul, Div, Maximum, Greater, Equal, ReluBackward], |$k| $body)
     };
 }
 

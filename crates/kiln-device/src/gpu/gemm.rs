@@ -32,16 +32,15 @@ const MAX_WASTE: f64 = 1.25;
 const MIN_SPLIT_MACS: usize = 1 << 21;
 /// K-elements each split-K slice reduces at least.
 const MIN_SLICE_K: usize = 256;
-/// The longest "small" output axis `gemv_main` walks per thread (`GEMV_SMALL` in the shader).
-const GEMV_SMALL: usize = 16;
-/// Outputs this thin (batch ≤ 4 inference) take the GEMV; up to [`SKINNY_MAX`], a skinny tile.
+/// Outputs this thin (batch ≤ 4 inference) take the GEMV (`GEMV_SMALL` in the shader: one vec4 of
+/// sums per thread); up to [`SKINNY_MAX`], a skinny tile.
 const GEMV_MAX: usize = 4;
 /// The longest short side a skinny tile covers.
 const SKINNY_MAX: usize = 16;
 /// Threads of a `gemv_main` workgroup.
 const GEMV_THREADS: usize = 256;
 /// K-indices a `gemv_main` workgroup stages per step (`GEMV_CHUNK`): the most lanes a row can use.
-const GEMV_CHUNK: usize = 64;
+const GEMV_CHUNK: usize = GEMV_THREADS;
 /// Kernel taps a workgroup tabulates (`TAP_MAX`): two words each of workgroup memory.
 const TAP_TABLE_BYTES: u64 = 512 * 8;
 
@@ -649,7 +648,7 @@ mod tests {
     }
 
     /// Every plan the planner can produce — each tile with its longest, a short and an odd K-step,
-    /// split or not; GEMV with 1, 16 and 64 lanes, either orientation and thread order, split or not
+    /// split or not; GEMV with 1, 16 and 256 lanes, either orientation and thread order, split or not
     /// — computes the same products as a plain loop, on A stored plainly and transposed.
     #[test]
     fn every_plan_variant_matches_a_plain_loop() {
@@ -672,7 +671,7 @@ mod tests {
                 }
             }
         }
-        for lanes in [1, 16, 64] {
+        for lanes in [1, 16, 256] {
             for swapped in [false, true] {
                 for rows_fast in [false, true] {
                     for slices in [1, 2] {
@@ -728,7 +727,7 @@ mod tests {
                             }
                         }
                     };
-                    if matches!(plan, GemmPlan::Gemv { swapped, .. } if (if swapped { m } else { n }) > GEMV_SMALL)
+                    if matches!(plan, GemmPlan::Gemv { swapped, .. } if (if swapped { m } else { n }) > GEMV_MAX)
                     {
                         continue;
                     }

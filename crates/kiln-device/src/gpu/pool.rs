@@ -56,7 +56,8 @@ pub(crate) fn max_forward(
     Ok((values, indices))
 }
 
-/// Input gradient of max pooling.
+/// Input gradient of max pooling: per window when windows do not overlap (each input written at
+/// most once, so no gather over covering windows), else per input element.
 pub(crate) fn max_backward(
     ctx: &Arc<GpuContext>,
     dy: &GpuBuffer,
@@ -64,14 +65,37 @@ pub(crate) fn max_backward(
     g: &PoolGeometry,
 ) -> Result<GpuBuffer> {
     let op = "max_pool2d_backward";
+    let p = &g.p;
     let n = g.planes * g.h * g.w;
-    let dx = ctx.alloc(op, (n * 4) as u64)?;
+    let disjoint = p.stride[0] >= p.kernel[0] && p.stride[1] >= p.kernel[1];
+    if !disjoint {
+        let dx = ctx.alloc(op, (n * 4) as u64)?;
+        ctx.dispatch(
+            op,
+            &kernel("max_backward"),
+            &params(op, g)?,
+            &[(1, dy), (2, indices), (3, &dx)],
+            groups_for(n),
+        )?;
+        return Ok(dx);
+    }
+    // Windows that tile the image exactly write every input; otherwise the rest starts at zero.
+    let covers_all = p.padding == [0, 0]
+        && p.kernel == p.stride
+        && g.oh * p.stride[0] == g.h
+        && g.ow * p.stride[1] == g.w;
+    let dx = if covers_all {
+        ctx.alloc(op, (n * 4) as u64)?
+    } else {
+        super::copy::fill(ctx, n, DType::F32, 0.0)?
+    };
+    let outputs = g.planes * g.oh * g.ow;
     ctx.dispatch(
         op,
-        &kernel("max_backward"),
+        &kernel("max_backward_windows"),
         &params(op, g)?,
         &[(1, dy), (2, indices), (3, &dx)],
-        groups_for(n),
+        groups_for(outputs),
     )?;
     Ok(dx)
 }

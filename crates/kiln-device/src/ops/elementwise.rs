@@ -97,16 +97,21 @@ pub enum BinaryOp {
     Greater,
     /// 1 where `a == b`, else 0
     Equal,
+    /// `a * (b > 0)`: ReLU's backward, the gradient `a` passed where the input `b` was positive
+    ReluBackward,
 }
 
 impl BinaryOp {
     /// Every binary op, for tests and docs.
-    pub const ALL: [BinaryOp; 5] = [
+    pub const ALL: [BinaryOp; 8] = [
         BinaryOp::Add,
         BinaryOp::Sub,
         BinaryOp::Mul,
         BinaryOp::Div,
         BinaryOp::Maximum,
+        BinaryOp::Greater,
+        BinaryOp::Equal,
+        BinaryOp::ReluBackward,
     ];
 
     /// The op's name as errors and fixtures spell it.
@@ -119,6 +124,7 @@ impl BinaryOp {
             BinaryOp::Maximum => "maximum",
             BinaryOp::Greater => "greater",
             BinaryOp::Equal => "equal",
+            BinaryOp::ReluBackward => "relu_backward",
         }
     }
 
@@ -132,6 +138,7 @@ impl BinaryOp {
             BinaryOp::Maximum => "maximum_scalar",
             BinaryOp::Greater => "greater_scalar",
             BinaryOp::Equal => "equal_scalar",
+            BinaryOp::ReluBackward => "relu_backward_scalar",
         }
     }
 
@@ -157,6 +164,7 @@ impl BinaryOp {
             }
             BinaryOp::Greater => f32::from(u8::from(a > b)),
             BinaryOp::Equal => f32::from(u8::from(a == b)),
+            BinaryOp::ReluBackward => a * f32::from(u8::from(b > 0.0)),
         }
     }
 }
