@@ -9,7 +9,9 @@
 //! 64, Adam; samples/s and the time from `Device` creation to the first finished batch, shader
 //! compilation included), `train-mlp` (784-128-10, batch 32), `infer-seed-cnn-1`,
 //! `infer-seed-cnn-1000`, `matmul-<n>`, `conv2d-seed-fwd-bwd`, `softmax-4096x1000`, `sum-16m`.
-//! Each timed figure is the median of repeated runs (at least 5 and at least one second).
+//! Each timed figure is the median of repeated runs (at least 5 and at least one second). With
+//! `KILN_PROFILE=1` on a GPU, each workload also prints the profiler's per-kernel table to stderr
+//! (training: one table per epoch).
 
 use std::time::Instant;
 
@@ -252,6 +254,12 @@ fn run_workload(workload: &str, device_name: &str, batches: usize) -> kiln::Resu
                 format!("unknown workload {other:?}; known: {DEFAULT_WORKLOADS:?}, matmul-<n>"),
             ));
         }
+    }
+    // With KILN_PROFILE=1 (GPU), every kernel the workload ran, summed over its repetitions.
+    if let Some(profile) = device.take_profile()?
+        && !profile.rows.is_empty()
+    {
+        eprintln!("{workload}: {profile}");
     }
     Ok(())
 }

@@ -56,9 +56,13 @@ const BIAS_COLUMN: u32 = 8u; // MODE 3: column N - 1 of B is ones; its sums go t
 const SWAPPED: u32 = 16u;    // GEMV: the long output axis is N (rows of the walk are columns of C)
 const PARTIALS: u32 = 32u;   // write per-slice partial sums [batch, slice, M, N] for gemm_reduce
 const ROWS_FAST: u32 = 64u;  // GEMV: neighbouring threads take neighbouring rows (else neighbouring k)
+const RELU: u32 = 128u;      // max(C, 0) when storing (after the bias)
+const RELU_MASK: u32 = 256u; // MODE 2, 3: the output grad A counts only where `mask` (binding 3, the
+                             // forward's ReLU output, laid out like A) is positive: ReLU's backward
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
+// The bias (MODE 0, 1) or, in the backward modes, the ReLU output whose sign masks A (RELU_MASK).
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c2: array<f32>;
@@ -201,7 +205,16 @@ fn output_grad_tap(o: vec3<i32>, t: u32) -> f32 {
     if oh >= word(14u) || ow >= word(15u) {
         return 0.0;
     }
-    return a[u32(o.x) + v.x + oh * word(15u) + ow];
+    return output_grad(u32(o.x) + v.x + oh * word(15u) + ow);
+}
+
+// Element `index` of the output grad A, through ReLU's backward when RELU_MASK is set.
+fn output_grad(index: u32) -> f32 {
+    let g = a[index];
+    if flag(RELU_MASK) {
+        return g * select(0.0, 1.0, bias[index] > 0.0);
+    }
+    return g;
 }
 
 // A(m, k). `origin` is the row's hoisted origin (MODE 1, 2) when `has_origin`.
@@ -228,7 +241,7 @@ fn a_value(m: u32, k: u32, origin: vec3<i32>, has_origin: bool) -> f32 {
             // Output grad [N, Cout, OH·OW] as A[co, (image, position)].
             let ohw = word(14u) * word(15u);
             let image = k / ohw;
-            return a[(image * word(11u) + m) * ohw + (k - image * ohw)];
+            return output_grad((image * word(11u) + m) * ohw + (k - image * ohw));
         }
     }
 }
@@ -304,6 +317,9 @@ fn put(index: u32, m: u32, n: u32, value: f32) {
     var out = value;
     if flag(HAS_BIAS) {
         out = out + bias[n];
+    }
+    if flag(RELU) {
+        out = max(out, 0.0);
     }
     if MODE == 3u && flag(BIAS_COLUMN) && n == word(1u) - 1u {
         c2[m] = out;
@@ -442,12 +458,19 @@ fn store_four(batch: u32, slice: u32, m: u32, n: u32, sums: vec4<f32>) {
     }
 }
 
-// The small operand of a GEMV (the one with <= 16 rows or columns): value `s` of K-index `k`.
-fn gemv_small(s: u32, k: u32) -> f32 {
-    if flag(SWAPPED) {
-        return a_value(s, k, vec3<i32>(0), false);
+// The small operand of a GEMV (the one with <= 4 rows or columns) at K-index `k`: its `small` values.
+fn gemv_small(k: u32, small: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var s = 0u; s < GEMV_SMALL; s = s + 1u) {
+        if s < small {
+            if flag(SWAPPED) {
+                v[s] = a_value(s, k, vec3<i32>(0), false);
+            } else {
+                v[s] = b_value(k, s, vec3<i32>(0), false);
+            }
+        }
     }
-    return b_value(k, s, vec3<i32>(0), false);
+    return v;
 }
 
 // The long operand of a GEMV: row `row` of the long output axis at K-index `k`.
@@ -494,25 +517,30 @@ fn gemv_main(
     let row = row_group * rows_per_group + local_row;
 
     var acc = vec4<f32>(0.0);
-    for (var k0 = k_begin; k0 < k_end; k0 = k0 + GEMV_CHUNK) {
-        // The chunk's small-operand values (up to four per K-index), computed once for every row.
-        var v = vec4<f32>(0.0);
-        if k0 + lid < k_end {
-            for (var s = 0u; s < GEMV_SMALL; s = s + 1u) {
-                if s < small {
-                    v[s] = gemv_small(s, k0 + lid);
+    if rows_per_group == 1u {
+        // One row per workgroup: nothing to share, so each lane reads the small values itself.
+        if row < rows {
+            for (var k = k_begin + lane; k < k_end; k = k + lanes) {
+                acc = fma(vec4<f32>(gemv_long(row, k)), gemv_small(k, small), acc);
+            }
+        }
+    } else {
+        for (var k0 = k_begin; k0 < k_end; k0 = k0 + GEMV_CHUNK) {
+            // The chunk's small-operand values, computed once for every row of the workgroup.
+            var v = vec4<f32>(0.0);
+            if k0 + lid < k_end {
+                v = gemv_small(k0 + lid, small);
+            }
+            gemv_tile[lid] = v;
+            workgroupBarrier();
+            if row < rows {
+                let chunk = min(GEMV_CHUNK, k_end - k0);
+                for (var kc = lane; kc < chunk; kc = kc + lanes) {
+                    acc = fma(vec4<f32>(gemv_long(row, k0 + kc)), gemv_tile[kc], acc);
                 }
             }
+            workgroupBarrier();
         }
-        gemv_tile[lid] = v;
-        workgroupBarrier();
-        if row < rows {
-            let chunk = min(GEMV_CHUNK, k_end - k0);
-            for (var kc = lane; kc < chunk; kc = kc + lanes) {
-                acc = fma(vec4<f32>(gemv_long(row, k0 + kc)), gemv_tile[kc], acc);
-            }
-        }
-        workgroupBarrier();
     }
 
     // Sum over the row's lanes (a tree in workgroup memory), then store.

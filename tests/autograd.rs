@@ -356,3 +356,48 @@ device_test!(gradients_match_between_devices, |device| {
         assert!((a - b).abs() < 1e-5 + 1e-3 * b.abs(), "{a} vs {b}");
     }
 });
+
+device_test!(fused_conv_relu_matches_conv_then_relu, |device| {
+    // Same forward values and the same input, weight and bias gradients as the unfused ops, with
+    // stride, padding, and outputs on both sides of zero (a second layer, so the input gradient
+    // and its ReLU mask are exercised too).
+    let x = Tensor::from_slice(&values(2 * 3 * 7 * 7, 3.0), [2, 3, 7, 7], &device)
+        .unwrap()
+        .requires_grad_();
+    let w = Tensor::from_slice(&values(5 * 3 * 3 * 3, 4.0), [5, 3, 3, 3], &device)
+        .unwrap()
+        .requires_grad_();
+    let b = Tensor::from_slice(&values(5, 5.0), [5], &device)
+        .unwrap()
+        .requires_grad_();
+    let params = Conv2dParams {
+        stride: [2, 1],
+        padding: [1, 1],
+    };
+    let run = |fused: bool| {
+        let y = if fused {
+            x.conv2d_relu(&w, Some(&b), params).unwrap()
+        } else {
+            x.conv2d(&w, Some(&b), params).unwrap().relu().unwrap()
+        };
+        let weights =
+            Tensor::from_slice(&values(y.numel(), 6.0), y.shape().clone(), &device).unwrap();
+        let loss = y.mul(&weights).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let read = |t: &Tensor| grads.get(t).unwrap().to_vec::<f32>().unwrap();
+        (y.to_vec::<f32>().unwrap(), read(&x), read(&w), read(&b))
+    };
+    let (fused, plain) = (run(true), run(false));
+    assert!(fused.0.iter().any(|&v| v == 0.0) && fused.0.iter().any(|&v| v > 0.0));
+    for (name, got, want) in [
+        ("output", &fused.0, &plain.0),
+        ("input grad", &fused.1, &plain.1),
+        ("weight grad", &fused.2, &plain.2),
+        ("bias grad", &fused.3, &plain.3),
+    ] {
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (a, b) in got.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5 + 1e-4 * b.abs(), "{name}: {a} vs {b}");
+        }
+    }
+});

@@ -31,7 +31,10 @@ pub use gpu::{
     Backend, GpuOptions, MemoryStats, PowerPreference, Profile, ProfileRow, RuntimeStats,
 };
 pub use layout::{Layout, StridedIndices};
-pub use ops::{AdamConfig, BinaryOp, Conv2dParams, Pool2dParams, ReduceOp, SgdConfig, UnaryOp};
+pub use ops::{
+    AdamConfig, BinaryOp, Conv2dGrads, Conv2dParams, Conv2dWanted, Pool2dParams, ReduceOp,
+    SgdConfig, UnaryOp,
+};
 pub use shape::Shape;
 pub use storage::Storage;
 pub use tensor::RawTensor;

@@ -1,6 +1,6 @@
 //! Neural-network ops — convolution, pooling, softmax, losses — with their backward kernels.
 
-use kiln_device::{BinaryOp, Conv2dParams, Pool2dParams, RawTensor, Result};
+use kiln_device::{BinaryOp, Conv2dParams, Conv2dWanted, Pool2dParams, RawTensor, Result};
 
 use crate::Tensor;
 
@@ -15,31 +15,51 @@ impl Tensor {
         let y = self
             .raw()
             .conv2d(weight.raw(), bias.map(Tensor::raw), params)?;
+        self.record_conv2d("conv2d", y, weight, bias, params, false)
+    }
+
+    /// `relu(conv2d(..))` recorded as one op: one kernel forward (the ReLU applied as outputs are
+    /// stored) and no separate ReLU pass backward (its mask is applied as the convolution's backward
+    /// reads the gradient).
+    pub fn conv2d_relu(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: Conv2dParams,
+    ) -> Result<Tensor> {
+        let y = self
+            .raw()
+            .conv2d_relu(weight.raw(), bias.map(Tensor::raw), params)?;
+        self.record_conv2d("conv2d_relu", y, weight, bias, params, true)
+    }
+
+    fn record_conv2d(
+        &self,
+        name: &'static str,
+        y: RawTensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: Conv2dParams,
+        relu: bool,
+    ) -> Result<Tensor> {
         let (x, w) = (self.raw().clone(), weight.raw().clone());
+        let relu_out = relu.then(|| y.clone());
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         let has_bias = bias.is_some();
         // The input gradient is the costliest kernel; a first layer's input does not need it.
-        let (need_dx, need_dw) = (self.requires_grad(), weight.requires_grad());
-        Ok(Tensor::from_op("conv2d", y, &inputs, move |g| {
-            let dx = need_dx
-                .then(|| RawTensor::conv2d_input_grad(g, &w, x.shape().clone(), params))
-                .transpose()?;
-            let mut grads = vec![dx];
-            if need_dw && has_bias {
-                let (dw, db) =
-                    RawTensor::conv2d_weight_bias_grad(g, &x, w.shape().clone(), params)?;
-                grads.extend([Some(dw), Some(db)]);
-            } else {
-                let dw = need_dw
-                    .then(|| RawTensor::conv2d_weight_grad(g, &x, w.shape().clone(), params))
-                    .transpose()?;
-                grads.push(dw);
-                if has_bias {
-                    grads.push(Some(RawTensor::conv2d_bias_grad(g)?));
-                }
+        let wanted = Conv2dWanted {
+            input: self.requires_grad(),
+            weight: weight.requires_grad(),
+            bias: bias.is_some_and(Tensor::requires_grad),
+        };
+        Ok(Tensor::from_op(name, y, &inputs, move |g| {
+            let grads = RawTensor::conv2d_backward(g, relu_out.as_ref(), &x, &w, params, wanted)?;
+            let mut out = vec![grads.input, grads.weight];
+            if has_bias {
+                out.push(grads.bias);
             }
-            Ok(grads)
+            Ok(out)
         }))
     }
 

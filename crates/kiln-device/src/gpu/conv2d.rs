@@ -1,10 +1,12 @@
 //! Launchers for conv2d on `shaders/gemm.wgsl`: forward (MODE 1, bias fused), input-grad (MODE 2) and
 //! weight-grad (MODE 3, the bias gradient folded in as a column of ones). `gemm::plan` picks the tile,
-//! GEMV or split-K for each shape.
+//! GEMV or split-K for each shape. A ReLU after the convolution fuses in: applied in the forward's store,
+//! and its backward (the output grad masked by the ReLU output's sign) applied as the backward GEMMs
+//! load the output grad.
 
 use std::sync::Arc;
 
-use super::gemm::{self, BIAS_COLUMN, GemmCall, GemmShape, HAS_BIAS};
+use super::gemm::{self, BIAS_COLUMN, GemmCall, GemmShape, HAS_BIAS, RELU, RELU_MASK};
 use super::params::Params;
 use super::{GpuBuffer, GpuContext};
 use crate::ops::conv2d::ConvGeometry;
@@ -31,13 +33,15 @@ fn conv_params(op: &'static str, g: &ConvGeometry) -> Result<Params> {
     )
 }
 
-/// Forward: implicit GEMM with M = N·OH·OW, N = Cout, K = Cin·KH·KW, bias fused into the store.
+/// Forward: implicit GEMM with M = N·OH·OW, N = Cout, K = Cin·KH·KW, bias (and ReLU, with `relu`)
+/// fused into the store.
 pub(crate) fn forward(
     ctx: &Arc<GpuContext>,
     x: &GpuBuffer,
     w: &GpuBuffer,
     bias: Option<&GpuBuffer>,
     g: &ConvGeometry,
+    relu: bool,
 ) -> Result<GpuBuffer> {
     let op = "conv2d";
     let (m, n, k) = (g.n * g.oh * g.ow, g.c_out, g.patch());
@@ -57,7 +61,7 @@ pub(crate) fn forward(
                 b_k_major: true,
             },
             params: conv_params(op, g)?,
-            flags: if bias.is_some() { HAS_BIAS } else { 0 },
+            flags: if bias.is_some() { HAS_BIAS } else { 0 } | if relu { RELU } else { 0 },
             a: x,
             b: w,
             bias,
@@ -68,12 +72,14 @@ pub(crate) fn forward(
     Ok(out)
 }
 
-/// Input gradient: implicit GEMM with M = N·H·W, N = Cin, K = Cout·KH·KW over the output-grad taps.
+/// Input gradient: implicit GEMM with M = N·H·W, N = Cin, K = Cout·KH·KW over the output-grad taps
+/// (masked by the sign of `relu_out` when given).
 pub(crate) fn input_grad(
     ctx: &Arc<GpuContext>,
     dy: &GpuBuffer,
     w: &GpuBuffer,
     g: &ConvGeometry,
+    relu_out: Option<&GpuBuffer>,
 ) -> Result<GpuBuffer> {
     let op = "conv2d_input_grad";
     let (m, n, k) = (g.n * g.h * g.w, g.c_in, g.c_out * g.kh * g.kw);
@@ -92,10 +98,10 @@ pub(crate) fn input_grad(
                 b_k_major: true,
             },
             params: conv_params(op, g)?,
-            flags: 0,
+            flags: if relu_out.is_some() { RELU_MASK } else { 0 },
             a: dy,
             b: w,
-            bias: None,
+            bias: relu_out,
             out: &out,
             out2: None,
         },
@@ -104,13 +110,15 @@ pub(crate) fn input_grad(
 }
 
 /// Weight gradient (and, with `with_bias`, the bias gradient from the same pass): GEMM with
-/// M = Cout, N = Cin·KH·KW (+ 1), K = N·OH·OW.
+/// M = Cout, N = Cin·KH·KW (+ 1), K = N·OH·OW; the output grad masked by the sign of `relu_out` when
+/// given.
 pub(crate) fn weight_grad(
     ctx: &Arc<GpuContext>,
     dy: &GpuBuffer,
     x: &GpuBuffer,
     g: &ConvGeometry,
     with_bias: bool,
+    relu_out: Option<&GpuBuffer>,
 ) -> Result<(GpuBuffer, Option<GpuBuffer>)> {
     let op = "conv2d_weight_grad";
     let (m, taps, k) = (g.c_out, g.patch(), g.n * g.oh * g.ow);
@@ -140,10 +148,11 @@ pub(crate) fn weight_grad(
                 b_k_major: true,
             },
             params: conv_params(op, g)?,
-            flags: if with_bias { BIAS_COLUMN } else { 0 },
+            flags: if with_bias { BIAS_COLUMN } else { 0 }
+                | if relu_out.is_some() { RELU_MASK } else { 0 },
             a: dy,
             b: x,
-            bias: None,
+            bias: relu_out,
             out: &dw,
             out2: db.as_ref(),
         },

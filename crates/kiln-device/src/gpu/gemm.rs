@@ -5,12 +5,16 @@
 //!    convolution's weight gradient) take `gemv_main`: each long-axis row is a set of dot products whose K
 //!    is split over `lanes` threads, so nothing is padded to a tile.
 //! 2. Otherwise `gemm_main` with the **largest register tile** whose padding wastes at most
-//!    [`MAX_WASTE`] of the work and that still launches [`FILL_WORKGROUPS`] workgroups; when no tile
-//!    reaches that many, the one that launches the most. K-steps are `BK` = K itself for K ≤ 16 (a
-//!    3×3 single-channel convolution runs 9, not 16), else the step with the least K padding.
-//! 3. **Split-K** when the plan still launches fewer than [`FILL_WORKGROUPS`] workgroups and the
+//!    [`MAX_WASTE`] of the work and that still launches enough workgroups to fill the device
+//!    ([`GemmDevice::fill`]); when no tile reaches that many, the one that launches the most. K-steps
+//!    are `BK` = K itself for K ≤ 16 (a 3×3 single-channel convolution runs 9, not 16), else the step
+//!    with the least K padding.
+//! 3. **Split-K** when the plan still launches too few workgroups to fill the device and the
 //!    product is big enough to pay for a second pass: slices of K write partial sums that
 //!    `gemm_reduce` adds in slice order (deterministic: no float atomics).
+//!
+//! Larger tiles load less per multiply-add (an 8×8 thread tile does four per value loaded from
+//! workgroup memory, a 4×4 one two), so they win whenever the device is still full with them.
 
 use std::sync::Arc;
 
@@ -22,10 +26,33 @@ use super::{GpuBuffer, GpuContext, groups_for};
 use crate::shaders::Shader;
 use crate::{DType, Result};
 
-/// Workgroups a plan tries to launch at least (a large GPU has 100+ compute units).
-const FILL_WORKGROUPS: usize = 64;
-/// Workgroups split-K aims for.
-const SPLIT_TARGET: usize = 128;
+/// Workgroups that fill a hardware GPU: wgpu does not report compute units, and a large GPU has
+/// 100+ (an H200 132).
+const HARDWARE_FILL: usize = 128;
+
+/// What the plan needs to know about the device.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GemmDevice {
+    /// Workgroup memory per workgroup, in bytes.
+    pub(crate) workgroup_memory: u64,
+    /// Workgroups that keep every compute unit busy: [`HARDWARE_FILL`] on a GPU; two per CPU thread on
+    /// a software adapter (lavapipe runs one workgroup per thread at a time).
+    pub(crate) fill: usize,
+}
+
+impl GemmDevice {
+    pub(crate) fn of(ctx: &GpuContext) -> Self {
+        let fill = if ctx.info.is_software {
+            2 * std::thread::available_parallelism().map_or(4, |n| n.get())
+        } else {
+            HARDWARE_FILL
+        };
+        GemmDevice {
+            workgroup_memory: u64::from(ctx.limits.max_compute_workgroup_storage_size),
+            fill,
+        }
+    }
+}
 /// Padding a tile may add to the useful work (executed / useful FLOPs).
 const MAX_WASTE: f64 = 1.25;
 /// Below this many multiply-adds one pass beats the extra dispatch of split-K.
@@ -52,6 +79,8 @@ pub(crate) const BIAS_COLUMN: u32 = 8;
 const SWAPPED: u32 = 16;
 const PARTIALS: u32 = 32;
 const ROWS_FAST: u32 = 64;
+pub(crate) const RELU: u32 = 128;
+pub(crate) const RELU_MASK: u32 = 256;
 
 /// A register-tile configuration of `gemm_main`: a BM×BN tile of C per workgroup in K-steps of BK,
 /// TM×TN outputs per thread.
@@ -216,13 +245,13 @@ impl GemmShape {
     }
 }
 
-/// Slices of K (at least [`MIN_SLICE_K`] each, `step`-aligned) that bring `workgroups` up to
-/// [`SPLIT_TARGET`], or one slice.
-fn split_k(s: &GemmShape, workgroups: usize, step: usize) -> (usize, usize) {
-    if workgroups >= FILL_WORKGROUPS || s.macs() < MIN_SPLIT_MACS {
+/// Slices of K (at least [`MIN_SLICE_K`] each, `step`-aligned) that bring `workgroups` up to twice
+/// the device's fill, or one slice.
+fn split_k(s: &GemmShape, workgroups: usize, step: usize, fill: usize) -> (usize, usize) {
+    if workgroups >= fill || s.macs() < MIN_SPLIT_MACS {
         return (1, s.k);
     }
-    let wanted = SPLIT_TARGET.div_ceil(workgroups.max(1));
+    let wanted = (2 * fill).div_ceil(workgroups.max(1));
     let slices = wanted.min(s.k / MIN_SLICE_K).max(1);
     if slices == 1 {
         return (1, s.k);
@@ -245,12 +274,16 @@ fn k_step(k: usize, max: u16) -> u16 {
     best
 }
 
-/// Picks the kernel, tile and split for `s` on a device with `workgroup_memory` bytes per workgroup.
-pub(crate) fn plan(s: &GemmShape, workgroup_memory: u64) -> GemmPlan {
+/// Picks the kernel, tile and split for `s` on `device`.
+pub(crate) fn plan(s: &GemmShape, device: GemmDevice) -> GemmPlan {
     if let Ok(v) = std::env::var("KILN_GEMM_PROBE") {
         let parts: Vec<usize> = v.split(',').map(|x| x.parse().unwrap()).collect();
-        if parts[0] == 0 {
-            let t = TILES[parts[1]];
+        if parts[0] == 0 || parts[0] == 3 {
+            let t = if parts[0] == 3 {
+                skinny_tiles(s.m, s.n)[parts[1]]
+            } else {
+                TILES[parts[1]]
+            };
             let tile = TileShape {
                 bk: k_step(s.k, t.bk),
                 ..t
@@ -279,7 +312,7 @@ pub(crate) fn plan(s: &GemmShape, workgroup_memory: u64) -> GemmPlan {
         let gemv = |swapped: bool| {
             let rows = if swapped { s.n } else { s.m };
             let row_groups = rows.div_ceil(GEMV_THREADS / lanes);
-            let (slices, k_per_slice) = split_k(s, row_groups * s.batch, GEMV_CHUNK);
+            let (slices, k_per_slice) = split_k(s, row_groups * s.batch, GEMV_CHUNK, device.fill);
             let rows_fast = if swapped { !s.b_k_major } else { !s.a_k_major };
             GemmPlan::Gemv {
                 lanes,
@@ -316,13 +349,13 @@ pub(crate) fn plan(s: &GemmShape, workgroup_memory: u64) -> GemmPlan {
             bk: k_step(s.k, t.bk),
             ..t
         })
-        .filter(|t| t.workgroup_bytes() <= workgroup_memory)
+        .filter(|t| t.workgroup_bytes() <= device.workgroup_memory)
         .map(|t| {
             let (bm, bn, bk) = (usize::from(t.bm), usize::from(t.bn), usize::from(t.bk));
             let executed =
                 (s.m.next_multiple_of(bm) * s.n.next_multiple_of(bn)) * s.k.next_multiple_of(bk);
             let tiles = s.m.div_ceil(bm) * s.n.div_ceil(bn) * s.batch;
-            let slices = split_k(s, tiles, bk).0;
+            let slices = split_k(s, tiles, bk, device.fill).0;
             (t, executed as f64 / useful, tiles * slices)
         })
         .collect();
@@ -331,7 +364,7 @@ pub(crate) fn plan(s: &GemmShape, workgroup_memory: u64) -> GemmPlan {
     let fitting: Vec<_> = candidates.iter().filter(|c| c.1 <= MAX_WASTE).collect();
     let tile = fitting
         .iter()
-        .find(|c| c.2 >= FILL_WORKGROUPS)
+        .find(|c| c.2 >= device.fill)
         .or_else(|| fitting.iter().max_by_key(|c| c.2))
         .map(|c| c.0)
         .or_else(|| {
@@ -342,7 +375,7 @@ pub(crate) fn plan(s: &GemmShape, workgroup_memory: u64) -> GemmPlan {
         })
         .unwrap_or(TILES[TILES.len() - 1]);
     let tiles = s.m.div_ceil(usize::from(tile.bm)) * s.n.div_ceil(usize::from(tile.bn)) * s.batch;
-    let (slices, k_per_slice) = split_k(s, tiles, usize::from(tile.bk));
+    let (slices, k_per_slice) = split_k(s, tiles, usize::from(tile.bk), device.fill);
     GemmPlan::Tiled {
         tile,
         slices,
@@ -418,10 +451,11 @@ pub(crate) struct GemmCall<'a> {
     pub(crate) shape: GemmShape,
     /// Parameter block with the mode's words (8..28) filled in.
     pub(crate) params: Params,
-    /// HAS_BIAS and BIAS_COLUMN as needed (the layout flags come from `shape`).
+    /// HAS_BIAS, BIAS_COLUMN, RELU and RELU_MASK as needed (the layout flags come from `shape`).
     pub(crate) flags: u32,
     pub(crate) a: &'a GpuBuffer,
     pub(crate) b: &'a GpuBuffer,
+    /// The bias (HAS_BIAS) or the ReLU output masking A (RELU_MASK).
     pub(crate) bias: Option<&'a GpuBuffer>,
     pub(crate) out: &'a GpuBuffer,
     /// The bias gradient (MODE 3 with BIAS_COLUMN).
@@ -430,10 +464,7 @@ pub(crate) struct GemmCall<'a> {
 
 /// Plans and records `call`: one dispatch, or two with split-K.
 pub(crate) fn run(ctx: &Arc<GpuContext>, call: GemmCall<'_>) -> Result<GemmPlan> {
-    let chosen = plan(
-        &call.shape,
-        u64::from(ctx.limits.max_compute_workgroup_storage_size),
-    );
+    let chosen = plan(&call.shape, GemmDevice::of(ctx));
     run_plan(ctx, call, chosen)?;
     Ok(chosen)
 }
@@ -580,8 +611,13 @@ mod tests {
         }
     }
 
+    const GPU: GemmDevice = GemmDevice {
+        workgroup_memory: 32 << 10,
+        fill: HARDWARE_FILL,
+    };
+
     fn waste(s: &GemmShape) -> f64 {
-        plan(s, 32 << 10).executed_macs(s) as f64 / s.macs() as f64
+        plan(s, GPU).executed_macs(s) as f64 / s.macs() as f64
     }
 
     /// The GEMMs of one reference-CNN training step (batch 64) and a large square waste at most 1.5x
@@ -601,33 +637,35 @@ mod tests {
             assert!(
                 w <= 1.5,
                 "{name}: executed/useful {w:.2} with {:?}",
-                plan(&s, 32 << 10)
+                plan(&s, GPU)
             );
         }
     }
 
     #[test]
     fn big_squares_take_the_big_tile_thin_shapes_skinny_tiles_or_gemv() {
-        let p = plan(&shape(1024, 1024, 1024), 32 << 10);
-        assert!(
-            matches!(p, GemmPlan::Tiled { tile, slices: 1, .. } if tile.bm == 128 && tile.bn == 128)
-        );
+        let biggest = |p| matches!(p, GemmPlan::Tiled { tile, slices: 1, .. } if tile.bm == 128 && tile.bn == 128);
+        assert!(biggest(plan(&shape(4096, 4096, 4096), GPU)));
+        // 1024² gives 64 such tiles: too few for a big GPU (128x64 then), plenty for 4 CPU threads.
+        assert!(!biggest(plan(&shape(1024, 1024, 1024), GPU)));
+        let cpu = GemmDevice { fill: 8, ..GPU };
+        assert!(biggest(plan(&shape(1024, 1024, 1024), cpu)));
         let skinny = |p| matches!(p, GemmPlan::Tiled { tile, .. } if tile.bm.min(tile.bn) == 12);
-        assert!(skinny(plan(&shape(64, 10, 5408), 32 << 10)));
-        assert!(skinny(plan(&shape(10, 5408, 64), 32 << 10)));
+        assert!(skinny(plan(&shape(64, 10, 5408), GPU)));
+        assert!(skinny(plan(&shape(10, 5408, 64), GPU)));
         assert!(matches!(
-            plan(&shape(1, 10, 5408), 32 << 10),
+            plan(&shape(1, 10, 5408), GPU),
             GemmPlan::Gemv { .. }
         ));
         assert!(matches!(
-            plan(&shape(5408, 3, 64), 32 << 10),
+            plan(&shape(5408, 3, 64), GPU),
             GemmPlan::Gemv { swapped: false, .. }
         ));
     }
 
     #[test]
     fn long_k_with_few_tiles_is_split() {
-        let p = plan(&shape(64, 64, 65_536), 32 << 10);
+        let p = plan(&shape(64, 64, 65_536), GPU);
         match p {
             GemmPlan::Tiled {
                 slices,
@@ -774,7 +812,13 @@ mod tests {
         for t in TILES {
             assert_eq!(t.threads() % 64, 0, "{t:?}");
         }
-        let p = plan(&shape(1024, 1024, 1024), 16 << 10);
+        let p = plan(
+            &shape(1024, 1024, 1024),
+            GemmDevice {
+                workgroup_memory: 16 << 10,
+                ..GPU
+            },
+        );
         if let GemmPlan::Tiled { tile, .. } = p {
             assert!(tile.workgroup_bytes() <= 16 << 10);
         }

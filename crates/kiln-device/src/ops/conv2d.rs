@@ -1,9 +1,9 @@
-//! `conv2d` over NCHW images with stride and zero padding, and its three backward kernels
-//! (input-grad, weight-grad, bias-grad). Weights are `[out_channels, in_channels, kh, kw]` (PyTorch's
+//! `conv2d` over NCHW images with stride and zero padding (optionally fused with a following ReLU),
+//! and its three backward kernels (input-grad, weight-grad, bias-grad). Weights are `[out_channels, in_channels, kh, kw]` (PyTorch's
 //! layout).
 
 use crate::tensor::Backend;
-use crate::{DType, Error, RawTensor, ReduceOp, Result, Shape, cpu, gpu};
+use crate::{BinaryOp, DType, Error, RawTensor, ReduceOp, Result, Shape, UnaryOp, cpu, gpu};
 
 /// Stride and zero padding of a 2-D convolution (dilation 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +132,28 @@ fn check_grad(op: &'static str, grad: &RawTensor, g: &ConvGeometry) -> Result<()
     Ok(())
 }
 
+/// Which gradients [`RawTensor::conv2d_backward`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Conv2dWanted {
+    /// The input gradient.
+    pub input: bool,
+    /// The weight gradient.
+    pub weight: bool,
+    /// The bias gradient.
+    pub bias: bool,
+}
+
+/// The gradients [`RawTensor::conv2d_backward`] returns (`None` where not wanted).
+#[derive(Debug, Clone, Default)]
+pub struct Conv2dGrads {
+    /// `[N, Cin, H, W]`
+    pub input: Option<RawTensor>,
+    /// `[Cout, Cin, KH, KW]`
+    pub weight: Option<RawTensor>,
+    /// `[Cout]`
+    pub bias: Option<RawTensor>,
+}
+
 impl RawTensor {
     /// 2-D convolution (cross-correlation, as in PyTorch and Keras) of `[N, Cin, H, W]` images with
     /// `[Cout, Cin, KH, KW]` weights and an optional `[Cout]` bias; returns `[N, Cout, OH, OW]`.
@@ -141,7 +163,28 @@ impl RawTensor {
         bias: Option<&RawTensor>,
         params: Conv2dParams,
     ) -> Result<RawTensor> {
-        let op = "conv2d";
+        self.conv2d_then_relu(weight, bias, params, false)
+    }
+
+    /// `relu(conv2d(..))` in one pass on the GPU (the ReLU is applied as the outputs are stored); its
+    /// gradients come from [`RawTensor::conv2d_backward`] with this output as `relu_out`.
+    pub fn conv2d_relu(
+        &self,
+        weight: &RawTensor,
+        bias: Option<&RawTensor>,
+        params: Conv2dParams,
+    ) -> Result<RawTensor> {
+        self.conv2d_then_relu(weight, bias, params, true)
+    }
+
+    fn conv2d_then_relu(
+        &self,
+        weight: &RawTensor,
+        bias: Option<&RawTensor>,
+        params: Conv2dParams,
+        relu: bool,
+    ) -> Result<RawTensor> {
+        let op = if relu { "conv2d_relu" } else { "conv2d" };
         let g = ConvGeometry::new(op, self.shape(), weight.shape(), params)?;
         if let Some(b) = bias
             && b.shape().dims() != [g.c_out]
@@ -159,18 +202,98 @@ impl RawTensor {
         inputs.extend(bias);
         RawTensor::float_op(op, &inputs, |t| {
             let t: Vec<RawTensor> = t.iter().map(RawTensor::contiguous).collect::<Result<_>>()?;
-            Ok(match t[0].backend() {
+            match t[0].backend() {
                 Backend::Cpu(cpu) => {
                     let bias = t.get(2).map(RawTensor::host_f32);
                     let values = cpu::conv2d::forward(t[0].host_f32(), t[1].host_f32(), bias, &g);
-                    RawTensor::from_host_f32(values, g.output_shape(), cpu)
+                    let y = RawTensor::from_host_f32(values, g.output_shape(), cpu);
+                    if relu { y.unary(UnaryOp::Relu) } else { Ok(y) }
                 }
                 Backend::Gpu(ctx) => {
                     let bias = t.get(2).map(RawTensor::buffer);
-                    let out = gpu::conv2d::forward(ctx, t[0].buffer(), t[1].buffer(), bias, &g)?;
-                    RawTensor::from_gpu(out, g.output_shape(), DType::F32, &t[0])
+                    let out =
+                        gpu::conv2d::forward(ctx, t[0].buffer(), t[1].buffer(), bias, &g, relu)?;
+                    Ok(RawTensor::from_gpu(
+                        out,
+                        g.output_shape(),
+                        DType::F32,
+                        &t[0],
+                    ))
                 }
-            })
+            }
+        })
+    }
+
+    /// The gradients of `conv2d` (or of `conv2d_relu`, given its output as `relu_out`) that `wanted`
+    /// names, from the output gradient, the input and the weights. On the GPU the weight and bias
+    /// gradients come from one pass, and the ReLU's backward is applied as the output gradient is read.
+    pub fn conv2d_backward(
+        grad_out: &RawTensor,
+        relu_out: Option<&RawTensor>,
+        input: &RawTensor,
+        weight: &RawTensor,
+        params: Conv2dParams,
+        wanted: Conv2dWanted,
+    ) -> Result<Conv2dGrads> {
+        let op = "conv2d_backward";
+        let g = ConvGeometry::new(op, input.shape(), weight.shape(), params)?;
+        check_grad(op, grad_out, &g)?;
+        if let Some(y) = relu_out {
+            check_grad(op, y, &g)?;
+        }
+        if matches!(grad_out.backend(), Backend::Cpu(_)) {
+            let masked;
+            let dy = match relu_out {
+                Some(y) => {
+                    masked = grad_out.binary(BinaryOp::ReluBackward, y)?;
+                    &masked
+                }
+                None => grad_out,
+            };
+            return Ok(Conv2dGrads {
+                input: wanted
+                    .input
+                    .then(|| RawTensor::conv2d_input_grad(dy, weight, g.input_shape(), params))
+                    .transpose()?,
+                weight: wanted
+                    .weight
+                    .then(|| RawTensor::conv2d_weight_grad(dy, input, g.weight_shape(), params))
+                    .transpose()?,
+                bias: wanted
+                    .bias
+                    .then(|| RawTensor::conv2d_bias_grad(dy))
+                    .transpose()?,
+            });
+        }
+        let mut inputs = vec![grad_out, input, weight];
+        inputs.extend(relu_out);
+        let mut grads = Conv2dGrads::default();
+        RawTensor::float_op(op, &inputs, |t| {
+            let t: Vec<RawTensor> = t.iter().map(RawTensor::contiguous).collect::<Result<_>>()?;
+            let Backend::Gpu(ctx) = t[0].backend() else {
+                unreachable!("CPU tensors returned above")
+            };
+            let (dy, x, w) = (t[0].buffer(), t[1].buffer(), t[2].buffer());
+            let mask = t.get(3).map(RawTensor::buffer);
+            let tensor = |buffer, shape| RawTensor::from_gpu(buffer, shape, DType::F32, &t[0]);
+            if wanted.input {
+                let dx = gpu::conv2d::input_grad(ctx, dy, w, &g, mask)?;
+                grads.input = Some(tensor(dx, g.input_shape()));
+            }
+            if wanted.weight || wanted.bias {
+                let (dw, db) = gpu::conv2d::weight_grad(ctx, dy, x, &g, wanted.bias, mask)?;
+                grads.weight = wanted.weight.then(|| tensor(dw, g.weight_shape()));
+                grads.bias = db.map(|db| tensor(db, Shape::from([g.c_out])));
+            }
+            // float_op wants one tensor back; the gradients are taken from `grads`.
+            Ok(t[0].clone())
+        })?;
+        let dtype = grad_out.dtype();
+        let cast = |t: Option<RawTensor>| t.map(|t| t.cast(dtype)).transpose();
+        Ok(Conv2dGrads {
+            input: cast(grads.input)?,
+            weight: cast(grads.weight)?,
+            bias: cast(grads.bias)?,
         })
     }
 
@@ -193,7 +316,7 @@ impl RawTensor {
                     cpu,
                 ),
                 Backend::Gpu(ctx) => {
-                    let out = gpu::conv2d::input_grad(ctx, dy.buffer(), w.buffer(), &g)?;
+                    let out = gpu::conv2d::input_grad(ctx, dy.buffer(), w.buffer(), &g, None)?;
                     RawTensor::from_gpu(out, g.input_shape(), DType::F32, &dy)
                 }
             })
@@ -220,46 +343,11 @@ impl RawTensor {
                 ),
                 Backend::Gpu(ctx) => {
                     let (out, _) =
-                        gpu::conv2d::weight_grad(ctx, dy.buffer(), x.buffer(), &g, false)?;
+                        gpu::conv2d::weight_grad(ctx, dy.buffer(), x.buffer(), &g, false, None)?;
                     RawTensor::from_gpu(out, g.weight_shape(), DType::F32, &dy)
                 }
             })
         })
-    }
-
-    /// The weight and bias gradients of `conv2d` together: on the GPU one pass over the output
-    /// gradient computes both (the bias gradient is the GEMM's extra column of ones).
-    pub fn conv2d_weight_bias_grad(
-        grad_out: &RawTensor,
-        input: &RawTensor,
-        weight_shape: impl Into<Shape>,
-        params: Conv2dParams,
-    ) -> Result<(RawTensor, RawTensor)> {
-        let op = "conv2d_weight_grad";
-        let weight_shape = weight_shape.into();
-        if matches!(grad_out.backend(), Backend::Cpu(_)) {
-            return Ok((
-                RawTensor::conv2d_weight_grad(grad_out, input, weight_shape, params)?,
-                RawTensor::conv2d_bias_grad(grad_out)?,
-            ));
-        }
-        let g = ConvGeometry::new(op, input.shape(), &weight_shape, params)?;
-        check_grad(op, grad_out, &g)?;
-        let mut bias_grad = None;
-        let dw = RawTensor::float_op(op, &[grad_out, input], |t| {
-            let (dy, x) = (t[0].contiguous()?, t[1].contiguous()?);
-            let Backend::Gpu(ctx) = dy.backend() else {
-                unreachable!("CPU tensors returned above")
-            };
-            let (dw, db) = gpu::conv2d::weight_grad(ctx, dy.buffer(), x.buffer(), &g, true)?;
-            let db = db.expect("bias gradient requested");
-            bias_grad = Some(RawTensor::from_gpu(db, [g.c_out], DType::F32, &dy));
-            Ok(RawTensor::from_gpu(dw, g.weight_shape(), DType::F32, &dy))
-        })?;
-        let db = bias_grad
-            .expect("float_op ran the kernel")
-            .cast(grad_out.dtype())?;
-        Ok((dw, db))
     }
 
     /// Gradient of `conv2d` with respect to its bias: the output gradient summed over N, OH and OW.

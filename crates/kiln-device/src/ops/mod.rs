@@ -13,7 +13,7 @@ pub(crate) mod random;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
 
-pub use conv2d::Conv2dParams;
+pub use conv2d::{Conv2dGrads, Conv2dParams, Conv2dWanted};
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use optimizer::{AdamConfig, SgdConfig};
 pub use pool::Pool2dParams;

@@ -150,6 +150,11 @@ impl Layer for Conv2D {
     }
 
     fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        if self.activation == Activation::Relu {
+            // One fused op: no separate ReLU pass forward or backward.
+            let (w, b, params) = built(&self.name, &self.params)?;
+            return x.conv2d_relu(&w.tensor(), Some(&b.tensor()), *params);
+        }
         self.activation
             .apply(&self.forward_before_activation(x, training)?)
     }
