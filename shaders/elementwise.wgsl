@@ -45,7 +45,7 @@ fn unary(x: f32) -> f32 {
         case 6u: { return -x; }
         case 7u: { return abs(x); }
         // sign, with sign(0) = 0 and NaN kept
-        default: { return select(sign(x), x, x != x); }
+        default: { return select(sign(x), x, is_nan(x)); }
     }
 }
 
@@ -56,7 +56,7 @@ fn binary(x: f32, y: f32) -> f32 {
         case 2u: { return x * y; }
         case 3u: { return x / y; }
         // maximum propagates NaN like PyTorch; WGSL's max may not.
-        case 4u: { return select(max(x, y), x + y, x != x || y != y); }
+        case 4u: { return select(max(x, y), x + y, is_nan(x) || is_nan(y)); }
         case 5u: { return select(0.0, 1.0, x > y); }
         case 6u: { return select(0.0, 1.0, x == y); }
         // ReLU backward: gradient x where the input y was positive (x * 0 keeps a NaN gradient NaN).

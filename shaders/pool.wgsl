@@ -78,10 +78,10 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     for (var y = w.y_begin; y < w.y_end; y = y + 1u) {
         for (var x = w.x_begin; x < w.x_end; x = x + 1u) {
             let v = src[base + y * word(2u) + x];
-            if v > best || v != v {
+            if v > best || is_nan(v) {
                 best = v;
                 best_index = y * word(2u) + x;
-                if v != v {
+                if is_nan(v) {
                     break;
                 }
             }

@@ -24,6 +24,12 @@ fn thread_index(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
     return workgroup_index(wid, groups) * WORKGROUP + lid;
 }
 
+// NaN test on the bits: `x != x` is folded to false by drivers that compile with fast-math
+// assumptions (lavapipe does), which silently dropped NaN from max, min, argmax and softmax.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 // A running (max, sum of exp(x - max)) pair — the stable log-sum-exp of softmax and cross-entropy —
 // with value `v` added. The pair starts at (-inf, 0); a NaN input makes the sum NaN.
 fn max_sum_add(state: vec2<f32>, v: f32) -> vec2<f32> {
@@ -33,7 +39,7 @@ fn max_sum_add(state: vec2<f32>, v: f32) -> vec2<f32> {
     if v > bitcast<f32>(0xff800000u) {
         return vec2<f32>(state.x, state.y + exp(v - state.x));
     }
-    if v != v {
+    if is_nan(v) {
         return vec2<f32>(state.x, v);
     }
     return state;
@@ -42,7 +48,7 @@ fn max_sum_add(state: vec2<f32>, v: f32) -> vec2<f32> {
 // Two (max, sum of exp(x - max)) pairs merged into one; NaN sums stay NaN.
 fn max_sum_merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     let m = max(a.x, b.x);
-    if a.y != a.y || b.y != b.y {
+    if is_nan(a.y) || is_nan(b.y) {
         return vec2<f32>(m, a.y + b.y);
     }
     var s = 0.0;

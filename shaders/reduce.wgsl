@@ -1,10 +1,12 @@
 // Reductions along one axis of a contiguous tensor viewed as [outer, axis, inner]: sum (and mean via a
-// scale), max, min, argmax. A workgroup of 256 threads reduces one slice of one output: each thread
-// accumulates a strided run, then a tree in workgroup memory combines the 256 partial results.
-// Long axes are split over `parts` workgroups per output; a second launch reduces the parts.
+// scale), max, min, argmax. The axis of each output may be split into `parts` slices; a team of threads
+// (a subgroup, or a run of threads sharing a tree in workgroup memory: see teams_*.wgsl, compiled in
+// front of this file) reduces one slice — each thread a strided run, then the team combines them — and
+// a workgroup takes several slices. Split axes are finished by a second launch over the parts.
 //
 // Params (see crates/kiln-device/src/gpu/reduce.rs):
 //   0 outer  1 axis length  2 inner  3 elements per part  4 parts per output  5 scale (f32 bits)
+//   6 slices per workgroup  31 threads per team (teams_shared.wgsl)
 
 // 0 sum, 1 max, 2 min.
 override OP: u32 = 0u;
@@ -12,9 +14,6 @@ override OP: u32 = 0u;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst_index: array<u32>;
-
-var<workgroup> values: array<f32, 256>;
-var<workgroup> indices: array<u32, 256>;
 
 fn identity() -> f32 {
     switch OP {
@@ -27,8 +26,8 @@ fn identity() -> f32 {
 // max/min propagate NaN, as PyTorch's do.
 fn combine(x: f32, y: f32) -> f32 {
     switch OP {
-        case 1u: { return select(max(x, y), x + y, x != x || y != y); }
-        case 2u: { return select(min(x, y), x + y, x != x || y != y); }
+        case 1u: { return select(max(x, y), x + y, is_nan(x) || is_nan(y)); }
+        case 2u: { return select(min(x, y), x + y, is_nan(x) || is_nan(y)); }
         default: { return x + y; }
     }
 }
@@ -42,12 +41,11 @@ struct Slice {
     end: u32,
 }
 
-// Which output and which run of the axis this workgroup reduces.
-fn slice_of(wid: vec3<u32>, groups: vec3<u32>) -> Slice {
-    let group = workgroup_index(wid, groups);
+// Slice `index` (= output · parts + part): which output and which run of its axis.
+fn slice_of(index: u32) -> Slice {
     let parts = word(4u);
-    let output = group / parts;
-    let part = group % parts;
+    let output = index / parts;
+    let part = index % parts;
     let inner = word(2u);
     let axis = word(1u);
     let base = (output / inner) * axis * inner + output % inner;
@@ -59,31 +57,31 @@ fn slice_of(wid: vec3<u32>, groups: vec3<u32>) -> Slice {
 fn reduce_main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
+    t: Team,
 ) {
-    let s = slice_of(wid, groups);
-    if !s.valid {
+    let per_group = word(6u);
+    let first = workgroup_index(wid, groups) * per_group;
+    if first >= word(0u) * word(2u) * word(4u) {
         return;
     }
+    let team = team_of(t);
     let inner = word(2u);
-    var acc = identity();
-    for (var j = s.begin + lid; j < s.end; j = j + WORKGROUP) {
-        acc = combine(acc, src[s.base + j * inner]);
-    }
-    values[lid] = acc;
-    workgroupBarrier();
-    for (var width = WORKGROUP / 2u; width > 0u; width = width / 2u) {
-        if lid < width {
-            values[lid] = combine(values[lid], values[lid + width]);
+    for (var s0 = 0u; s0 < per_group; s0 = s0 + team.w) {
+        let s = slice_of(first + s0 + team.x);
+        let valid = s0 + team.x < per_group && s.valid;
+        var acc = identity();
+        if valid {
+            for (var j = s.begin + team.y; j < s.end; j = j + team.z) {
+                acc = combine(acc, src[s.base + j * inner]);
+            }
         }
-        workgroupBarrier();
-    }
-    if lid == 0u {
-        var result = values[0];
-        if OP == 0u {
-            result = result * bitcast<f32>(word(5u));
+        var result = team_reduce(acc, OP, t);
+        if valid && team.y == 0u {
+            if OP == 0u {
+                result = result * bitcast<f32>(word(5u));
+            }
+            dst[s.output * word(4u) + s.part] = result;
         }
-        dst[s.output * word(4u) + s.part] = result;
     }
 }
 
@@ -92,42 +90,32 @@ fn reduce_main(
 fn argmax_main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
+    t: Team,
 ) {
-    let s = slice_of(wid, groups);
-    if !s.valid {
+    let per_group = word(6u);
+    let first = workgroup_index(wid, groups) * per_group;
+    if first >= word(0u) * word(2u) * word(4u) {
         return;
     }
+    let team = team_of(t);
     let inner = word(2u);
-    var best = bitcast<f32>(0xff800000u);
-    var best_index = 0xffffffffu;
-    for (var j = s.begin + lid; j < s.end; j = j + WORKGROUP) {
-        let v = src[s.base + j * inner];
-        if best_index == 0xffffffffu || v > best || (v != v && best == best) {
-            best = v;
-            best_index = j;
-        }
-    }
-    values[lid] = best;
-    indices[lid] = best_index;
-    workgroupBarrier();
-    for (var width = WORKGROUP / 2u; width > 0u; width = width / 2u) {
-        if lid < width {
-            let v = values[lid + width];
-            let i = indices[lid + width];
-            let mine = values[lid];
-            let my_index = indices[lid];
-            let better = i != 0xffffffffu && (my_index == 0xffffffffu || v > mine
-                || (v == mine && i < my_index) || (v != v && mine == mine)
-                || (v != v && mine != mine && i < my_index));
-            if better {
-                values[lid] = v;
-                indices[lid] = i;
+    for (var s0 = 0u; s0 < per_group; s0 = s0 + team.w) {
+        let s = slice_of(first + s0 + team.x);
+        let valid = s0 + team.x < per_group && s.valid;
+        var best = bitcast<f32>(0xff800000u);
+        var best_index = 0xffffffffu;
+        if valid {
+            for (var j = s.begin + team.y; j < s.end; j = j + team.z) {
+                let v = src[s.base + j * inner];
+                if best_index == 0xffffffffu || v > best || (is_nan(v) && !is_nan(best)) {
+                    best = v;
+                    best_index = j;
+                }
             }
         }
-        workgroupBarrier();
-    }
-    if lid == 0u {
-        dst_index[s.output] = indices[0];
+        let index = team_argmax(best, best_index, t);
+        if valid && team.y == 0u {
+            dst_index[s.output] = index;
+        }
     }
 }

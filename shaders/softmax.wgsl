@@ -1,8 +1,11 @@
 // Softmax and log-softmax along one axis of a contiguous tensor viewed as [outer, axis, inner], forward
-// and backward. One workgroup of 256 threads per row: an online pass keeps each thread's running max
-// and rescaled sum (so huge logits never overflow), a tree combines them, then each element is written.
+// and backward. Rows go to teams of threads (a subgroup, or a power-of-two run of threads sharing a tree
+// in workgroup memory: see teams_*.wgsl, compiled in front of this file); a workgroup takes several rows.
+// An online pass keeps each thread's running max and rescaled sum (so huge logits never overflow), the
+// team combines them, then each element is written.
 //
-// Params (see crates/kiln-device/src/gpu/softmax.rs):  0 outer  1 axis length  2 inner
+// Params (see crates/kiln-device/src/gpu/softmax.rs):
+//   0 outer  1 axis length  2 inner  3 rows per workgroup  31 threads per team (teams_shared.wgsl)
 
 // true: log_softmax; false: softmax.
 override LOG: bool = false;
@@ -13,55 +16,47 @@ override LOG: bool = false;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-var<workgroup> maxima: array<f32, 256>;
-var<workgroup> sums: array<f32, 256>;
-
 fn row_base(row: u32) -> u32 {
     let inner = word(2u);
     return (row / inner) * word(1u) * inner + row % inner;
-}
-
-// Combines (max, sum of exp(x - max)) pairs of threads lid and lid + width, tree style.
-fn reduce_max_sum(lid: u32) {
-    workgroupBarrier();
-    for (var width = WORKGROUP / 2u; width > 0u; width = width / 2u) {
-        if lid < width {
-            let merged = max_sum_merge(vec2<f32>(maxima[lid], sums[lid]), vec2<f32>(maxima[lid + width], sums[lid + width]));
-            maxima[lid] = merged.x;
-            sums[lid] = merged.y;
-        }
-        workgroupBarrier();
-    }
 }
 
 @compute @workgroup_size(256)
 fn softmax_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
+    t: Team,
 ) {
-    let row = workgroup_index(wid, groups);
-    if row >= word(0u) * word(2u) {
+    let rows = word(0u) * word(2u);
+    let per_group = word(3u);
+    let first = workgroup_index(wid, groups) * per_group;
+    if first >= rows {
         return;
     }
-    let base = row_base(row);
+    let team = team_of(t);
     let inner = word(2u);
     let n = word(1u);
-    var state = vec2<f32>(bitcast<f32>(0xff800000u), 0.0);
-    for (var j = lid; j < n; j = j + WORKGROUP) {
-        state = max_sum_add(state, x[base + j * inner]);
-    }
-    maxima[lid] = state.x;
-    sums[lid] = state.y;
-    reduce_max_sum(lid);
-    let row_max = maxima[0];
-    let log_sum = log(sums[0]);
-    for (var j = lid; j < n; j = j + WORKGROUP) {
-        let shifted = x[base + j * inner] - row_max;
-        if LOG {
-            out[base + j * inner] = shifted - log_sum;
-        } else {
-            out[base + j * inner] = exp(shifted - log_sum);
+    for (var r0 = 0u; r0 < per_group; r0 = r0 + team.w) {
+        let row = first + r0 + team.x;
+        let valid = r0 + team.x < per_group && row < rows;
+        let base = row_base(row);
+        var state = vec2<f32>(bitcast<f32>(0xff800000u), 0.0);
+        if valid {
+            for (var j = team.y; j < n; j = j + team.z) {
+                state = max_sum_add(state, x[base + j * inner]);
+            }
+        }
+        let total = team_max_sum(state, t);
+        if valid {
+            let log_sum = log(total.y);
+            for (var j = team.y; j < n; j = j + team.z) {
+                let shifted = x[base + j * inner] - total.x;
+                if LOG {
+                    out[base + j * inner] = shifted - log_sum;
+                } else {
+                    out[base + j * inner] = exp(shifted - log_sum);
+                }
+            }
         }
     }
 }
@@ -71,39 +66,42 @@ fn softmax_forward(
 fn softmax_backward(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
+    t: Team,
 ) {
-    let row = workgroup_index(wid, groups);
-    if row >= word(0u) * word(2u) {
+    let rows = word(0u) * word(2u);
+    let per_group = word(3u);
+    let first = workgroup_index(wid, groups) * per_group;
+    if first >= rows {
         return;
     }
-    let base = row_base(row);
+    let team = team_of(t);
     let inner = word(2u);
     let n = word(1u);
-    var s = 0.0;
-    for (var j = lid; j < n; j = j + WORKGROUP) {
-        let i = base + j * inner;
-        if LOG {
-            s = s + grad[i];
-        } else {
-            s = s + grad[i] * x[i];
+    for (var r0 = 0u; r0 < per_group; r0 = r0 + team.w) {
+        let row = first + r0 + team.x;
+        let valid = r0 + team.x < per_group && row < rows;
+        let base = row_base(row);
+        var s = 0.0;
+        if valid {
+            for (var j = team.y; j < n; j = j + team.z) {
+                let i = base + j * inner;
+                if LOG {
+                    s = s + grad[i];
+                } else {
+                    s = s + grad[i] * x[i];
+                }
+            }
         }
-    }
-    sums[lid] = s;
-    workgroupBarrier();
-    for (var width = WORKGROUP / 2u; width > 0u; width = width / 2u) {
-        if lid < width {
-            sums[lid] = sums[lid] + sums[lid + width];
-        }
-        workgroupBarrier();
-    }
-    let total = sums[0];
-    for (var j = lid; j < n; j = j + WORKGROUP) {
-        let i = base + j * inner;
-        if LOG {
-            out[i] = grad[i] - exp(x[i]) * total;
-        } else {
-            out[i] = x[i] * (grad[i] - total);
+        let total = team_sum(s, t);
+        if valid {
+            for (var j = team.y; j < n; j = j + team.z) {
+                let i = base + j * inner;
+                if LOG {
+                    out[i] = grad[i] - exp(x[i]) * total;
+                } else {
+                    out[i] = x[i] * (grad[i] - total);
+                }
+            }
         }
     }
 }

@@ -22,6 +22,9 @@ pub struct DeviceInfo {
     pub shader_f16: bool,
     /// `SUBGROUP`: subgroup (warp) operations in shaders.
     pub subgroup: bool,
+    /// Smallest and largest subgroup size the adapter may use (0 without subgroups): 8 on lavapipe,
+    /// 32 on NVIDIA, 32–64 on AMD, 8–32 on Intel.
+    pub subgroup_sizes: [u32; 2],
     /// `TIMESTAMP_QUERY`: GPU-side timings.
     pub timestamp_query: bool,
     /// Largest buffer, in bytes.

@@ -111,21 +111,33 @@ mod tests {
     fn every_shader_parses_and_validates() {
         use super::Shader;
         use crate::gpu::gemm::{TileShape, tile_configurations};
+        use crate::gpu::pipelines::Variant;
         for shader in Shader::ALL {
-            if shader != Shader::Gemm {
-                validate(shader.file_name(), &shader.source_with(""), &[]);
-                continue;
-            }
-            let mut tiles = tile_configurations();
-            tiles.push(TileShape { bk: 9, ..tiles[3] });
-            for tile in &tiles {
-                let source = shader.source_with(&tile.header());
-                for mode in 0..4 {
-                    validate(
-                        &format!("gemm.wgsl {tile:?}"),
-                        &source,
-                        &[("MODE", f64::from(mode))],
-                    );
+            let headers: Vec<String> = match shader {
+                Shader::Gemm => {
+                    let mut tiles = tile_configurations();
+                    tiles.push(TileShape { bk: 9, ..tiles[3] });
+                    tiles.iter().map(|t| t.header()).collect()
+                }
+                Shader::Softmax | Shader::Reduce => [true, false]
+                    .map(|subgroups| Variant::Teams { subgroups }.header())
+                    .to_vec(),
+                _ => vec![String::new()],
+            };
+            let modes: Vec<Vec<(&str, f64)>> = if shader == Shader::Gemm {
+                (0..4).map(|mode| vec![("MODE", f64::from(mode))]).collect()
+            } else {
+                vec![vec![]]
+            };
+            for header in &headers {
+                let source = shader.source_with(header);
+                let name = format!(
+                    "{} with {}",
+                    shader.file_name(),
+                    header.lines().next().unwrap_or("")
+                );
+                for constants in &modes {
+                    validate(&name, &source, constants);
                 }
             }
         }
@@ -139,7 +151,9 @@ mod tests {
         let registered = Shader::ALL;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
-            if name.ends_with(".wgsl") && name != "prelude.wgsl" {
+            // The prelude and the row-team helpers are compiled in front of other shaders.
+            let header = name == "prelude.wgsl" || name.starts_with("teams_");
+            if name.ends_with(".wgsl") && !header {
                 assert!(
                     registered.iter().any(|s| s.file_name() == name),
                     "{name} is not registered in shaders.rs"

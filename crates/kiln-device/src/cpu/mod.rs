@@ -118,6 +118,7 @@ impl CpuDevice {
             is_software: false,
             shader_f16: false,
             subgroup: false,
+            subgroup_sizes: [0, 0],
             timestamp_query: false,
             max_buffer_bytes: u64::MAX,
             max_binding_bytes: u64::MAX,

@@ -3,7 +3,7 @@
 //! [`GpuContext::dispatch`].
 
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::buffer_pool::{BufferPool, MemoryStats, bucket_size};
@@ -19,6 +19,8 @@ pub(crate) const WORKGROUP_SIZE: u64 = 256;
 const PARAM_SLOT_BYTES: u64 = 256;
 /// Dispatches recorded before the batch is submitted.
 const MAX_BATCH_DISPATCHES: usize = 512;
+/// Workgroups that fill a hardware GPU (see [`GpuContext::fill_workgroups`]).
+const HARDWARE_FILL: usize = 128;
 
 /// Workgroups of [`WORKGROUP_SIZE`] threads needed for `threads` threads.
 pub(crate) fn groups_for(threads: usize) -> u64 {
@@ -97,6 +99,9 @@ pub(crate) struct GpuContext {
     annotation: Mutex<Option<Annotation>>,
     /// Present when the adapter has TIMESTAMP_QUERY.
     timestamps: Option<Timestamps>,
+    /// Whether row kernels use subgroup operations (the adapter has SUBGROUP and `KILN_SUBGROUPS`
+    /// is not `0`).
+    subgroups: AtomicBool,
 }
 
 /// A storage buffer holding one tensor's elements. Returns to the pool when dropped.
@@ -206,6 +211,7 @@ impl GpuContext {
                 }
             });
         let profiling = std::env::var("KILN_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0");
+        let subgroups = info.subgroup && std::env::var("KILN_SUBGROUPS").map_or(true, |v| v != "0");
         Arc::new(GpuContext {
             device,
             queue,
@@ -231,7 +237,32 @@ impl GpuContext {
             profiler: Mutex::new(profiling.then(Profiler::default)),
             annotation: Mutex::new(None),
             timestamps,
+            subgroups: AtomicBool::new(subgroups),
         })
+    }
+
+    /// Whether row kernels use subgroup operations.
+    pub(crate) fn subgroups(&self) -> bool {
+        self.subgroups.load(Ordering::Relaxed)
+    }
+
+    /// Makes row kernels use the workgroup-memory teams even where subgroups exist (tests compare
+    /// both); has no effect on an adapter without SUBGROUP.
+    #[cfg(test)]
+    pub(crate) fn set_subgroups(&self, on: bool) {
+        self.subgroups
+            .store(on && self.info.subgroup, Ordering::Relaxed);
+    }
+
+    /// Workgroups that keep every compute unit busy: [`HARDWARE_FILL`] on a GPU (wgpu does not report
+    /// compute units; a large GPU has 100+, an H200 132); two per CPU thread on a software adapter,
+    /// which runs one workgroup per thread at a time.
+    pub(crate) fn fill_workgroups(&self) -> usize {
+        if self.info.is_software {
+            2 * std::thread::available_parallelism().map_or(4, |n| n.get())
+        } else {
+            HARDWARE_FILL
+        }
     }
 
     /// Turns the per-kernel profiler on or off (off drops what it recorded).

@@ -20,36 +20,26 @@ use std::sync::Arc;
 
 use super::context::Bindable;
 use super::params::Params;
-use super::pipelines::Kernel;
+use super::pipelines::{Kernel, Variant};
 use super::profiler::Annotation;
 use super::{GpuBuffer, GpuContext, groups_for};
 use crate::shaders::Shader;
 use crate::{DType, Result};
-
-/// Workgroups that fill a hardware GPU: wgpu does not report compute units, and a large GPU has
-/// 100+ (an H200 132).
-const HARDWARE_FILL: usize = 128;
 
 /// What the plan needs to know about the device.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct GemmDevice {
     /// Workgroup memory per workgroup, in bytes.
     pub(crate) workgroup_memory: u64,
-    /// Workgroups that keep every compute unit busy: [`HARDWARE_FILL`] on a GPU; two per CPU thread on
-    /// a software adapter (lavapipe runs one workgroup per thread at a time).
+    /// Workgroups that keep every compute unit busy ([`GpuContext::fill_workgroups`]).
     pub(crate) fill: usize,
 }
 
 impl GemmDevice {
     pub(crate) fn of(ctx: &GpuContext) -> Self {
-        let fill = if ctx.info.is_software {
-            2 * std::thread::available_parallelism().map_or(4, |n| n.get())
-        } else {
-            HARDWARE_FILL
-        };
         GemmDevice {
             workgroup_memory: u64::from(ctx.limits.max_compute_workgroup_storage_size),
-            fill,
+            fill: ctx.fill_workgroups(),
         }
     }
 }
@@ -591,7 +581,7 @@ impl Kernel {
     /// An entry point of `shaders/gemm.wgsl` compiled with `tile`, in `mode`.
     pub(crate) fn gemm(tile: TileShape, entry: &'static str, mode: u32) -> Self {
         let mut kernel = Kernel::new(Shader::Gemm, entry, DType::F32).with("MODE", mode);
-        kernel.tile = Some(tile);
+        kernel.variant = Some(Variant::Tile(tile));
         kernel
     }
 }
@@ -613,7 +603,7 @@ mod tests {
 
     const GPU: GemmDevice = GemmDevice {
         workgroup_memory: 32 << 10,
-        fill: HARDWARE_FILL,
+        fill: 128,
     };
 
     fn waste(s: &GemmShape) -> f64 {

@@ -12,13 +12,14 @@ pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod optimizer;
 mod params;
-mod pipelines;
+pub(crate) mod pipelines;
 pub(crate) mod pool;
 mod profiler;
 pub(crate) mod random;
 pub(crate) mod reduce;
 mod select;
 pub(crate) mod softmax;
+mod teams;
 
 use std::sync::Arc;
 

@@ -8,6 +8,31 @@ use super::gemm::TileShape;
 use crate::DType;
 use crate::shaders::Shader;
 
+/// What a shader is compiled with in front of its own file (between the prelude and the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Variant {
+    /// `shaders/gemm.wgsl`: the constants and unrolled register code of this tile.
+    Tile(TileShape),
+    /// `shaders/softmax.wgsl`, `reduce.wgsl`: row teams on subgroups (`teams_subgroup.wgsl`) or in
+    /// workgroup memory (`teams_shared.wgsl`).
+    Teams { subgroups: bool },
+}
+
+impl Variant {
+    /// The WGSL that goes in front of the shader's file.
+    pub(crate) fn header(self) -> String {
+        match self {
+            Variant::Tile(tile) => tile.header(),
+            Variant::Teams { subgroups: true } => {
+                include_str!("../../../../shaders/teams_subgroup.wgsl").to_string()
+            }
+            Variant::Teams { subgroups: false } => {
+                include_str!("../../../../shaders/teams_shared.wgsl").to_string()
+            }
+        }
+    }
+}
+
 /// One compute entry point with its specialisation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Kernel {
@@ -19,8 +44,8 @@ pub(crate) struct Kernel {
     pub(crate) dtype: DType,
     /// Values of the shader's `override` constants.
     pub(crate) constants: Vec<(&'static str, u32)>,
-    /// The GEMM tile the shader is compiled with (`shaders/gemm.wgsl` only).
-    pub(crate) tile: Option<TileShape>,
+    /// What the shader is compiled with in front of its file (GEMM tile, row teams).
+    pub(crate) variant: Option<Variant>,
 }
 
 impl Kernel {
@@ -31,17 +56,26 @@ impl Kernel {
             entry,
             dtype,
             constants: Vec::new(),
-            tile: None,
+            variant: None,
         }
     }
 
     /// `file::entry` and the specialisation, for the profiler: `gemm.wgsl::gemm_main MODE=1`.
     pub(crate) fn describe(&self) -> String {
         let mut text = format!("{}::{}", self.shader.file_name(), self.entry);
+        if let Some(Variant::Teams { subgroups }) = self.variant {
+            text += if subgroups { " subgroups" } else { " shared" };
+        }
         for (name, value) in &self.constants {
             text += &format!(" {name}={value}");
         }
         text
+    }
+
+    /// Compiles the kernel with row teams on subgroups or in workgroup memory.
+    pub(crate) fn with_teams(mut self, subgroups: bool) -> Self {
+        self.variant = Some(Variant::Teams { subgroups });
+        self
     }
 
     /// Sets an `override` constant.
@@ -60,7 +94,7 @@ pub(crate) struct Pipeline {
 /// Shader modules and pipelines created so far.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<(Shader, Option<TileShape>), wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<(Shader, Option<Variant>), wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
 }
 
@@ -76,9 +110,9 @@ impl PipelineCache {
         let module = {
             let mut modules = self.modules.lock().unwrap();
             modules
-                .entry((kernel.shader, kernel.tile))
+                .entry((kernel.shader, kernel.variant))
                 .or_insert_with(|| {
-                    let header = kernel.tile.map(TileShape::header).unwrap_or_default();
+                    let header = kernel.variant.map(Variant::header).unwrap_or_default();
                     let desc = wgpu::ShaderModuleDescriptor {
                         label: Some(kernel.shader.file_name()),
                         source: wgpu::ShaderSource::Wgsl(kernel.shader.source_with(&header).into()),

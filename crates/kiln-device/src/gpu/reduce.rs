@@ -1,17 +1,16 @@
-//! Launchers for `shaders/reduce.wgsl`: one or two passes (long axes are split over several
-//! workgroups per output, then the parts are reduced).
+//! Launchers for `shaders/reduce.wgsl`: one or two passes (long axes are split into parts, each
+//! reduced by one team of threads, then the parts are reduced).
 
 use std::sync::Arc;
 
 use super::params::Params;
 use super::pipelines::Kernel;
+use super::teams::Teams;
 use super::{GpuBuffer, GpuContext};
 use crate::shaders::Shader;
 use crate::{DType, ReduceOp, Result};
 
-/// Workgroups a reduction aims to keep busy.
-const TARGET_WORKGROUPS: usize = 256;
-/// Elements each workgroup of a split reduction reduces at least.
+/// Elements each part of a split reduction holds at least.
 const MIN_PART: usize = 4096;
 
 fn code(op: ReduceOp) -> u32 {
@@ -34,16 +33,18 @@ fn pass(
     let outputs = outer * inner;
     let per_part = axis.div_ceil(parts).max(1);
     let out = ctx.alloc(name, (outputs * parts * 4) as u64)?;
+    let teams = Teams::for_rows(ctx, per_part);
     let params = Params::new()
         .with_words(name, 0, &[outer, axis, inner, per_part, parts])?
-        .set(5, scale.to_bits());
+        .set(5, scale.to_bits())
+        .with_words(name, 6, &[teams.rows_per_group])?;
     let kernel = Kernel::new(Shader::Reduce, "reduce_main", DType::F32).with("OP", code(op));
     ctx.dispatch(
         name,
-        &kernel,
-        &params,
+        &teams.kernel(kernel),
+        &teams.params(params),
         &[(1, src), (2, &out)],
-        (outputs * parts) as u64,
+        teams.workgroups(outputs * parts),
     )?;
     Ok(out)
 }
@@ -63,11 +64,13 @@ pub(crate) fn reduce(
     } else {
         1.0
     };
-    let parts = if outputs >= TARGET_WORKGROUPS {
+    // Enough parts (of at least MIN_PART elements) for every compute unit to have a workgroup.
+    let teams_wanted = ctx.fill_workgroups() * Teams::for_rows(ctx, MIN_PART).rows_per_group;
+    let parts = if outputs >= teams_wanted {
         1
     } else {
         axis.div_ceil(MIN_PART)
-            .min(TARGET_WORKGROUPS / outputs.max(1))
+            .min(teams_wanted.div_ceil(outputs.max(1)))
             .max(1)
     };
     if parts == 1 {
@@ -86,8 +89,17 @@ pub(crate) fn argmax(
     let op = "argmax";
     let outputs = outer * inner;
     let out = ctx.alloc(op, (outputs * 4) as u64)?;
-    let params = Params::new().with_words(op, 0, &[outer, axis, inner, axis, 1])?;
+    let teams = Teams::for_rows(ctx, axis);
+    let params = Params::new()
+        .with_words(op, 0, &[outer, axis, inner, axis, 1])?
+        .with_words(op, 6, &[teams.rows_per_group])?;
     let kernel = Kernel::new(Shader::Reduce, "argmax_main", DType::F32);
-    ctx.dispatch(op, &kernel, &params, &[(1, src), (3, &out)], outputs as u64)?;
+    ctx.dispatch(
+        op,
+        &teams.kernel(kernel),
+        &teams.params(params),
+        &[(1, src), (3, &out)],
+        teams.workgroups(outputs),
+    )?;
     Ok(out)
 }

@@ -156,6 +156,11 @@ pub(crate) fn describe(
         is_software: is_software(info),
         shader_f16: features.contains(wgpu::Features::SHADER_F16),
         subgroup: features.contains(wgpu::Features::SUBGROUP),
+        subgroup_sizes: if features.contains(wgpu::Features::SUBGROUP) {
+            [info.subgroup_min_size, info.subgroup_max_size]
+        } else {
+            [0, 0]
+        },
         timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
         max_buffer_bytes: limits.max_buffer_size,
         max_binding_bytes: limits.max_storage_buffer_binding_size,

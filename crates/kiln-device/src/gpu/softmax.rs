@@ -1,15 +1,39 @@
-//! Launchers for `shaders/softmax.wgsl`: one workgroup per row.
+//! Launchers for `shaders/softmax.wgsl`: one team of threads per row, several rows per workgroup.
 
 use std::sync::Arc;
 
 use super::params::Params;
 use super::pipelines::Kernel;
+use super::teams::Teams;
 use super::{GpuBuffer, GpuContext};
 use crate::shaders::Shader;
 use crate::{DType, Result};
 
-fn kernel(entry: &'static str, log: bool) -> Kernel {
-    Kernel::new(Shader::Softmax, entry, DType::F32).with("LOG", u32::from(log))
+/// Records `entry` over the rows of `g` with `bindings`.
+fn launch(
+    ctx: &Arc<GpuContext>,
+    op: &'static str,
+    entry: &'static str,
+    log: bool,
+    g: [usize; 3],
+    bindings: &[(u32, &GpuBuffer)],
+) -> Result<()> {
+    let teams = Teams::for_rows(ctx, g[1]);
+    let kernel = Kernel::new(Shader::Softmax, entry, DType::F32).with("LOG", u32::from(log));
+    let params = teams.params(Params::new().with_words(op, 0, &g)?.with_words(
+        op,
+        3,
+        &[teams.rows_per_group],
+    )?);
+    let bindings: Vec<(u32, &dyn super::context::Bindable)> =
+        bindings.iter().map(|&(i, b)| (i, b as _)).collect();
+    ctx.dispatch(
+        op,
+        &teams.kernel(kernel),
+        &params,
+        &bindings,
+        teams.workgroups(g[0] * g[2]),
+    )
 }
 
 pub(crate) fn forward(
@@ -20,14 +44,7 @@ pub(crate) fn forward(
 ) -> Result<GpuBuffer> {
     let op = if log { "log_softmax" } else { "softmax" };
     let out = ctx.alloc(op, (g.iter().product::<usize>() * 4) as u64)?;
-    let params = Params::new().with_words(op, 0, &g)?;
-    ctx.dispatch(
-        op,
-        &kernel("softmax_forward", log),
-        &params,
-        &[(1, x), (3, &out)],
-        (g[0] * g[2]) as u64,
-    )?;
+    launch(ctx, op, "softmax_forward", log, g, &[(1, x), (3, &out)])?;
     Ok(out)
 }
 
@@ -44,13 +61,13 @@ pub(crate) fn backward(
         "softmax_backward"
     };
     let out = ctx.alloc(op, (g.iter().product::<usize>() * 4) as u64)?;
-    let params = Params::new().with_words(op, 0, &g)?;
-    ctx.dispatch(
+    launch(
+        ctx,
         op,
-        &kernel("softmax_backward", log),
-        &params,
+        "softmax_backward",
+        log,
+        g,
         &[(1, y), (2, dy), (3, &out)],
-        (g[0] * g[2]) as u64,
     )?;
     Ok(out)
 }
