@@ -64,8 +64,8 @@ pub(crate) fn reduce(
     } else {
         1.0
     };
-    // Enough parts (of at least MIN_PART elements) for every compute unit to have a workgroup.
-    let teams_wanted = ctx.fill_workgroups() * Teams::for_rows(ctx, MIN_PART).rows_per_group;
+    // Enough parts (of at least MIN_PART elements) for every compute unit to have a few workgroups.
+    let teams_wanted = 4 * ctx.fill_workgroups() * Teams::for_rows(ctx, MIN_PART).rows_per_group;
     let parts = if outputs >= teams_wanted {
         1
     } else {
