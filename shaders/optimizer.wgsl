@@ -6,9 +6,13 @@
 //   sgd_main   SGD with momentum: g += wd·p; buf' = μ buf + (1 - dampening) g (buf' = g on the first
 //              step); nesterov: g += μ buf', else g = buf'; p' = p - lr g
 //
+//   adam_multi, sgd_multi  the same for up to four parameters in one launch (a model's whole update):
+//              one thread per element of their concatenation, each parameter in its own buffers
+//
 // Params (see crates/kiln-device/src/gpu/optimizer.rs), floats as f32 bits:
 //   0 elements  1 lr  2 β1 | momentum  3 β2 | dampening  4 eps  5 weight decay  6 c1  7 c2
 //   8 flags: bit 0 decoupled (AdamW), bit 1 nesterov, bit 2 first step
+//   multi: 9 parameters in this launch  10..14 where each starts in the concatenation
 
 @group(0) @binding(1) var<storage, read> param: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
@@ -22,6 +26,46 @@ fn float_word(i: u32) -> f32 {
     return bitcast<f32>(word(i));
 }
 
+struct Updated {
+    param: f32,
+    state1: f32,
+    state2: f32,
+}
+
+fn adam_update(param: f32, grad: f32, m: f32, v: f32) -> Updated {
+    let lr = float_word(1u);
+    let beta1 = float_word(2u);
+    let beta2 = float_word(3u);
+    let wd = float_word(5u);
+    var p = param;
+    var g = grad;
+    if (word(8u) & 1u) != 0u {
+        p = p * (1.0 - lr * wd);
+    } else {
+        g = g + wd * p;
+    }
+    let m2 = beta1 * m + (1.0 - beta1) * g;
+    let v2 = beta2 * v + (1.0 - beta2) * g * g;
+    let denom = sqrt(v2 / float_word(7u)) + float_word(4u);
+    return Updated(p - lr * (m2 / float_word(6u)) / denom, m2, v2);
+}
+
+// The momentum buffer `buf` is not read on the first step.
+fn sgd_update(p: f32, grad: f32, buf: f32) -> Updated {
+    let momentum = float_word(2u);
+    var g = grad + float_word(5u) * p;
+    var b = g;
+    if (word(8u) & 4u) == 0u {
+        b = momentum * buf + (1.0 - float_word(3u)) * g;
+    }
+    if (word(8u) & 2u) != 0u {
+        g = g + momentum * b;
+    } else {
+        g = b;
+    }
+    return Updated(p - float_word(1u) * g, b, 0.0);
+}
+
 @compute @workgroup_size(256)
 fn adam_main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -32,23 +76,10 @@ fn adam_main(
     if i >= word(0u) {
         return;
     }
-    let lr = float_word(1u);
-    let beta1 = float_word(2u);
-    let beta2 = float_word(3u);
-    let wd = float_word(5u);
-    var p = param[i];
-    var g = grad[i];
-    if (word(8u) & 1u) != 0u {
-        p = p * (1.0 - lr * wd);
-    } else {
-        g = g + wd * p;
-    }
-    let m = beta1 * state1[i] + (1.0 - beta1) * g;
-    let v = beta2 * state2[i] + (1.0 - beta2) * g * g;
-    let denom = sqrt(v / float_word(7u)) + float_word(4u);
-    param_out[i] = p - lr * (m / float_word(6u)) / denom;
-    state1_out[i] = m;
-    state2_out[i] = v;
+    let u = adam_update(param[i], grad[i], state1[i], state2[i]);
+    param_out[i] = u.param;
+    state1_out[i] = u.state1;
+    state2_out[i] = u.state2;
 }
 
 @compute @workgroup_size(256)
@@ -61,18 +92,146 @@ fn sgd_main(
     if i >= word(0u) {
         return;
     }
-    let momentum = float_word(2u);
-    let p = param[i];
-    var g = grad[i] + float_word(5u) * p;
-    var buf = g;
+    var buf = 0.0;
     if (word(8u) & 4u) == 0u {
-        buf = momentum * state1[i] + (1.0 - float_word(3u)) * g;
+        buf = state1[i];
     }
-    if (word(8u) & 2u) != 0u {
-        g = g + momentum * buf;
-    } else {
-        g = buf;
+    let u = sgd_update(param[i], grad[i], buf);
+    param_out[i] = u.param;
+    state1_out[i] = u.state1;
+}
+
+// Up to four parameters per launch: parameter k's tensors are bound at 8 + k (param), 12 + k (grad),
+// 16 + k (state 1), 20 + k (state 2), 24 + k (param out), 28 + k (state 1 out), 32 + k (state 2 out).
+@group(0) @binding(8) var<storage, read> p0: array<f32>;
+@group(0) @binding(9) var<storage, read> p1: array<f32>;
+@group(0) @binding(10) var<storage, read> p2: array<f32>;
+@group(0) @binding(11) var<storage, read> p3: array<f32>;
+@group(0) @binding(12) var<storage, read> g0: array<f32>;
+@group(0) @binding(13) var<storage, read> g1: array<f32>;
+@group(0) @binding(14) var<storage, read> g2: array<f32>;
+@group(0) @binding(15) var<storage, read> g3: array<f32>;
+@group(0) @binding(16) var<storage, read> a0: array<f32>;
+@group(0) @binding(17) var<storage, read> a1: array<f32>;
+@group(0) @binding(18) var<storage, read> a2: array<f32>;
+@group(0) @binding(19) var<storage, read> a3: array<f32>;
+@group(0) @binding(20) var<storage, read> b0: array<f32>;
+@group(0) @binding(21) var<storage, read> b1: array<f32>;
+@group(0) @binding(22) var<storage, read> b2: array<f32>;
+@group(0) @binding(23) var<storage, read> b3: array<f32>;
+@group(0) @binding(24) var<storage, read_write> p0_out: array<f32>;
+@group(0) @binding(25) var<storage, read_write> p1_out: array<f32>;
+@group(0) @binding(26) var<storage, read_write> p2_out: array<f32>;
+@group(0) @binding(27) var<storage, read_write> p3_out: array<f32>;
+@group(0) @binding(28) var<storage, read_write> a0_out: array<f32>;
+@group(0) @binding(29) var<storage, read_write> a1_out: array<f32>;
+@group(0) @binding(30) var<storage, read_write> a2_out: array<f32>;
+@group(0) @binding(31) var<storage, read_write> a3_out: array<f32>;
+@group(0) @binding(32) var<storage, read_write> b0_out: array<f32>;
+@group(0) @binding(33) var<storage, read_write> b1_out: array<f32>;
+@group(0) @binding(34) var<storage, read_write> b2_out: array<f32>;
+@group(0) @binding(35) var<storage, read_write> b3_out: array<f32>;
+
+// Which parameter element `i` of the concatenation belongs to, and its index there: (k, j).
+fn locate(i: u32) -> vec2<u32> {
+    var k = 0u;
+    for (var next = 1u; next < word(9u); next = next + 1u) {
+        if i >= word(10u + next) {
+            k = next;
+        }
     }
-    param_out[i] = p - float_word(1u) * g;
-    state1_out[i] = buf;
+    return vec2<u32>(k, i - word(10u + k));
+}
+
+fn multi_param(k: u32, j: u32) -> f32 {
+    switch k {
+        case 0u: { return p0[j]; }
+        case 1u: { return p1[j]; }
+        case 2u: { return p2[j]; }
+        default: { return p3[j]; }
+    }
+}
+
+fn multi_grad(k: u32, j: u32) -> f32 {
+    switch k {
+        case 0u: { return g0[j]; }
+        case 1u: { return g1[j]; }
+        case 2u: { return g2[j]; }
+        default: { return g3[j]; }
+    }
+}
+
+fn multi_state1(k: u32, j: u32) -> f32 {
+    switch k {
+        case 0u: { return a0[j]; }
+        case 1u: { return a1[j]; }
+        case 2u: { return a2[j]; }
+        default: { return a3[j]; }
+    }
+}
+
+fn multi_state2(k: u32, j: u32) -> f32 {
+    switch k {
+        case 0u: { return b0[j]; }
+        case 1u: { return b1[j]; }
+        case 2u: { return b2[j]; }
+        default: { return b3[j]; }
+    }
+}
+
+fn multi_store(k: u32, j: u32, u: Updated) {
+    switch k {
+        case 0u: { p0_out[j] = u.param; a0_out[j] = u.state1; }
+        case 1u: { p1_out[j] = u.param; a1_out[j] = u.state1; }
+        case 2u: { p2_out[j] = u.param; a2_out[j] = u.state1; }
+        default: { p3_out[j] = u.param; a3_out[j] = u.state1; }
+    }
+}
+
+fn multi_store_state2(k: u32, j: u32, v: f32) {
+    switch k {
+        case 0u: { b0_out[j] = v; }
+        case 1u: { b1_out[j] = v; }
+        case 2u: { b2_out[j] = v; }
+        default: { b3_out[j] = v; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn adam_multi(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = thread_index(wid, groups, lid);
+    if i >= word(0u) {
+        return;
+    }
+    let at = locate(i);
+    let u = adam_update(
+        multi_param(at.x, at.y),
+        multi_grad(at.x, at.y),
+        multi_state1(at.x, at.y),
+        multi_state2(at.x, at.y),
+    );
+    multi_store(at.x, at.y, u);
+    multi_store_state2(at.x, at.y, u.state2);
+}
+
+@compute @workgroup_size(256)
+fn sgd_multi(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = thread_index(wid, groups, lid);
+    if i >= word(0u) {
+        return;
+    }
+    let at = locate(i);
+    var buf = 0.0;
+    if (word(8u) & 4u) == 0u {
+        buf = multi_state1(at.x, at.y);
+    }
+    multi_store(at.x, at.y, sgd_update(multi_param(at.x, at.y), multi_grad(at.x, at.y), buf));
 }

@@ -425,6 +425,91 @@ device_test!(sgd_with_momentum_and_nesterov, |device| {
     );
 });
 
+device_test!(
+    whole_model_updates_match_one_parameter_at_a_time,
+    |device| {
+        // Six parameters of different sizes (two launches of the multi-parameter kernels on a GPU): two
+        // Adam/AdamW steps and three SGD steps (the first without momentum buffers) give exactly what
+        // updating each parameter alone gives.
+        let sizes = [7usize, 1, 300, 33, 4, 1000];
+        let tensor =
+            |n: usize, seed: f32| RawTensor::from_slice(&values(n, seed), [n], &device).unwrap();
+        let params: Vec<RawTensor> = sizes.iter().map(|&n| tensor(n, n as f32)).collect();
+        let grads: Vec<RawTensor> = sizes.iter().map(|&n| tensor(n, 0.5 + n as f32)).collect();
+        let read = |t: &RawTensor| t.to_vec::<f32>().unwrap();
+        for decoupled in [false, true] {
+            let config = AdamConfig {
+                lr: 0.01,
+                weight_decay: 0.1,
+                decoupled,
+                ..Default::default()
+            };
+            let zeros: Vec<RawTensor> = sizes
+                .iter()
+                .map(|&n| RawTensor::zeros([n], DType::F32, &device).unwrap())
+                .collect();
+            let mut together: Vec<(RawTensor, RawTensor, RawTensor)> = params
+                .iter()
+                .zip(&zeros)
+                .map(|(p, z)| (p.clone(), z.clone(), z.clone()))
+                .collect();
+            let mut alone = together.clone();
+            for step in 1..=2 {
+                let items: Vec<[&RawTensor; 4]> = together
+                    .iter()
+                    .zip(&grads)
+                    .map(|((p, m, v), g)| [p, g, m, v])
+                    .collect();
+                together = RawTensor::adam_step_many(&items, &config, step).unwrap();
+                alone = alone
+                    .iter()
+                    .zip(&grads)
+                    .map(|((p, m, v), g)| RawTensor::adam_step(p, g, m, v, &config, step).unwrap())
+                    .collect();
+            }
+            for (a, b) in together.iter().zip(&alone) {
+                assert_eq!(read(&a.0), read(&b.0), "param, decoupled {decoupled}");
+                assert_eq!(read(&a.1), read(&b.1));
+                assert_eq!(read(&a.2), read(&b.2));
+            }
+        }
+        let config = SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 0.01,
+            ..Default::default()
+        };
+        let mut together: Vec<(RawTensor, Option<RawTensor>)> =
+            params.iter().map(|p| (p.clone(), None)).collect();
+        let mut alone = together.clone();
+        for _ in 0..3 {
+            let items: Vec<_> = together
+                .iter()
+                .zip(&grads)
+                .map(|((p, b), g)| (p, g, b.as_ref()))
+                .collect();
+            together = RawTensor::sgd_step_many(&items, &config)
+                .unwrap()
+                .into_iter()
+                .map(|(p, b)| (p, Some(b)))
+                .collect();
+            alone = alone
+                .iter()
+                .zip(&grads)
+                .map(|((p, b), g)| {
+                    let (p, b) = RawTensor::sgd_step(p, g, b.as_ref(), &config).unwrap();
+                    (p, Some(b))
+                })
+                .collect();
+        }
+        for (a, b) in together.iter().zip(&alone) {
+            assert_eq!(read(&a.0), read(&b.0), "sgd param");
+            assert_eq!(read(a.1.as_ref().unwrap()), read(b.1.as_ref().unwrap()));
+        }
+    }
+);
+
 device_test!(f16_inputs_compute_in_f32, |device| {
     let x = RawTensor::from_slice(&values(12, 13.0), [3, 4], &device).unwrap();
     let h = x.cast(DType::F16).unwrap();

@@ -1,4 +1,5 @@
-//! Optimizers: each step runs one fused kernel per parameter (`RawTensor::adam_step`, `sgd_step`).
+//! Optimizers: each step updates every parameter with fused kernels (`RawTensor::adam_step_many`,
+//! `sgd_step_many`: on a GPU one launch per four parameters).
 
 use std::collections::HashMap;
 
@@ -71,11 +72,13 @@ impl Adam {
 impl Optimizer for Adam {
     fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
         self.step += 1;
+        // Every parameter with a gradient, updated together (one launch for up to four on a GPU).
+        let mut updating = Vec::new();
         for p in params {
             let Some(g) = grads.get_raw(p.id()) else {
                 continue;
             };
-            let value = p.tensor();
+            let value = p.tensor().raw().clone();
             let (m, v) = match self.moments.remove(&p.id()) {
                 Some(state) => state,
                 None => {
@@ -84,8 +87,14 @@ impl Optimizer for Adam {
                     (zeros()?, zeros()?)
                 }
             };
-            let (p2, m2, v2) =
-                RawTensor::adam_step(value.raw(), g, &m, &v, &self.config, self.step)?;
+            updating.push((p, value, g, m, v));
+        }
+        let items: Vec<[&RawTensor; 4]> = updating
+            .iter()
+            .map(|(_, value, g, m, v)| [value, *g, m, v])
+            .collect();
+        let updated = RawTensor::adam_step_many(&items, &self.config, self.step)?;
+        for ((p, ..), (p2, m2, v2)) in updating.iter().zip(updated) {
             p.set(p2)?;
             self.moments.insert(p.id(), (m2, v2));
         }
@@ -161,12 +170,20 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
+        let mut updating = Vec::new();
         for p in params {
             let Some(g) = grads.get_raw(p.id()) else {
                 continue;
             };
             let buffer = self.buffers.remove(&p.id());
-            let (p2, b2) = RawTensor::sgd_step(p.tensor().raw(), g, buffer.as_ref(), &self.config)?;
+            updating.push((p, p.tensor().raw().clone(), g, buffer));
+        }
+        let items: Vec<_> = updating
+            .iter()
+            .map(|(_, value, g, b)| (value, *g, b.as_ref()))
+            .collect();
+        let updated = RawTensor::sgd_step_many(&items, &self.config)?;
+        for ((p, ..), (p2, b2)) in updating.iter().zip(updated) {
             p.set(p2)?;
             if self.config.momentum != 0.0 {
                 self.buffers.insert(p.id(), b2);

@@ -1,12 +1,19 @@
-//! Launchers for `shaders/optimizer.wgsl`.
+//! Launchers for `shaders/optimizer.wgsl`: one parameter per launch, or up to [`MULTI`] (a model's
+//! whole update) where the adapter binds enough storage buffers.
 
 use std::sync::Arc;
 
+use super::context::Bindable;
 use super::params::Params;
 use super::pipelines::Kernel;
 use super::{GpuBuffer, GpuContext, groups_for};
 use crate::shaders::Shader;
 use crate::{AdamConfig, DType, Result, SgdConfig};
+
+/// Parameters one launch of `adam_multi` / `sgd_multi` updates.
+pub(crate) const MULTI: usize = 4;
+/// Storage buffers `adam_multi` binds: seven per parameter.
+const MULTI_BINDINGS: u32 = 7 * MULTI as u32;
 
 const DECOUPLED: u32 = 1;
 const NESTEROV: u32 = 2;
@@ -91,4 +98,159 @@ pub(crate) fn sgd(
         groups_for(numel),
     )?;
     Ok((p2, b2))
+}
+
+/// Whether the adapter binds enough storage buffers for the multi-parameter kernels.
+pub(crate) fn multi_supported(ctx: &GpuContext) -> bool {
+    ctx.limits.max_storage_buffers_per_shader_stage >= MULTI_BINDINGS
+}
+
+/// `params` with the parameter count and where each starts in the concatenation (words 9..14);
+/// word 0 the total.
+fn segments(op: &'static str, params: Params, numels: &[usize]) -> Result<Params> {
+    let mut starts = Vec::with_capacity(numels.len());
+    let mut total = 0;
+    for &n in numels {
+        starts.push(total);
+        total += n;
+    }
+    params
+        .with_words(op, 0, &[total])?
+        .with_words(op, 9, &[numels.len()])?
+        .with_words(op, 10, &starts)
+}
+
+/// Records `entry` over up to [`MULTI`] parameters: `inputs[k]` are parameter k's input buffers
+/// (param, grad, state 1, state 2 — as many as the entry reads), `outputs[k]` its output buffers.
+fn launch_multi(
+    ctx: &Arc<GpuContext>,
+    op: &'static str,
+    entry: &'static str,
+    params: &Params,
+    inputs: &[Vec<&GpuBuffer>],
+    outputs: &[Vec<GpuBuffer>],
+    total: usize,
+) -> Result<()> {
+    let placeholder = ctx.placeholder();
+    let mut bindings: Vec<(u32, &dyn Bindable)> = Vec::new();
+    for slot in 0..inputs[0].len() {
+        for k in 0..MULTI {
+            // Unused parameter slots read parameter 0's buffers (never indexed) and write nowhere.
+            let buffer = inputs.get(k).unwrap_or(&inputs[0])[slot];
+            bindings.push((8 + (4 * slot + k) as u32, buffer));
+        }
+    }
+    for slot in 0..outputs[0].len() {
+        for k in 0..MULTI {
+            let binding = 24 + (4 * slot + k) as u32;
+            match outputs.get(k) {
+                Some(out) => bindings.push((binding, &out[slot])),
+                None => bindings.push((binding, &placeholder)),
+            }
+        }
+    }
+    let kernel = Kernel::new(Shader::Optimizer, entry, DType::F32);
+    ctx.dispatch(op, &kernel, params, &bindings, groups_for(total))
+}
+
+/// One Adam step of up to [`MULTI`] parameters in one launch: `items[k]` = (param, grad, m, v) of
+/// `numels[k]` elements; returns each one's updated `[param, m, v]`.
+pub(crate) fn adam_multi(
+    ctx: &Arc<GpuContext>,
+    items: &[[&GpuBuffer; 4]],
+    numels: &[usize],
+    c: &AdamConfig,
+    step: u32,
+) -> Result<Vec<[GpuBuffer; 3]>> {
+    let op = "adam_step";
+    let c1 = 1.0 - c.beta1.powi(step as i32);
+    let c2 = 1.0 - c.beta2.powi(step as i32);
+    let params = segments(
+        op,
+        floats(
+            Params::new(),
+            1,
+            &[c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, c1, c2],
+        )
+        .set(8, if c.decoupled { DECOUPLED } else { 0 }),
+        numels,
+    )?;
+    let outputs = numels
+        .iter()
+        .map(|&n| {
+            let bytes = (n * 4) as u64;
+            Ok(vec![
+                ctx.alloc(op, bytes)?,
+                ctx.alloc(op, bytes)?,
+                ctx.alloc(op, bytes)?,
+            ])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let inputs: Vec<Vec<&GpuBuffer>> = items.iter().map(|b| b.to_vec()).collect();
+    launch_multi(
+        ctx,
+        op,
+        "adam_multi",
+        &params,
+        &inputs,
+        &outputs,
+        numels.iter().sum(),
+    )?;
+    Ok(outputs
+        .into_iter()
+        .map(|o| {
+            let mut o = o.into_iter();
+            let mut next = || o.next().expect("three outputs each");
+            [next(), next(), next()]
+        })
+        .collect())
+}
+
+/// One SGD step of up to [`MULTI`] parameters in one launch: `items[k]` = (param, grad, momentum
+/// buffer — all `None` on the first step); returns each one's `(param, momentum buffer)`.
+pub(crate) fn sgd_multi(
+    ctx: &Arc<GpuContext>,
+    items: &[(&GpuBuffer, &GpuBuffer, Option<&GpuBuffer>)],
+    numels: &[usize],
+    c: &SgdConfig,
+) -> Result<Vec<(GpuBuffer, GpuBuffer)>> {
+    let op = "sgd_step";
+    let first = items.iter().all(|i| i.2.is_none());
+    let flags = if c.nesterov { NESTEROV } else { 0 } | if first { FIRST_STEP } else { 0 };
+    let params = segments(
+        op,
+        floats(Params::new(), 1, &[c.lr, c.momentum, c.dampening])
+            .set(5, c.weight_decay.to_bits())
+            .set(8, flags),
+        numels,
+    )?;
+    let outputs = numels
+        .iter()
+        .map(|&n| {
+            let bytes = (n * 4) as u64;
+            Ok(vec![ctx.alloc(op, bytes)?, ctx.alloc(op, bytes)?])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // On the first step there is no buffer yet; the kernel does not read it, the gradient stands in.
+    let inputs: Vec<Vec<&GpuBuffer>> = items
+        .iter()
+        .map(|&(p, g, b)| vec![p, g, b.unwrap_or(g)])
+        .collect();
+    launch_multi(
+        ctx,
+        op,
+        "sgd_multi",
+        &params,
+        &inputs,
+        &outputs,
+        numels.iter().sum(),
+    )?;
+    Ok(outputs
+        .into_iter()
+        .map(|o| {
+            let mut o = o.into_iter();
+            let mut next = || o.next().expect("two outputs each");
+            (next(), next())
+        })
+        .collect())
 }

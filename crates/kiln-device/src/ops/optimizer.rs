@@ -1,6 +1,7 @@
 //! Fused optimizer steps: each reads a parameter, its gradient and its state once and returns the
 //! updated parameter and state (PyTorch's update rules; `shaders/optimizer.wgsl` has the formulas).
 
+use crate::gpu::GpuBuffer;
 use crate::tensor::Backend;
 use crate::{DType, Error, RawTensor, Result, cpu, gpu};
 
@@ -162,5 +163,109 @@ impl RawTensor {
                 )
             }
         })
+    }
+
+    /// [`RawTensor::adam_step`] for several parameters (`items[k]` = param, grad, m, v) with one
+    /// config: on the GPU up to four parameters per kernel launch, so a small model's whole update
+    /// is one dispatch. Returns each one's `(param, m, v)`, in order.
+    pub fn adam_step_many(
+        items: &[[&RawTensor; 4]],
+        config: &AdamConfig,
+        step: u32,
+    ) -> Result<Vec<(RawTensor, RawTensor, RawTensor)>> {
+        let op = "adam_step";
+        let multi = match items.first().map(|i| i[0].backend()) {
+            Some(Backend::Gpu(ctx)) => gpu::optimizer::multi_supported(ctx),
+            _ => false,
+        };
+        if !multi {
+            return items
+                .iter()
+                .map(|[p, g, m, v]| RawTensor::adam_step(p, g, m, v, config, step))
+                .collect();
+        }
+        if step == 0 {
+            return Err(Error::invalid(op, "step counts from 1".to_string()));
+        }
+        let mut updated = Vec::with_capacity(items.len());
+        for chunk in items.chunks(gpu::optimizer::MULTI) {
+            let mut tensors = Vec::with_capacity(chunk.len());
+            for [p, g, m, v] in chunk {
+                check(op, p, &[g, m, v])?;
+                RawTensor::check_same_device(op, &[chunk[0][0], p])?;
+                tensors.push([
+                    p.contiguous()?,
+                    g.contiguous()?,
+                    m.contiguous()?,
+                    v.contiguous()?,
+                ]);
+            }
+            let Backend::Gpu(ctx) = tensors[0][0].backend() else {
+                unreachable!("multi is GPU only")
+            };
+            let buffers: Vec<[&GpuBuffer; 4]> = tensors
+                .iter()
+                .map(|t| [t[0].buffer(), t[1].buffer(), t[2].buffer(), t[3].buffer()])
+                .collect();
+            let numels: Vec<usize> = tensors.iter().map(|t| t[0].numel()).collect();
+            let outs = gpu::optimizer::adam_multi(ctx, &buffers, &numels, config, step)?;
+            for (t, [p2, m2, v2]) in tensors.iter().zip(outs) {
+                let p = &t[0];
+                let wrap = |b| RawTensor::from_gpu(b, p.shape().clone(), DType::F32, p);
+                updated.push((wrap(p2), wrap(m2), wrap(v2)));
+            }
+        }
+        Ok(updated)
+    }
+
+    /// [`RawTensor::sgd_step`] for several parameters (`items[k]` = param, grad, momentum buffer)
+    /// with one config: on the GPU up to four parameters per kernel launch. Returns each one's
+    /// `(param, momentum_buffer)`, in order.
+    pub fn sgd_step_many(
+        items: &[(&RawTensor, &RawTensor, Option<&RawTensor>)],
+        config: &SgdConfig,
+    ) -> Result<Vec<(RawTensor, RawTensor)>> {
+        let op = "sgd_step";
+        let multi = match items.first().map(|i| i.0.backend()) {
+            Some(Backend::Gpu(ctx)) => gpu::optimizer::multi_supported(ctx),
+            _ => false,
+        };
+        // One launch updates parameters that all have a momentum buffer, or none.
+        let uniform = items.iter().all(|i| i.2.is_some()) || items.iter().all(|i| i.2.is_none());
+        if !multi || !uniform {
+            return items
+                .iter()
+                .map(|&(p, g, b)| RawTensor::sgd_step(p, g, b, config))
+                .collect();
+        }
+        let mut updated = Vec::with_capacity(items.len());
+        for chunk in items.chunks(gpu::optimizer::MULTI) {
+            let mut tensors = Vec::with_capacity(chunk.len());
+            for &(p, g, b) in chunk {
+                let mut others = vec![g];
+                others.extend(b);
+                check(op, p, &others)?;
+                RawTensor::check_same_device(op, &[chunk[0].0, p])?;
+                tensors.push((
+                    p.contiguous()?,
+                    g.contiguous()?,
+                    b.map(RawTensor::contiguous).transpose()?,
+                ));
+            }
+            let Backend::Gpu(ctx) = tensors[0].0.backend() else {
+                unreachable!("multi is GPU only")
+            };
+            let buffers: Vec<_> = tensors
+                .iter()
+                .map(|(p, g, b)| (p.buffer(), g.buffer(), b.as_ref().map(RawTensor::buffer)))
+                .collect();
+            let numels: Vec<usize> = tensors.iter().map(|t| t.0.numel()).collect();
+            let outs = gpu::optimizer::sgd_multi(ctx, &buffers, &numels, config)?;
+            for ((p, _, _), (p2, b2)) in tensors.iter().zip(outs) {
+                let wrap = |b| RawTensor::from_gpu(b, p.shape().clone(), DType::F32, p);
+                updated.push((wrap(p2), wrap(b2)));
+            }
+        }
+        Ok(updated)
     }
 }
