@@ -8,7 +8,8 @@
 //! Workloads (all when none is named): `train-seed-cnn` (the reference CNN on Fashion-MNIST, batch
 //! 64, Adam; samples/s and the time from `Device` creation to the first finished batch, shader
 //! compilation included), `train-mlp` (784-128-10, batch 32), `infer-seed-cnn-1`,
-//! `infer-seed-cnn-1000`, `matmul-<n>`, `conv2d-seed-fwd-bwd`, `softmax-4096x1000`, `sum-16m`.
+//! `infer-seed-cnn-1000`, `matmul-<n>`, `conv2d-seed-fwd-bwd`, `softmax-4096x1000`, `sum-16m`, and
+//! `dispatch-chain` (1,000 dependent tiny ops: the cost of a launch; not in the default set).
 //! Each timed figure is the median of repeated runs (at least 5 and at least one second). With
 //! `KILN_PROFILE=1` on a GPU, each workload also prints the profiler's per-kernel table to stderr
 //! (training: one table per epoch).
@@ -226,6 +227,18 @@ fn run_workload(workload: &str, device_name: &str, batches: usize) -> kiln::Resu
                 seconds,
                 vec![],
             );
+        }
+        "dispatch-chain" => {
+            // 1,000 dependent adds on a 16-element tensor: what each launch costs beyond its work.
+            let x = RawTensor::zeros([16], DType::F32, &device)?;
+            let seconds = median_seconds(&device, || {
+                let mut y = x.clone();
+                for _ in 0..1000 {
+                    y = y.scalar(BinaryOp::Add, 1.0)?;
+                }
+                Ok(())
+            })?;
+            report(1000.0 / seconds, "ops/s", seconds, vec![]);
         }
         "sum-16m" => {
             let x = Tensor::rand([1 << 24], 1, &device)?;

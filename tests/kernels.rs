@@ -111,6 +111,110 @@ device_test!(matmul_batches_vectors_and_empty_operands, |device| {
     assert_eq!(z.to_vec::<f32>().unwrap(), vec![0.0; 6]);
 });
 
+device_test!(matmul_every_tile_edge, |device| {
+    // Every combination of sizes around the tile edges (each GPU plan: square, skinny and GEMV
+    // tiles, short K-steps), then K = 5,409 (split-K) for a few.
+    let sizes = [1usize, 3, 16, 17, 63, 64, 65, 129];
+    let mut cases: Vec<(usize, usize, usize)> = Vec::new();
+    for &m in &sizes {
+        for &n in &sizes {
+            for &k in &sizes {
+                cases.push((m, n, k));
+            }
+        }
+    }
+    cases.extend([
+        (1, 10, 5409),
+        (64, 10, 5409),
+        (17, 65, 5409),
+        (129, 3, 5409),
+    ]);
+    for (m, n, k) in cases {
+        let (a, b) = (values(m * k, m as f32), values(k * n, n as f32 + 0.5));
+        let ta = RawTensor::from_slice(&a, [m, k], &device).unwrap();
+        let tb = RawTensor::from_slice(&b, [k, n], &device).unwrap();
+        let got = ta.matmul(&tb).unwrap().to_vec::<f32>().unwrap();
+        let want = naive_matmul(&a, &b, m, k, n);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * (1.0 + w.abs()) * (k as f32).sqrt(),
+                "{m}x{n}x{k}: element {i} is {g}, want {w}"
+            );
+        }
+    }
+});
+
+device_test!(matmul_long_k_split_is_deterministic, |device| {
+    // K far beyond M·N takes split-K on the GPU (partials summed in a fixed order): the same input
+    // gives bit-identical output every time, close to an f64 reference. Shapes: GEMV (M = 4), a
+    // square tile (32x32), and batch-1 inference against a transposed weight view.
+    for (m, n, k, transpose_b) in [
+        (4, 3, 65_536, false),
+        (32, 32, 40_000, false),
+        (1, 10, 5_408, true),
+    ] {
+        let (a, b) = (values(m * k, 1.5), values(k * n, 2.5));
+        let ta = RawTensor::from_slice(&a, [m, k], &device).unwrap();
+        let tb = if transpose_b {
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            RawTensor::from_slice(&bt, [n, k], &device)
+                .unwrap()
+                .transpose(0, 1)
+                .unwrap()
+        } else {
+            RawTensor::from_slice(&b, [k, n], &device).unwrap()
+        };
+        let run = || {
+            ta.matmul(&tb)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        let first = run();
+        assert_eq!(first, run(), "{m}x{n}x{k}: two runs differ");
+        for i in 0..m * n {
+            let want: f64 = (0..k)
+                .map(|p| f64::from(a[(i / n) * k + p]) * f64::from(b[p * n + i % n]))
+                .sum();
+            let got = f64::from(f32::from_bits(first[i]));
+            assert!(
+                (got - want).abs() < 1e-3 * (1.0 + want.abs()),
+                "{m}x{n}x{k}: {got} vs {want}"
+            );
+        }
+    }
+});
+
+device_test!(matmul_broadcast_batches_of_transposed_operands, |device| {
+    // [3, 1, 17, 40] @ [1, 4, 40, 65]ᵀ-stored: batch dims broadcast, B read through strides.
+    let (m, k, n) = (17, 40, 65);
+    let a = values(3 * m * k, 7.0);
+    let b = values(4 * k * n, 8.0);
+    let bt: Vec<f32> = (0..4 * n * k)
+        .map(|i| {
+            let (batch, rest) = (i / (n * k), i % (n * k));
+            b[batch * k * n + (rest % k) * n + rest / k]
+        })
+        .collect();
+    let ta = RawTensor::from_slice(&a, [3, 1, m, k], &device).unwrap();
+    let tb = RawTensor::from_slice(&bt, [1, 4, n, k], &device)
+        .unwrap()
+        .transpose(2, 3)
+        .unwrap();
+    let out = ta.matmul(&tb).unwrap();
+    assert_eq!(out.shape().dims(), &[3, 4, m, n]);
+    let got = out.to_vec::<f32>().unwrap();
+    for i in 0..3 {
+        for j in 0..4 {
+            let want = naive_matmul(&a[i * m * k..][..m * k], &b[j * k * n..][..k * n], m, k, n);
+            assert_close(&got[(i * 4 + j) * m * n..][..m * n], &want, 1e-4);
+        }
+    }
+});
+
 device_test!(matmul_beyond_65535_workgroups, |device| {
     // 70,000 batched 1x1 products: one GEMM tile each, more than one grid dimension holds.
     let batch = 70_000;

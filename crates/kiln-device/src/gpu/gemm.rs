@@ -266,36 +266,6 @@ fn k_step(k: usize, max: u16) -> u16 {
 
 /// Picks the kernel, tile and split for `s` on `device`.
 pub(crate) fn plan(s: &GemmShape, device: GemmDevice) -> GemmPlan {
-    if let Ok(v) = std::env::var("KILN_GEMM_PROBE") {
-        let parts: Vec<usize> = v.split(',').map(|x| x.parse().unwrap()).collect();
-        if parts[0] == 0 || parts[0] == 3 {
-            let t = if parts[0] == 3 {
-                skinny_tiles(s.m, s.n)[parts[1]]
-            } else {
-                TILES[parts[1]]
-            };
-            let tile = TileShape {
-                bk: k_step(s.k, t.bk),
-                ..t
-            };
-            let slices = parts[2];
-            return GemmPlan::Tiled {
-                tile,
-                slices,
-                k_per_slice: s.k.div_ceil(slices).next_multiple_of(usize::from(tile.bk)),
-            };
-        } else if s.m.min(s.n) <= 16 {
-            let lanes = parts[1];
-            let slices = parts[2];
-            return GemmPlan::Gemv {
-                lanes,
-                swapped: s.n > s.m,
-                rows_fast: parts[3] == 1,
-                slices,
-                k_per_slice: s.k.div_ceil(slices).next_multiple_of(64),
-            };
-        }
-    }
     if s.m.min(s.n) <= GEMV_MAX {
         // Each lane walks about eight K-steps; at most a staged chunk per row.
         let lanes = (1usize << (s.k / 8).max(1).ilog2()).min(GEMV_CHUNK);
