@@ -2,11 +2,15 @@
 # GPU checks and benchmarks for a machine with a real GPU, in two steps:
 #
 #   bench/gpu.sh package [DIR]   # here, with Rust: builds release binaries into DIR (default
-#                                # target/gpu-bundle) with the Vulkan loader and the fixtures next to them
-#   bench/gpu.sh run [DIR] [OUT] # there, no Rust needed: lists adapters, runs the GPU tests and every
-#                                # kiln-bench workload on the hardware adapter, and PyTorch CUDA on the
-#                                # same workloads where PyTorch is installed; results go to OUT
-#                                # (default DIR/results), one JSON line per workload in bench.jsonl
+#                                # target/gpu-bundle) with the Vulkan loader and the fixtures next to
+#                                # them, and packs DIR.tar.xz (what the device tool carries: ~1/4 the size)
+#   bench/gpu.sh run [BUNDLE] [OUT]  # there, no Rust needed: BUNDLE is DIR or DIR.tar.xz. Lists adapters,
+#                                # runs the GPU tests, every kiln-bench workload on the hardware adapter
+#                                # (plus matmul-4096 and dispatch-chain), the profiler's per-kernel table
+#                                # of the training workload (profile.txt), and PyTorch CUDA on the same
+#                                # workloads where PyTorch is installed; results go to OUT (default
+#                                # BUNDLE/results), one JSON line per workload in bench.jsonl.
+#                                # KILN_GPU_BATCHES (default 200) sets the training batches.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODE=${1:-}
@@ -35,12 +39,21 @@ for line in sys.stdin:
   mkdir -p "$DIR/data" && cp -r data/mnist-sample "$DIR/data/"
   mkdir -p "$DIR/peers" && cp bench/peers/*.py "$DIR/peers/"
   cp "$0" "$DIR/gpu.sh"
-  du -sh "$DIR"
+  tar -cJf "$DIR.tar.xz" -C "$DIR" .
+  du -sh "$DIR" "$DIR.tar.xz"
 }
 
 run() {
-  local out=${3:-$DIR/results}
+  if [ -f "$DIR" ]; then
+    local packed=$DIR
+    DIR=/tmp/kiln-gpu-bundle
+    rm -rf "$DIR" && mkdir -p "$DIR" && tar -xJf "$packed" -C "$DIR"
+  fi
+  local out=${3:-$DIR/results} batches=${KILN_GPU_BATCHES:-200}
   mkdir -p "$out"
+  # The NVIDIA driver's Vulkan ICD where the loader does not find it by itself.
+  local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$icd" ]; then export VK_DRIVER_FILES=$icd; fi
   export LD_LIBRARY_PATH="$DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export KILN_REQUIRE_GPU=1 KILN_FIXTURES="$DIR/fixtures" KILN_DEVICE=gpu KILN_DATA="$DIR/data"
   export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
@@ -53,9 +66,13 @@ run() {
     [ "$test" = gpu_runtime ] && filter=
     "$DIR/test-$test" $filter 2>&1 | tee "$out/test-$test.log" | grep -E "^test result|FAILED|panicked|passed" || status=1
   done
-  "$DIR/kiln-bench" --device gpu --batches 200 | tee "$out/bench.jsonl" || status=1
+  "$DIR/kiln-bench" --device gpu --batches "$batches" | tee "$out/bench.jsonl" || status=1
+  "$DIR/kiln-bench" --device gpu matmul-4096 dispatch-chain | tee -a "$out/bench.jsonl" || status=1
+  # The profiler's table: one for the first batch (pipelines compile), one for the timed epoch.
+  KILN_PROFILE=1 "$DIR/kiln-bench" --device gpu --batches "$batches" train-seed-cnn 2>"$out/profile.txt" |
+    tee -a "$out/bench.jsonl" || status=1
   if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-    python3 "$DIR/peers/pytorch_bench.py" --cuda --batches 200 | tee -a "$out/bench.jsonl" || status=1
+    python3 "$DIR/peers/pytorch_bench.py" --cuda --batches "$batches" | tee -a "$out/bench.jsonl" || status=1
   else
     echo "PyTorch with CUDA is not installed here: no PyTorch figures" | tee -a "$out/gpu.txt"
   fi
