@@ -6,13 +6,14 @@
 //   sgd_main   SGD with momentum: g += wd·p; buf' = μ buf + (1 - dampening) g (buf' = g on the first
 //              step); nesterov: g += μ buf', else g = buf'; p' = p - lr g
 //
-//   adam_multi, sgd_multi  the same for up to four parameters in one launch (a model's whole update):
-//              one thread per element of their concatenation, each parameter in its own buffers
+//   adam_multi, sgd_multi  the same for up to four parameters in one launch (a model's whole update),
+//              each in its own buffers: parameter k gets its own run of workgroups, so which buffers a
+//              thread reads is the same across its workgroup
 //
 // Params (see crates/kiln-device/src/gpu/optimizer.rs), floats as f32 bits:
 //   0 elements  1 lr  2 β1 | momentum  3 β2 | dampening  4 eps  5 weight decay  6 c1  7 c2
 //   8 flags: bit 0 decoupled (AdamW), bit 1 nesterov, bit 2 first step
-//   multi: 9 parameters in this launch  10..14 where each starts in the concatenation
+//   multi: 9 parameters in this launch  10..14 each one's first workgroup  14..18 each one's elements
 
 @group(0) @binding(1) var<storage, read> param: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
@@ -132,15 +133,16 @@ fn sgd_main(
 @group(0) @binding(34) var<storage, read_write> b2_out: array<f32>;
 @group(0) @binding(35) var<storage, read_write> b3_out: array<f32>;
 
-// Which parameter element `i` of the concatenation belongs to, and its index there: (k, j).
-fn locate(i: u32) -> vec2<u32> {
+// The parameter workgroup `group` works on and the element of it this thread takes: (k, j, valid).
+fn locate(group: u32, lid: u32) -> vec3<u32> {
     var k = 0u;
     for (var next = 1u; next < word(9u); next = next + 1u) {
-        if i >= word(10u + next) {
+        if group >= word(10u + next) {
             k = next;
         }
     }
-    return vec2<u32>(k, i - word(10u + k));
+    let j = (group - word(10u + k)) * WORKGROUP + lid;
+    return vec3<u32>(k, j, select(0u, 1u, j < word(14u + k)));
 }
 
 fn multi_param(k: u32, j: u32) -> f32 {
@@ -203,11 +205,10 @@ fn adam_multi(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = thread_index(wid, groups, lid);
-    if i >= word(0u) {
+    let at = locate(workgroup_index(wid, groups), lid);
+    if at.z == 0u {
         return;
     }
-    let at = locate(i);
     let u = adam_update(
         multi_param(at.x, at.y),
         multi_grad(at.x, at.y),
@@ -224,11 +225,10 @@ fn sgd_multi(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let i = thread_index(wid, groups, lid);
-    if i >= word(0u) {
+    let at = locate(workgroup_index(wid, groups), lid);
+    if at.z == 0u {
         return;
     }
-    let at = locate(i);
     var buf = 0.0;
     if (word(8u) & 4u) == 0u {
         buf = multi_state1(at.x, at.y);

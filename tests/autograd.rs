@@ -401,3 +401,54 @@ device_test!(fused_conv_relu_matches_conv_then_relu, |device| {
         }
     }
 });
+
+device_test!(fused_linear_matches_matmul_add_relu, |device| {
+    // A dense layer as one op (with and without its ReLU) gives the unfused values and gradients.
+    let x = Tensor::from_slice(&values(5 * 7, 11.0), [5, 7], &device)
+        .unwrap()
+        .requires_grad_();
+    let w = Tensor::from_slice(&values(3 * 7, 12.0), [3, 7], &device)
+        .unwrap()
+        .requires_grad_();
+    let b = Tensor::from_slice(&values(3, 13.0), [3], &device)
+        .unwrap()
+        .requires_grad_();
+    for relu in [false, true] {
+        let run = |fused: bool| {
+            let y = match (fused, relu) {
+                (true, false) => x.linear(&w, Some(&b)).unwrap(),
+                (true, true) => x.linear_relu(&w, Some(&b)).unwrap(),
+                (false, _) => {
+                    let y = x.matmul(&w.t().unwrap()).unwrap().add(&b).unwrap();
+                    if relu { y.relu().unwrap() } else { y }
+                }
+            };
+            let weights = Tensor::from_slice(&values(15, 14.0), [5, 3], &device).unwrap();
+            let grads = y
+                .mul(&weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let read = |t: &Tensor| grads.get(t).unwrap().to_vec::<f32>().unwrap();
+            [y.to_vec::<f32>().unwrap(), read(&x), read(&w), read(&b)]
+        };
+        let (fused, plain) = (run(true), run(false));
+        for (name, got, want) in ["output", "x grad", "w grad", "b grad"]
+            .iter()
+            .zip(&fused)
+            .zip(&plain)
+            .map(|((n, g), w)| (n, g, w))
+        {
+            for (a, b) in got.iter().zip(want) {
+                assert!(
+                    (a - b).abs() < 1e-5 + 1e-4 * b.abs(),
+                    "relu {relu} {name}: {a} vs {b}"
+                );
+            }
+        }
+    }
+    let err = x.linear(&w.t().unwrap(), None).unwrap_err().to_string();
+    assert!(err.contains("linear") && err.contains("[out, in]"), "{err}");
+});

@@ -1,9 +1,9 @@
 //! Launcher for matmul on `shaders/gemm.wgsl` (MODE 0): strided operands, broadcast batch dimensions,
-//! an optional bias added in the store.
+//! an optional bias and ReLU applied in the store.
 
 use std::sync::Arc;
 
-use super::gemm::{self, GemmCall, GemmShape, HAS_BIAS};
+use super::gemm::{self, GemmCall, GemmShape, HAS_BIAS, RELU};
 use super::params::Params;
 use super::{GpuBuffer, GpuContext};
 use crate::layout::coalesce_dims;
@@ -13,13 +13,14 @@ use crate::{Error, Layout, Result};
 /// Batch dimensions the kernel walks (after merging).
 const MAX_BATCH_RANK: usize = 4;
 
-/// `C = A · B (+ bias[n])` with A, B already broadcast to the batch shape; C is contiguous
-/// `[batch.., m, n]`.
+/// `C = A · B (+ bias[n])`, then `max(C, 0)` with `relu`, with A, B already broadcast to the batch
+/// shape; C is contiguous `[batch.., m, n]`.
 pub(crate) fn matmul(
     ctx: &Arc<GpuContext>,
     (a, la): (&GpuBuffer, &Layout),
     (b, lb): (&GpuBuffer, &Layout),
     bias: Option<&GpuBuffer>,
+    relu: bool,
     d: &MatmulDims,
 ) -> Result<GpuBuffer> {
     let op = "matmul";
@@ -70,7 +71,7 @@ pub(crate) fn matmul(
             mode: 0,
             shape,
             params,
-            flags: if bias.is_some() { HAS_BIAS } else { 0 },
+            flags: if bias.is_some() { HAS_BIAS } else { 0 } | if relu { RELU } else { 0 },
             a,
             b,
             bias,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::context::Bindable;
+use super::context::WORKGROUP_SIZE;
 use super::params::Params;
 use super::pipelines::Kernel;
 use super::{GpuBuffer, GpuContext, groups_for};
@@ -105,19 +106,20 @@ pub(crate) fn multi_supported(ctx: &GpuContext) -> bool {
     ctx.limits.max_storage_buffers_per_shader_stage >= MULTI_BINDINGS
 }
 
-/// `params` with the parameter count and where each starts in the concatenation (words 9..14);
-/// word 0 the total.
-fn segments(op: &'static str, params: Params, numels: &[usize]) -> Result<Params> {
+/// `params` with the parameter count, each one's first workgroup and element count (words 9..18);
+/// returns them and the workgroups to launch.
+fn segments(op: &'static str, params: Params, numels: &[usize]) -> Result<(Params, u64)> {
     let mut starts = Vec::with_capacity(numels.len());
-    let mut total = 0;
+    let mut groups = 0;
     for &n in numels {
-        starts.push(total);
-        total += n;
+        starts.push(groups);
+        groups += n.div_ceil(WORKGROUP_SIZE as usize);
     }
-    params
-        .with_words(op, 0, &[total])?
+    let params = params
         .with_words(op, 9, &[numels.len()])?
-        .with_words(op, 10, &starts)
+        .with_words(op, 10, &starts)?
+        .with_words(op, 14, numels)?;
+    Ok((params, groups as u64))
 }
 
 /// Records `entry` over up to [`MULTI`] parameters: `inputs[k]` are parameter k's input buffers
@@ -126,10 +128,9 @@ fn launch_multi(
     ctx: &Arc<GpuContext>,
     op: &'static str,
     entry: &'static str,
-    params: &Params,
+    (params, workgroups): (&Params, u64),
     inputs: &[Vec<&GpuBuffer>],
     outputs: &[Vec<GpuBuffer>],
-    total: usize,
 ) -> Result<()> {
     let placeholder = ctx.placeholder();
     let mut bindings: Vec<(u32, &dyn Bindable)> = Vec::new();
@@ -150,7 +151,7 @@ fn launch_multi(
         }
     }
     let kernel = Kernel::new(Shader::Optimizer, entry, DType::F32);
-    ctx.dispatch(op, &kernel, params, &bindings, groups_for(total))
+    ctx.dispatch(op, &kernel, params, &bindings, workgroups)
 }
 
 /// One Adam step of up to [`MULTI`] parameters in one launch: `items[k]` = (param, grad, m, v) of
@@ -165,7 +166,7 @@ pub(crate) fn adam_multi(
     let op = "adam_step";
     let c1 = 1.0 - c.beta1.powi(step as i32);
     let c2 = 1.0 - c.beta2.powi(step as i32);
-    let params = segments(
+    let (params, workgroups) = segments(
         op,
         floats(
             Params::new(),
@@ -191,10 +192,9 @@ pub(crate) fn adam_multi(
         ctx,
         op,
         "adam_multi",
-        &params,
+        (&params, workgroups),
         &inputs,
         &outputs,
-        numels.iter().sum(),
     )?;
     Ok(outputs
         .into_iter()
@@ -217,7 +217,7 @@ pub(crate) fn sgd_multi(
     let op = "sgd_step";
     let first = items.iter().all(|i| i.2.is_none());
     let flags = if c.nesterov { NESTEROV } else { 0 } | if first { FIRST_STEP } else { 0 };
-    let params = segments(
+    let (params, workgroups) = segments(
         op,
         floats(Params::new(), 1, &[c.lr, c.momentum, c.dampening])
             .set(5, c.weight_decay.to_bits())
@@ -240,10 +240,9 @@ pub(crate) fn sgd_multi(
         ctx,
         op,
         "sgd_multi",
-        &params,
+        (&params, workgroups),
         &inputs,
         &outputs,
-        numels.iter().sum(),
     )?;
     Ok(outputs
         .into_iter()

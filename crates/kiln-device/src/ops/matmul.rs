@@ -1,8 +1,9 @@
-//! `matmul`: matrix products with numpy semantics (1-D operands promoted, batch dimensions broadcast).
-//! Transposed operands are strided views: neither backend copies them.
+//! `matmul`: matrix products with numpy semantics (1-D operands promoted, batch dimensions broadcast),
+//! and `linear`, a dense layer's `x · Wᵀ + b` (optionally then ReLU) in one GPU kernel. Transposed
+//! operands are strided views: neither backend copies them.
 
 use crate::tensor::Backend;
-use crate::{DType, Error, Layout, RawTensor, Result, Shape, cpu, gpu};
+use crate::{BinaryOp, DType, Error, Layout, RawTensor, Result, Shape, UnaryOp, cpu, gpu};
 
 /// The sizes of one matmul after promotion and broadcasting.
 pub(crate) struct MatmulDims {
@@ -103,6 +104,7 @@ impl RawTensor {
                         (t[0].buffer(), &la),
                         (t[1].buffer(), &lb),
                         None,
+                        false,
                         &dims,
                     )?;
                     RawTensor::from_gpu(buffer, out_shape.clone(), DType::F32, &t[0])
@@ -116,6 +118,75 @@ impl RawTensor {
             (_, 1) => out.squeeze(rank - 1),
             _ => Ok(out),
         }
+    }
+}
+
+impl RawTensor {
+    /// A dense layer: `x · weightᵀ + bias` for `x` `[N, in]`, `weight` `[out, in]` (PyTorch's layout)
+    /// and `bias` `[out]`, then ReLU when `relu`. On the GPU one GEMM with the bias and the ReLU
+    /// applied as outputs are stored; the transposed weight is read through strides.
+    pub fn linear(
+        &self,
+        weight: &RawTensor,
+        bias: Option<&RawTensor>,
+        relu: bool,
+    ) -> Result<RawTensor> {
+        let op = "linear";
+        let (x, w) = (self.shape().dims(), weight.shape().dims());
+        if x.len() != 2 || w.len() != 2 || x[1] != w[1] {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "expects x [N, in] and weight [out, in], got {} and {}",
+                    self.shape(),
+                    weight.shape()
+                ),
+            ));
+        }
+        if let Some(b) = bias
+            && b.shape().dims() != [w[0]]
+        {
+            return Err(Error::invalid(
+                op,
+                format!("bias {} must be [{}] (one per output)", b.shape(), w[0]),
+            ));
+        }
+        let wt = weight.transpose(0, 1)?;
+        if !matches!(self.backend(), Backend::Gpu(_)) {
+            let mut y = self.matmul(&wt)?;
+            if let Some(b) = bias {
+                y = y.binary(BinaryOp::Add, b)?;
+            }
+            return if relu { y.unary(UnaryOp::Relu) } else { Ok(y) };
+        }
+        let dims = MatmulDims {
+            batch: vec![],
+            m: x[0],
+            n: w[0],
+            k: x[1],
+        };
+        let mut inputs = vec![self, &wt];
+        inputs.extend(bias);
+        RawTensor::float_op(op, &inputs, |t| {
+            let Backend::Gpu(ctx) = t[0].backend() else {
+                unreachable!("CPU tensors returned above")
+            };
+            let bias = t.get(2).map(RawTensor::contiguous).transpose()?;
+            let buffer = gpu::matmul::matmul(
+                ctx,
+                (t[0].buffer(), t[0].layout()),
+                (t[1].buffer(), t[1].layout()),
+                bias.as_ref().map(RawTensor::buffer),
+                relu,
+                &dims,
+            )?;
+            Ok(RawTensor::from_gpu(
+                buffer,
+                [dims.m, dims.n],
+                DType::F32,
+                &t[0],
+            ))
+        })
     }
 }
 

@@ -66,13 +66,18 @@ impl Layer for Dense {
     }
 
     fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        if self.activation == Activation::Relu {
+            // One fused op: the ReLU is applied as the outputs are stored.
+            let (w, b) = built(&self.name, &self.params)?;
+            return x.linear_relu(&w.tensor(), Some(&b.tensor()));
+        }
         self.activation
             .apply(&self.forward_before_activation(x, training)?)
     }
 
     fn forward_before_activation(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
         let (w, b) = built(&self.name, &self.params)?;
-        x.matmul(&w.tensor().t()?)?.add(&b.tensor())
+        x.linear(&w.tensor(), Some(&b.tensor()))
     }
 
     fn activation(&self) -> Activation {
