@@ -426,7 +426,10 @@ fn gemm_main(
         load_a_tile(lid, m0, k0, k_end, origin, hoist);
         load_b_tile(lid, n0, k0, k_end);
         workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk = kk + 1u) {
+        // Only the K-steps that exist (the last block may be short); the bound is not a constant, so
+        // drivers keep this a loop: a fully unrolled one multiplies compile time (lavapipe: seconds).
+        let steps = min(BK, k_end - k0);
+        for (var kk = 0u; kk < steps; kk = kk + 1u) {
             tile_fma(kk, tx, ty);
         }
         workgroupBarrier();

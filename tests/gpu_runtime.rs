@@ -56,6 +56,36 @@ fn dispatches_are_submitted_in_batches() {
 }
 
 #[test]
+fn repeated_steps_reuse_their_bind_groups() {
+    let Some(device) = gpu_for_tests() else {
+        return;
+    };
+    // A small training-like step: matmul, bias, softmax, sum. The first runs create the bind groups
+    // (the pool hands out its buffers in a settled order from the second step on); later runs on the
+    // same buffers only look them up.
+    let a = RawTensor::full([16, 32], 0.5, DType::F32, &device).unwrap();
+    let b = RawTensor::full([32, 8], 0.25, DType::F32, &device).unwrap();
+    let bias = RawTensor::full([8], 1.0, DType::F32, &device).unwrap();
+    let step = || {
+        let y = a.matmul(&b).unwrap().binary(BinaryOp::Add, &bias).unwrap();
+        y.softmax(-1)
+            .unwrap()
+            .reduce(ReduceOp::Sum, None, false)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    let first = step();
+    assert_eq!(step(), first);
+    let created = device.runtime_stats().bind_groups;
+    for _ in 0..5 {
+        assert_eq!(step(), first);
+    }
+    let after = device.runtime_stats();
+    assert_eq!(after.bind_groups, created, "{after:?}");
+}
+
+#[test]
 fn pipelines_are_compiled_once_per_kernel_and_specialisation() {
     let Some(device) = gpu_for_tests() else {
         return;

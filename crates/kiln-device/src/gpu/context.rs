@@ -2,6 +2,7 @@
 //! dispatches, and the readback path. Kernel launchers (`elementwise.rs`, `copy.rs`, ...) go through
 //! [`GpuContext::dispatch`].
 
+use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,8 @@ pub struct RuntimeStats {
     pub readbacks: u64,
     /// Compute pipelines compiled.
     pub pipelines: u64,
+    /// Bind groups created (a dispatch on the same buffers as an earlier one reuses its bind group).
+    pub bind_groups: u64,
 }
 
 /// Device loss and uncaptured validation errors, filled in by wgpu's callbacks.
@@ -72,6 +75,18 @@ struct Timestamps {
     period: f64,
 }
 
+/// What a bind group binds: the pipeline (its layout) and each binding's buffer and size. The
+/// parameter block is not part of it: it sits at a dynamic offset.
+#[derive(PartialEq, Eq, Hash)]
+struct BindKey {
+    pipeline: usize,
+    buffers: Vec<(u32, wgpu::Buffer, u64)>,
+}
+
+/// Bind groups kept for reuse; cleared when this many are held (and when pooled memory is released,
+/// since a kept bind group keeps its buffers alive).
+const MAX_BIND_GROUPS: usize = 4096;
+
 /// Everything one GPU device owns.
 pub(crate) struct GpuContext {
     pub(crate) device: wgpu::Device,
@@ -93,6 +108,7 @@ pub(crate) struct GpuContext {
     dispatches: AtomicU64,
     submissions: AtomicU64,
     readbacks: AtomicU64,
+    bind_groups_created: AtomicU64,
     /// The per-kernel profiler, when on.
     profiler: Mutex<Option<Profiler>>,
     /// What the next dispatch's launcher said about it (profiling only).
@@ -102,6 +118,8 @@ pub(crate) struct GpuContext {
     /// Whether row kernels use subgroup operations (the adapter has SUBGROUP and `KILN_SUBGROUPS`
     /// is not `0`).
     subgroups: AtomicBool,
+    /// Bind groups by what they bind: a training step's dispatches find theirs from the last step.
+    bind_groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
 }
 
 /// A storage buffer holding one tensor's elements. Returns to the pool when dropped.
@@ -234,10 +252,12 @@ impl GpuContext {
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
             readbacks: AtomicU64::new(0),
+            bind_groups_created: AtomicU64::new(0),
             profiler: Mutex::new(profiling.then(Profiler::default)),
             annotation: Mutex::new(None),
             timestamps,
             subgroups: AtomicBool::new(subgroups),
+            bind_groups: Mutex::new(HashMap::new()),
         })
     }
 
@@ -465,31 +485,39 @@ impl GpuContext {
             .params
             .resize(((slot + 1) * PARAM_SLOT_BYTES) as usize, 0);
 
-        let mut entries = Vec::with_capacity(bindings.len() + 1);
-        entries.push(wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &batch.params_buffer,
-                offset: slot * PARAM_SLOT_BYTES,
-                size: NonZeroU64::new((PARAM_WORDS * 4) as u64),
-            }),
-        });
-        for &(binding, bindable) in bindings {
-            let (buffer, bytes) = bindable.binding();
-            entries.push(wgpu::BindGroupEntry {
-                binding,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer,
-                    offset: 0,
-                    size: NonZeroU64::new(bytes),
-                }),
-            });
-        }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(op),
-            layout: &pipeline.layout,
-            entries: &entries,
-        });
+        let params_offset = slot * PARAM_SLOT_BYTES;
+        let bind_group = if pipeline.dynamic_params {
+            let key = BindKey {
+                pipeline: Arc::as_ptr(&pipeline) as usize,
+                buffers: bindings
+                    .iter()
+                    .map(|&(binding, b)| {
+                        let (buffer, bytes) = b.binding();
+                        (binding, buffer.clone(), bytes)
+                    })
+                    .collect(),
+            };
+            let mut cache = self.bind_groups.lock().unwrap();
+            if let Some(group) = cache.get(&key) {
+                group.clone()
+            } else {
+                if cache.len() >= MAX_BIND_GROUPS {
+                    cache.clear();
+                }
+                let group =
+                    self.bind_group(op, &pipeline.layout, &batch.params_buffer, 0, bindings);
+                cache.insert(key, group.clone());
+                group
+            }
+        } else {
+            self.bind_group(
+                op,
+                &pipeline.layout,
+                &batch.params_buffer,
+                params_offset,
+                bindings,
+            )
+        };
 
         let timestamp_pass = record.is_some() && self.timestamps.is_some();
         if batch.encoder.is_none() {
@@ -522,7 +550,11 @@ impl GpuContext {
         }
         let pass = batch.pass.as_mut().expect("pass just ensured");
         pass.set_pipeline(&pipeline.pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
+        if pipeline.dynamic_params {
+            pass.set_bind_group(0, &bind_group, &[params_offset as u32]);
+        } else {
+            pass.set_bind_group(0, &bind_group, &[]);
+        }
         pass.dispatch_workgroups(x, y, 1);
         batch.ops.push(op);
         self.dispatches.fetch_add(1, Ordering::Relaxed);
@@ -540,6 +572,43 @@ impl GpuContext {
             }
         }
         Ok(())
+    }
+
+    /// A bind group of `layout`: the parameter block at `params_offset`, then `bindings`.
+    fn bind_group(
+        &self,
+        op: &'static str,
+        layout: &wgpu::BindGroupLayout,
+        params: &wgpu::Buffer,
+        params_offset: u64,
+        bindings: &[(u32, &dyn Bindable)],
+    ) -> wgpu::BindGroup {
+        let mut entries = Vec::with_capacity(bindings.len() + 1);
+        entries.push(wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: params,
+                offset: params_offset,
+                size: NonZeroU64::new((PARAM_WORDS * 4) as u64),
+            }),
+        });
+        for &(binding, bindable) in bindings {
+            let (buffer, bytes) = bindable.binding();
+            entries.push(wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: 0,
+                    size: NonZeroU64::new(bytes),
+                }),
+            });
+        }
+        self.bind_groups_created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(op),
+            layout,
+            entries: &entries,
+        })
     }
 
     /// Splits `workgroups` into an x·y grid within the per-dimension limit (kernels flatten it back).
@@ -748,11 +817,13 @@ impl GpuContext {
             submissions: self.submissions.load(Ordering::Relaxed),
             readbacks: self.readbacks.load(Ordering::Relaxed),
             pipelines: self.pipelines.len() as u64,
+            bind_groups: self.bind_groups_created.load(Ordering::Relaxed),
         }
     }
 
-    /// Returns every pooled buffer's memory to the driver.
+    /// Returns every pooled buffer's memory to the driver (kept bind groups would hold it).
     pub(crate) fn release_pooled(&self) {
+        self.bind_groups.lock().unwrap().clear();
         self.pool.lock().unwrap().clear();
     }
 

@@ -140,18 +140,23 @@ impl TileShape {
                 .unwrap();
             }
         }
-        w += "}\nfn tile_store(batch: u32, slice: u32, m0: u32, n0: u32, tx: u32, ty: u32) {\n";
+        // The store runs once: a loop over the sums copied into an array keeps the code small (each
+        // store_four inlines the output addressing), which is most of the driver's compile time.
+        writeln!(
+            w,
+            "}}\nfn tile_store(batch: u32, slice: u32, m0: u32, n0: u32, tx: u32, ty: u32) {{\n    var sums = array<vec4<f32>, {}>(",
+            tm * groups_n
+        )
+        .unwrap();
         for i in 0..tm {
             for h in 0..groups_n {
-                writeln!(
-                    w,
-                    "    store_four(batch, slice, m0 + ({}u * THREADS_M + ty) * 4u + {}u, n0 + ({h}u * THREADS_N + tx) * 4u, acc_{i}_{h});",
-                    i / 4,
-                    i % 4
-                )
-                .unwrap();
+                writeln!(w, "        acc_{i}_{h},").unwrap();
             }
         }
+        w += "    );\n    for (var i = 0u; i < TM; i = i + 1u) {\n        for (var h = 0u; h < TN / 4u; h = h + 1u) {\n";
+        w += "            let m = m0 + ((i / 4u) * THREADS_M + ty) * 4u + i % 4u;\n";
+        w += "            store_four(batch, slice, m, n0 + (h * THREADS_N + tx) * 4u, sums[i * (TN / 4u) + h]);\n";
+        w += "        }\n    }\n";
         w += "}\n";
         w
     }

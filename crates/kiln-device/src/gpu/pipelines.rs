@@ -1,5 +1,7 @@
-//! Compiled compute pipelines, cached by kernel, dtype and specialisation constants: creating a pipeline
-//! can take 100 ms, running one takes microseconds.
+//! Compiled compute pipelines, cached by kernel, dtype, specialisation constants and variant: creating a
+//! pipeline can take 100 ms, running one takes microseconds. Each pipeline's bind group layout is made
+//! from naga's reflection of the bindings its entry point uses, with the parameter block (binding 0)
+//! at a dynamic offset, so one bind group serves every dispatch on the same buffers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -89,13 +91,62 @@ impl Kernel {
 pub(crate) struct Pipeline {
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) layout: wgpu::BindGroupLayout,
+    /// The parameter block is bound at a dynamic offset (the layout came from reflection), so bind
+    /// groups can be cached; else each dispatch binds its own slot.
+    pub(crate) dynamic_params: bool,
+}
+
+/// A compiled shader module and naga's reflection of it.
+#[derive(Clone)]
+struct Module {
+    module: wgpu::ShaderModule,
+    reflection: Option<Arc<(naga::Module, naga::valid::ModuleInfo)>>,
 }
 
 /// Shader modules and pipelines created so far.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<(Shader, Option<Variant>), wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<(Shader, Option<Variant>), Module>>,
     pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+}
+
+/// The bind group layout entries of the bindings `entry` uses (group 0): the parameter block (binding
+/// 0) a uniform at a dynamic offset, the others storage buffers, read-only unless the shader writes
+/// them. `None` when the reflection has no such entry point.
+fn layout_entries(
+    reflection: &(naga::Module, naga::valid::ModuleInfo),
+    entry: &str,
+) -> Option<Vec<wgpu::BindGroupLayoutEntry>> {
+    let (module, info) = reflection;
+    let index = module.entry_points.iter().position(|e| e.name == entry)?;
+    let uses = info.get_entry_point(index);
+    let mut entries = Vec::new();
+    for (handle, var) in module.global_variables.iter() {
+        let Some(binding) = &var.binding else {
+            continue;
+        };
+        if binding.group != 0 || uses[handle].is_empty() {
+            continue;
+        }
+        let ty = match var.space {
+            naga::AddressSpace::Uniform => wgpu::BufferBindingType::Uniform,
+            naga::AddressSpace::Storage { access } => wgpu::BufferBindingType::Storage {
+                read_only: !access.contains(naga::StorageAccess::STORE),
+            },
+            _ => continue,
+        };
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: binding.binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: binding.binding == 0,
+                min_binding_size: None,
+            },
+            count: None,
+        });
+    }
+    Some(entries)
 }
 
 impl PipelineCache {
@@ -113,24 +164,54 @@ impl PipelineCache {
                 .entry((kernel.shader, kernel.variant))
                 .or_insert_with(|| {
                     let header = kernel.variant.map(Variant::header).unwrap_or_default();
+                    let source = kernel.shader.source_with(&header);
+                    // Reflection for the layouts; a shader naga cannot read here fails in wgpu below
+                    // with the real message.
+                    let reflection = naga::front::wgsl::parse_str(&source).ok().and_then(|m| {
+                        let info = naga::valid::Validator::new(
+                            naga::valid::ValidationFlags::all(),
+                            naga::valid::Capabilities::all(),
+                        )
+                        .validate(&m)
+                        .ok()?;
+                        Some(Arc::new((m, info)))
+                    });
                     let desc = wgpu::ShaderModuleDescriptor {
                         label: Some(kernel.shader.file_name()),
-                        source: wgpu::ShaderSource::Wgsl(kernel.shader.source_with(&header).into()),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
                     };
                     // SAFETY: kiln's kernels bound every index they compute by the sizes in their
                     // parameter block (which the launchers derive from the bound buffers), so the
                     // runtime bounds checks wgpu would add are redundant; dropping them is worth ~1.5x.
                     // Every kernel runs under the fixture and edge-case tests at sizes that are not
                     // multiples of its tiles.
-                    unsafe {
+                    let module = unsafe {
                         device.create_shader_module_trusted(
                             desc,
                             wgpu::ShaderRuntimeChecks::unchecked(),
                         )
-                    }
+                    };
+                    Module { module, reflection }
                 })
                 .clone()
         };
+        let layout = module
+            .reflection
+            .as_deref()
+            .and_then(|r| layout_entries(r, kernel.entry))
+            .map(|entries| {
+                device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(kernel.entry),
+                    entries: &entries,
+                })
+            });
+        let pipeline_layout = layout.as_ref().map(|layout| {
+            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.entry),
+                bind_group_layouts: &[Some(layout)],
+                immediate_size: 0,
+            })
+        });
         let constants: Vec<(&str, f64)> = kernel
             .constants
             .iter()
@@ -138,8 +219,8 @@ impl PipelineCache {
             .collect();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry),
-            layout: None,
-            module: &module,
+            layout: pipeline_layout.as_ref(),
+            module: &module.module,
             entry_point: Some(kernel.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants: &constants,
@@ -147,8 +228,13 @@ impl PipelineCache {
             },
             cache: None,
         });
-        let layout = pipeline.get_bind_group_layout(0);
-        let compiled = Arc::new(Pipeline { pipeline, layout });
+        let dynamic_params = layout.is_some();
+        let layout = layout.unwrap_or_else(|| pipeline.get_bind_group_layout(0));
+        let compiled = Arc::new(Pipeline {
+            pipeline,
+            layout,
+            dynamic_params,
+        });
         self.pipelines
             .lock()
             .unwrap()
