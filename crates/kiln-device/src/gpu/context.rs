@@ -148,9 +148,9 @@ impl Bindable for GpuBuffer {
 }
 
 /// A 4-byte device word bindable by kernels: the error flag, or the unused-output placeholder.
-pub(crate) struct ErrorFlag<'a>(&'a wgpu::Buffer);
+pub(crate) struct DeviceWord<'a>(&'a wgpu::Buffer);
 
-impl Bindable for ErrorFlag<'_> {
+impl Bindable for DeviceWord<'_> {
     fn binding(&self) -> (&wgpu::Buffer, u64) {
         (self.0, 4)
     }
@@ -405,12 +405,12 @@ impl GpuContext {
     }
 
     /// A buffer to bind where a kernel declares an output this dispatch does not write.
-    pub(crate) fn placeholder(&self) -> ErrorFlag<'_> {
-        ErrorFlag(&self.placeholder)
+    pub(crate) fn placeholder(&self) -> DeviceWord<'_> {
+        DeviceWord(&self.placeholder)
     }
 
     /// The error-flag word and the code under which a kernel reports `message` through it.
-    pub(crate) fn error_check(&self, message: String) -> (ErrorFlag<'_>, u32) {
+    pub(crate) fn error_check(&self, message: String) -> (DeviceWord<'_>, u32) {
         let mut messages = self.error_messages.lock().unwrap();
         let code = match messages.iter().position(|m| *m == message) {
             Some(i) => i + 1,
@@ -419,7 +419,7 @@ impl GpuContext {
                 messages.len()
             }
         };
-        (ErrorFlag(&self.error_flag), code as u32)
+        (DeviceWord(&self.error_flag), code as u32)
     }
 
     /// Records one kernel launch of `workgroups` workgroups (spread over an x·y grid; kernels flatten

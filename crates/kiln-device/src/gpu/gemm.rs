@@ -1,11 +1,12 @@
 //! Plans and launches the GEMM of `shaders/gemm.wgsl` (matmul and the three convolution GEMMs).
 //!
 //! The plan fits the kernel to the shape, by a rule:
-//! 1. **Thin outputs** (M or N ≤ 16: batch-1 inference, dense layers' weight gradients, the first
-//!    convolution's weight gradient) take `gemv_main`: each long-axis row is a set of dot products whose K
-//!    is split over `lanes` threads, so nothing is padded to a tile.
-//! 2. Otherwise `gemm_main` with the **largest register tile** whose padding wastes at most
-//!    [`MAX_WASTE`] of the work and that still launches enough workgroups to fill the device
+//! 1. **Thin outputs** (M or N ≤ 4: inference on a few samples) take `gemv_main`: each long-axis row
+//!    is a set of dot products whose K is split over `lanes` threads, so nothing is padded to a tile.
+//! 2. Otherwise `gemm_main` with the **largest register tile** — square ones from 128×128 (8×8 outputs
+//!    per thread) to 32×32, and skinny 64×N / 32×N ones (or their transposes) when a side is at most
+//!    16 (a dense layer's 10 classes, a convolution's 3×3 weight gradient) — whose padding wastes at
+//!    most [`MAX_WASTE`] of the work and that still launches enough workgroups to fill the device
 //!    ([`GemmDevice::fill`]); when no tile reaches that many, the one that launches the most. K-steps
 //!    are `BK` = K itself for K ≤ 16 (a 3×3 single-channel convolution runs 9, not 16), else the step
 //!    with the least K padding.
@@ -36,6 +37,7 @@ pub(crate) struct GemmDevice {
 }
 
 impl GemmDevice {
+    /// What `ctx`'s device offers.
     pub(crate) fn of(ctx: &GpuContext) -> Self {
         GemmDevice {
             workgroup_memory: u64::from(ctx.limits.max_compute_workgroup_storage_size),
@@ -43,6 +45,7 @@ impl GemmDevice {
         }
     }
 }
+
 /// Padding a tile may add to the useful work (executed / useful FLOPs).
 const MAX_WASTE: f64 = 1.25;
 /// Below this many multiply-adds one pass beats the extra dispatch of split-K.
