@@ -55,7 +55,7 @@ run() {
   local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$icd" ]; then export VK_DRIVER_FILES=$icd; fi
   export LD_LIBRARY_PATH="$DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  export KILN_REQUIRE_GPU=1 KILN_FIXTURES="$DIR/fixtures" KILN_DEVICE=gpu KILN_DATA="$DIR/data"
+  export KILN_REQUIRE_GPU=1 KILN_FIXTURES="$DIR/fixtures" KILN_DEVICE=gpu KILN_DATA="$DIR/data" KILN_OFFLINE=1
   export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
   (command -v nvidia-smi >/dev/null && nvidia-smi -L || true) | tee "$out/gpu.txt"
   "$DIR/devices" | tee -a "$out/gpu.txt"
