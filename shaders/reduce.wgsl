@@ -4,9 +4,12 @@
 // front of this file) reduces one slice — each thread a strided run, then the team combines them — and
 // a workgroup takes several slices. Split axes are finished by a second launch over the parts.
 //
+// Contiguous axes whose parts are whole vec4s (inner = 1, axis and part length multiples of four) are
+// read as vec4 by reduce_main.
+//
 // Params (see crates/kiln-device/src/gpu/reduce.rs):
 //   0 outer  1 axis length  2 inner  3 elements per part  4 parts per output  5 scale (f32 bits)
-//   6 slices per workgroup  31 threads per team (teams_shared.wgsl)
+//   6 slices per workgroup  7 read as vec4 (0 or 1)  31 threads per team (teams_shared.wgsl)
 
 // 0 sum, 1 max, 2 min.
 override OP: u32 = 0u;
@@ -14,6 +17,8 @@ override OP: u32 = 0u;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst_index: array<u32>;
+// The same buffer as src, four elements at a time.
+@group(0) @binding(4) var<storage, read> src4: array<vec4<f32>>;
 
 fn identity() -> f32 {
     switch OP {
@@ -70,7 +75,12 @@ fn reduce_main(
         let s = slice_of(first + s0 + team.x);
         let valid = s0 + team.x < per_group && s.valid;
         var acc = identity();
-        if valid {
+        if valid && word(7u) != 0u {
+            for (var j = s.begin / 4u + team.y; j < s.end / 4u; j = j + team.z) {
+                let v = src4[s.base / 4u + j];
+                acc = combine(acc, combine(combine(v.x, v.y), combine(v.z, v.w)));
+            }
+        } else if valid {
             for (var j = s.begin + team.y; j < s.end; j = j + team.z) {
                 acc = combine(acc, src[s.base + j * inner]);
             }

@@ -147,6 +147,16 @@ impl Bindable for GpuBuffer {
     }
 }
 
+/// A buffer bound whole (its pool bucket, at least 256 bytes), for a kernel's vec4 view of a tensor
+/// whose own size may not be a multiple of 16 bytes; kernels read only the tensor's part.
+pub(crate) struct WholeBuffer<'a>(pub(crate) &'a GpuBuffer);
+
+impl Bindable for WholeBuffer<'_> {
+    fn binding(&self) -> (&wgpu::Buffer, u64) {
+        (self.0.raw(), self.0.bucket)
+    }
+}
+
 /// A 4-byte device word bindable by kernels: the error flag, or the unused-output placeholder.
 pub(crate) struct DeviceWord<'a>(&'a wgpu::Buffer);
 

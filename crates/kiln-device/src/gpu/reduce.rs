@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::context::WholeBuffer;
 use super::params::Params;
 use super::pipelines::Kernel;
 use super::teams::Teams;
@@ -31,19 +32,24 @@ fn pass(
     scale: f32,
 ) -> Result<GpuBuffer> {
     let outputs = outer * inner;
-    let per_part = axis.div_ceil(parts).max(1);
+    let mut per_part = axis.div_ceil(parts).max(1);
+    if inner == 1 && axis % 4 == 0 {
+        // Whole vec4s per part (a trailing part may come out empty: it yields the identity).
+        per_part = per_part.next_multiple_of(4);
+    }
     let out = ctx.alloc(name, (outputs * parts * 4) as u64)?;
-    let teams = Teams::for_rows(ctx, per_part);
+    let vec4 = inner == 1 && axis % 4 == 0 && per_part % 4 == 0;
+    let teams = Teams::for_rows(ctx, if vec4 { per_part / 4 } else { per_part });
     let params = Params::new()
         .with_words(name, 0, &[outer, axis, inner, per_part, parts])?
         .set(5, scale.to_bits())
-        .with_words(name, 6, &[teams.rows_per_group])?;
+        .with_words(name, 6, &[teams.rows_per_group, usize::from(vec4)])?;
     let kernel = Kernel::new(Shader::Reduce, "reduce_main", DType::F32).with("OP", code(op));
     ctx.dispatch(
         name,
         &teams.kernel(kernel),
         &teams.params(params),
-        &[(1, src), (2, &out)],
+        &[(1, src), (2, &out), (4, &WholeBuffer(src))],
         teams.workgroups(outputs * parts),
     )?;
     Ok(out)

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::context::{Bindable, WholeBuffer};
 use super::params::Params;
 use super::pipelines::Kernel;
 use super::teams::Teams;
@@ -18,20 +19,30 @@ fn launch(
     g: [usize; 3],
     bindings: &[(u32, &GpuBuffer)],
 ) -> Result<()> {
-    let teams = Teams::for_rows(ctx, g[1]);
+    let vec4_rows = g[2] == 1 && g[1] % 4 == 0;
+    let teams = Teams::for_rows(ctx, if vec4_rows { g[1] / 4 } else { g[1] });
     let kernel = Kernel::new(Shader::Softmax, entry, DType::F32).with("LOG", u32::from(log));
     let params = teams.params(Params::new().with_words(op, 0, &g)?.with_words(
         op,
         3,
-        &[teams.rows_per_group],
+        &[teams.rows_per_group, usize::from(vec4_rows)],
     )?);
-    let bindings: Vec<(u32, &dyn super::context::Bindable)> =
-        bindings.iter().map(|&(i, b)| (i, b as _)).collect();
+    // The vec4 views (bindings 4, 5) are the same buffers as x and grad, bound whole.
+    let views: Vec<WholeBuffer> = bindings
+        .iter()
+        .take(2)
+        .map(|&(_, b)| WholeBuffer(b))
+        .collect();
+    let mut all: Vec<(u32, &dyn Bindable)> = bindings.iter().map(|&(i, b)| (i, b as _)).collect();
+    all.push((4, &views[0]));
+    if entry == "softmax_backward" {
+        all.push((5, &views[1]));
+    }
     ctx.dispatch(
         op,
         &teams.kernel(kernel),
         &params,
-        &bindings,
+        &all,
         teams.workgroups(g[0] * g[2]),
     )
 }
