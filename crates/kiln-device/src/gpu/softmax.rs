@@ -19,7 +19,7 @@ fn launch(
     g: [usize; 3],
     bindings: &[(u32, &GpuBuffer)],
 ) -> Result<()> {
-    let vec4_rows = g[2] == 1 && g[1] % 4 == 0;
+    let vec4_rows = g[2] == 1 && g[1].is_multiple_of(4);
     let teams = Teams::for_rows(ctx, if vec4_rows { g[1] / 4 } else { g[1] });
     let kernel = Kernel::new(Shader::Softmax, entry, DType::F32).with("LOG", u32::from(log));
     let params = teams.params(Params::new().with_words(op, 0, &g)?.with_words(
