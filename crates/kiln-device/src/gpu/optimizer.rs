@@ -122,6 +122,19 @@ fn segments(op: &'static str, params: Params, numels: &[usize]) -> Result<(Param
     Ok((params, groups as u64))
 }
 
+/// `count` output buffers for each parameter of `numels[k]` elements.
+fn alloc_outputs(
+    ctx: &Arc<GpuContext>,
+    op: &'static str,
+    numels: &[usize],
+    count: usize,
+) -> Result<Vec<Vec<GpuBuffer>>> {
+    numels
+        .iter()
+        .map(|&n| (0..count).map(|_| ctx.alloc(op, (n * 4) as u64)).collect())
+        .collect()
+}
+
 /// Records `entry` over up to [`MULTI`] parameters: `inputs[k]` are parameter k's input buffers
 /// (param, grad, state 1, state 2 — as many as the entry reads), `outputs[k]` its output buffers.
 fn launch_multi(
@@ -176,17 +189,7 @@ pub(crate) fn adam_multi(
         .set(8, if c.decoupled { DECOUPLED } else { 0 }),
         numels,
     )?;
-    let outputs = numels
-        .iter()
-        .map(|&n| {
-            let bytes = (n * 4) as u64;
-            Ok(vec![
-                ctx.alloc(op, bytes)?,
-                ctx.alloc(op, bytes)?,
-                ctx.alloc(op, bytes)?,
-            ])
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let outputs = alloc_outputs(ctx, op, numels, 3)?;
     let inputs: Vec<Vec<&GpuBuffer>> = items.iter().map(|b| b.to_vec()).collect();
     launch_multi(
         ctx,
@@ -224,13 +227,7 @@ pub(crate) fn sgd_multi(
             .set(8, flags),
         numels,
     )?;
-    let outputs = numels
-        .iter()
-        .map(|&n| {
-            let bytes = (n * 4) as u64;
-            Ok(vec![ctx.alloc(op, bytes)?, ctx.alloc(op, bytes)?])
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let outputs = alloc_outputs(ctx, op, numels, 2)?;
     // On the first step there is no buffer yet; the kernel does not read it, the gradient stands in.
     let inputs: Vec<Vec<&GpuBuffer>> = items
         .iter()
