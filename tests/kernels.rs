@@ -611,6 +611,19 @@ device_test!(
             assert_eq!(read(&a.0), read(&b.0), "sgd param");
             assert_eq!(read(a.1.as_ref().unwrap()), read(b.1.as_ref().unwrap()));
         }
+        // A parameter on another device, past the first launch's four, is an error, not a panic.
+        if device.is_gpu() {
+            let cpu_param = RawTensor::zeros([3], DType::F32, &Device::cpu()).unwrap();
+            let mut items: Vec<[&RawTensor; 4]> = params
+                .iter()
+                .zip(&grads)
+                .take(4)
+                .map(|(p, g)| [p, g, p, p])
+                .collect();
+            items.push([&cpu_param, &cpu_param, &cpu_param, &cpu_param]);
+            let err = RawTensor::adam_step_many(&items, &AdamConfig::default(), 1).unwrap_err();
+            assert!(err.to_string().contains("adam_step"), "{err}");
+        }
     }
 );
 

@@ -192,7 +192,7 @@ impl RawTensor {
             let mut tensors = Vec::with_capacity(chunk.len());
             for [p, g, m, v] in chunk {
                 check(op, p, &[g, m, v])?;
-                RawTensor::check_same_device(op, &[chunk[0][0], p])?;
+                RawTensor::check_same_device(op, &[items[0][0], p])?;
                 tensors.push([
                     p.contiguous()?,
                     g.contiguous()?,
@@ -245,7 +245,7 @@ impl RawTensor {
                 let mut others = vec![g];
                 others.extend(b);
                 check(op, p, &others)?;
-                RawTensor::check_same_device(op, &[chunk[0].0, p])?;
+                RawTensor::check_same_device(op, &[items[0].0, p])?;
                 tensors.push((
                     p.contiguous()?,
                     g.contiguous()?,
