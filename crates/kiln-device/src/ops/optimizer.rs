@@ -1,7 +1,9 @@
 //! Fused optimizer steps: each reads a parameter, its gradient and its state once and returns the
 //! updated parameter and state (PyTorch's update rules; `shaders/optimizer.wgsl` has the formulas).
 
-use crate::gpu::GpuBuffer;
+use std::sync::Arc;
+
+use crate::gpu::{GpuBuffer, GpuContext};
 use crate::tensor::Backend;
 use crate::{DType, Error, RawTensor, Result, cpu, gpu};
 
@@ -166,33 +168,30 @@ impl RawTensor {
     }
 
     /// [`RawTensor::adam_step`] for several parameters (`items[k]` = param, grad, m, v) with one
-    /// config: on the GPU up to four parameters per kernel launch, so a small model's whole update
-    /// is one dispatch. Returns each one's `(param, m, v)`, in order.
+    /// config: on a GPU up to four parameters per kernel launch, so a small model's whole update is
+    /// one dispatch (parameters on different devices are updated where they live). Returns each
+    /// one's `(param, m, v)`, in order.
     pub fn adam_step_many(
         items: &[[&RawTensor; 4]],
         config: &AdamConfig,
         step: u32,
     ) -> Result<Vec<(RawTensor, RawTensor, RawTensor)>> {
         let op = "adam_step";
-        let multi = match items.first().map(|i| i[0].backend()) {
-            Some(Backend::Gpu(ctx)) => gpu::optimizer::multi_supported(ctx),
-            _ => false,
-        };
-        if !multi {
-            return items
-                .iter()
-                .map(|[p, g, m, v]| RawTensor::adam_step(p, g, m, v, config, step))
-                .collect();
-        }
         if step == 0 {
             return Err(Error::invalid(op, "step counts from 1".to_string()));
         }
         let mut updated = Vec::with_capacity(items.len());
         for chunk in items.chunks(gpu::optimizer::MULTI) {
+            let params: Vec<&RawTensor> = chunk.iter().map(|i| i[0]).collect();
+            let Some(ctx) = one_multi_launch(&params) else {
+                for [p, g, m, v] in chunk {
+                    updated.push(RawTensor::adam_step(p, g, m, v, config, step)?);
+                }
+                continue;
+            };
             let mut tensors = Vec::with_capacity(chunk.len());
             for [p, g, m, v] in chunk {
                 check(op, p, &[g, m, v])?;
-                RawTensor::check_same_device(op, &[items[0][0], p])?;
                 tensors.push([
                     p.contiguous()?,
                     g.contiguous()?,
@@ -200,9 +199,6 @@ impl RawTensor {
                     v.contiguous()?,
                 ]);
             }
-            let Backend::Gpu(ctx) = tensors[0][0].backend() else {
-                unreachable!("multi is GPU only")
-            };
             let buffers: Vec<[&GpuBuffer; 4]> = tensors
                 .iter()
                 .map(|t| [t[0].buffer(), t[1].buffer(), t[2].buffer(), t[3].buffer()])
@@ -219,42 +215,37 @@ impl RawTensor {
     }
 
     /// [`RawTensor::sgd_step`] for several parameters (`items[k]` = param, grad, momentum buffer)
-    /// with one config: on the GPU up to four parameters per kernel launch. Returns each one's
-    /// `(param, momentum_buffer)`, in order.
+    /// with one config: on a GPU up to four parameters per kernel launch (parameters on different
+    /// devices are updated where they live). Returns each one's `(param, momentum_buffer)`, in order.
     pub fn sgd_step_many(
         items: &[(&RawTensor, &RawTensor, Option<&RawTensor>)],
         config: &SgdConfig,
     ) -> Result<Vec<(RawTensor, RawTensor)>> {
         let op = "sgd_step";
-        let multi = match items.first().map(|i| i.0.backend()) {
-            Some(Backend::Gpu(ctx)) => gpu::optimizer::multi_supported(ctx),
-            _ => false,
-        };
-        // One launch updates parameters that all have a momentum buffer, or none.
-        let uniform = items.iter().all(|i| i.2.is_some()) || items.iter().all(|i| i.2.is_none());
-        if !multi || !uniform {
-            return items
-                .iter()
-                .map(|&(p, g, b)| RawTensor::sgd_step(p, g, b, config))
-                .collect();
-        }
         let mut updated = Vec::with_capacity(items.len());
         for chunk in items.chunks(gpu::optimizer::MULTI) {
+            let params: Vec<&RawTensor> = chunk.iter().map(|i| i.0).collect();
+            // One launch updates parameters that all have a momentum buffer, or none.
+            let uniform =
+                chunk.iter().all(|i| i.2.is_some()) || chunk.iter().all(|i| i.2.is_none());
+            let ctx = one_multi_launch(&params).filter(|_| uniform);
+            let Some(ctx) = ctx else {
+                for &(p, g, b) in chunk {
+                    updated.push(RawTensor::sgd_step(p, g, b, config)?);
+                }
+                continue;
+            };
             let mut tensors = Vec::with_capacity(chunk.len());
             for &(p, g, b) in chunk {
                 let mut others = vec![g];
                 others.extend(b);
                 check(op, p, &others)?;
-                RawTensor::check_same_device(op, &[items[0].0, p])?;
                 tensors.push((
                     p.contiguous()?,
                     g.contiguous()?,
                     b.map(RawTensor::contiguous).transpose()?,
                 ));
             }
-            let Backend::Gpu(ctx) = tensors[0].0.backend() else {
-                unreachable!("multi is GPU only")
-            };
             let buffers: Vec<_> = tensors
                 .iter()
                 .map(|(p, g, b)| (p.buffer(), g.buffer(), b.as_ref().map(RawTensor::buffer)))
@@ -268,4 +259,16 @@ impl RawTensor {
         }
         Ok(updated)
     }
+}
+
+/// The GPU on which one multi-parameter launch can update `params`: they all live on it and its
+/// adapter binds enough storage buffers. `None` sends them one by one through the single kernels.
+fn one_multi_launch<'a>(params: &[&'a RawTensor]) -> Option<&'a Arc<GpuContext>> {
+    let Backend::Gpu(ctx) = params[0].backend() else {
+        return None;
+    };
+    let together = params
+        .iter()
+        .all(|p| p.device().same_device(params[0].device()));
+    (together && gpu::optimizer::multi_supported(ctx)).then_some(ctx)
 }
