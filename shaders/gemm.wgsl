@@ -332,10 +332,15 @@ fn store(batch: u32, m: u32, n: u32, value: f32) {
     put(c_index(batch, m, n), m, n, value);
 }
 
+// Where split-K slice `slice` keeps its partial sum of C(m, n): [batch, slice, M, N].
+fn partial_index(batch: u32, slice: u32, m: u32, n: u32) -> u32 {
+    return ((batch * word(7u) + slice) * word(0u) + m) * word(1u) + n;
+}
+
 // Stores a finished sum, or the slice's partial sum when the K walk is split.
 fn finish(batch: u32, slice: u32, m: u32, n: u32, value: f32) {
     if flag(PARTIALS) {
-        c[((batch * word(7u) + slice) * word(0u) + m) * word(1u) + n] = value;
+        c[partial_index(batch, slice, m, n)] = value;
     } else {
         store(batch, m, n, value);
     }
@@ -444,7 +449,7 @@ fn store_four(batch: u32, slice: u32, m: u32, n: u32, sums: vec4<f32>) {
         return;
     }
     if flag(PARTIALS) {
-        let base = ((batch * word(7u) + slice) * word(0u) + m) * word(1u) + n;
+        let base = partial_index(batch, slice, m, n);
         for (var j = 0u; j < 4u; j = j + 1u) {
             if n + j < word(1u) {
                 c[base + j] = sums[j];
@@ -582,10 +587,9 @@ fn gemm_reduce(
     let batch = i / mn;
     let m = (i - batch * mn) / word(1u);
     let n = i % word(1u);
-    let slices = word(7u);
     var sum = 0.0;
-    for (var s = 0u; s < slices; s = s + 1u) {
-        sum = sum + a[((batch * slices + s) * word(0u) + m) * word(1u) + n];
+    for (var s = 0u; s < word(7u); s = s + 1u) {
+        sum = sum + a[partial_index(batch, s, m, n)];
     }
     store(batch, m, n, sum);
 }

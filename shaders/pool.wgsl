@@ -36,6 +36,20 @@ fn window(oh: u32, ow: u32) -> Window {
     return Window(y_begin, max(y_end, y_begin), x_begin, max(x_end, x_begin));
 }
 
+// Output `i` (of N·C × OH × OW outputs): where its input plane starts, and its window.
+struct Output {
+    base: u32,
+    window: Window,
+}
+
+fn output_window(i: u32) -> Output {
+    let ohw = word(3u) * word(4u);
+    let plane = i / ohw;
+    let r = i - plane * ohw;
+    let oh = r / word(4u);
+    return Output(plane * word(1u) * word(2u), window(oh, r - oh * word(4u)));
+}
+
 // Outputs along one axis whose windows cover input position `i`: [first, last] (empty if first > last).
 fn covering(i: u32, kernel: u32, stride: u32, pad: u32, outputs: u32) -> vec2<i32> {
     let p = i32(i + pad);
@@ -66,13 +80,12 @@ fn covers(i: u32) -> Covers {
 fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, groups, lid);
-    let ohw = word(3u) * word(4u);
-    if i >= word(0u) * ohw {
+    if i >= word(0u) * word(3u) * word(4u) {
         return;
     }
-    let plane = i / ohw;
-    let w = window((i % ohw) / word(4u), i % word(4u));
-    let base = plane * word(1u) * word(2u);
+    let o = output_window(i);
+    let w = o.window;
+    let base = o.base;
     var best = bitcast<f32>(0xff800000u);
     var best_index = w.y_begin * word(2u) + w.x_begin;
     for (var y = w.y_begin; y < w.y_end; y = y + 1u) {
@@ -115,15 +128,12 @@ fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 fn max_backward_windows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, groups, lid);
-    let ohw = word(3u) * word(4u);
-    if i >= word(0u) * ohw {
+    if i >= word(0u) * word(3u) * word(4u) {
         return;
     }
-    let plane = i / ohw;
-    let r = i - plane * ohw;
-    let oh = r / word(4u);
-    let w = window(oh, r - oh * word(4u));
-    let base = plane * word(1u) * word(2u);
+    let o = output_window(i);
+    let w = o.window;
+    let base = o.base;
     let grad = src[i];
     let argmax = src_index[i];
     for (var y = w.y_begin; y < w.y_end; y = y + 1u) {
@@ -138,13 +148,12 @@ fn max_backward_windows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
 fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, groups, lid);
-    let ohw = word(3u) * word(4u);
-    if i >= word(0u) * ohw {
+    if i >= word(0u) * word(3u) * word(4u) {
         return;
     }
-    let plane = i / ohw;
-    let w = window((i % ohw) / word(4u), i % word(4u));
-    let base = plane * word(1u) * word(2u);
+    let o = output_window(i);
+    let w = o.window;
+    let base = o.base;
     var total = 0.0;
     for (var y = w.y_begin; y < w.y_end; y = y + 1u) {
         for (var x = w.x_begin; x < w.x_end; x = x + 1u) {

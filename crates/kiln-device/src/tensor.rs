@@ -454,6 +454,20 @@ impl RawTensor {
         inputs: &[&RawTensor],
         compute: impl FnOnce(&[RawTensor]) -> Result<RawTensor>,
     ) -> Result<RawTensor> {
+        let mut outputs = RawTensor::float_op_outputs(op, inputs, |t| Ok(vec![Some(compute(t)?)]))?;
+        Ok(outputs
+            .pop()
+            .flatten()
+            .expect("the computation returned its one output"))
+    }
+
+    /// [`RawTensor::float_op`] for a computation with several outputs (`None` where one is not
+    /// produced); each output is cast back to the inputs' dtype.
+    pub(crate) fn float_op_outputs(
+        op: &'static str,
+        inputs: &[&RawTensor],
+        compute: impl FnOnce(&[RawTensor]) -> Result<Vec<Option<RawTensor>>>,
+    ) -> Result<Vec<Option<RawTensor>>> {
         let dtype = inputs[0].dtype;
         for other in &inputs[1..] {
             if other.dtype != dtype {
@@ -472,7 +486,10 @@ impl RawTensor {
                     .iter()
                     .map(|t| t.cast(DType::F32))
                     .collect::<Result<Vec<_>>>()?;
-                compute(&widened)?.cast(DType::F16)
+                compute(&widened)?
+                    .into_iter()
+                    .map(|t| t.map(|t| t.cast(DType::F16)).transpose())
+                    .collect()
             }
             DType::U32 => Err(Error::UnsupportedDType {
                 op,

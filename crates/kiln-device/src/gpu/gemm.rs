@@ -243,6 +243,20 @@ impl GemmShape {
     }
 }
 
+/// Workgroups of `tile` along M and along N.
+fn tile_grid(s: &GemmShape, tile: TileShape) -> (usize, usize) {
+    (
+        s.m.div_ceil(usize::from(tile.bm)),
+        s.n.div_ceil(usize::from(tile.bn)),
+    )
+}
+
+/// Workgroups of `gemv_main` along the long output axis (N when `swapped`, else M).
+fn gemv_row_groups(s: &GemmShape, lanes: usize, swapped: bool) -> usize {
+    let rows = if swapped { s.n } else { s.m };
+    rows.div_ceil(GEMV_THREADS / lanes)
+}
+
 /// Slices of K (at least [`MIN_SLICE_K`] each, `step`-aligned) that bring `workgroups` up to twice
 /// the device's fill, or one slice.
 fn split_k(s: &GemmShape, workgroups: usize, step: usize, fill: usize) -> (usize, usize) {
@@ -278,8 +292,7 @@ pub(crate) fn plan(s: &GemmShape, device: GemmDevice) -> GemmPlan {
         // Each lane walks about eight K-steps; at most a staged chunk per row.
         let lanes = (1usize << (s.k / 8).max(1).ilog2()).min(GEMV_CHUNK);
         let gemv = |swapped: bool| {
-            let rows = if swapped { s.n } else { s.m };
-            let row_groups = rows.div_ceil(GEMV_THREADS / lanes);
+            let row_groups = gemv_row_groups(s, lanes, swapped);
             let (slices, k_per_slice) = split_k(s, row_groups * s.batch, GEMV_CHUNK, device.fill);
             let rows_fast = if swapped { !s.b_k_major } else { !s.a_k_major };
             GemmPlan::Gemv {
@@ -310,27 +323,39 @@ pub(crate) fn plan(s: &GemmShape, device: GemmDevice) -> GemmPlan {
         .chain(skinny_tiles(s.m, s.n))
         .collect();
     tiles.sort_by_key(|t| std::cmp::Reverse(u32::from(t.bm) * u32::from(t.bn)));
-    // (tile, executed / useful, workgroups with split-K)
-    let candidates: Vec<(TileShape, f64, usize)> = tiles
+    // A tile's plan (with split-K where it would launch too few workgroups), its executed / useful
+    // ratio and the workgroups it launches.
+    let tiled = |tile: TileShape| {
+        let (bm, bn, bk) = (
+            usize::from(tile.bm),
+            usize::from(tile.bn),
+            usize::from(tile.bk),
+        );
+        let executed =
+            (s.m.next_multiple_of(bm) * s.n.next_multiple_of(bn)) * s.k.next_multiple_of(bk);
+        let (tiles_m, tiles_n) = tile_grid(s, tile);
+        let tiles = tiles_m * tiles_n * s.batch;
+        let (slices, k_per_slice) = split_k(s, tiles, bk, device.fill);
+        let plan = GemmPlan::Tiled {
+            tile,
+            slices,
+            k_per_slice,
+        };
+        (plan, executed as f64 / useful, tiles * slices)
+    };
+    let candidates: Vec<(GemmPlan, f64, usize)> = tiles
         .into_iter()
         .map(|t| TileShape {
             bk: k_step(s.k, t.bk),
             ..t
         })
         .filter(|t| t.workgroup_bytes() <= device.workgroup_memory)
-        .map(|t| {
-            let (bm, bn, bk) = (usize::from(t.bm), usize::from(t.bn), usize::from(t.bk));
-            let executed =
-                (s.m.next_multiple_of(bm) * s.n.next_multiple_of(bn)) * s.k.next_multiple_of(bk);
-            let tiles = s.m.div_ceil(bm) * s.n.div_ceil(bn) * s.batch;
-            let slices = split_k(s, tiles, bk, device.fill).0;
-            (t, executed as f64 / useful, tiles * slices)
-        })
+        .map(tiled)
         .collect();
     // The largest tile that pads little and fills the device (with split-K where K allows); else the
     // little-padding tile launching the most workgroups; else the one padding least.
     let fitting: Vec<_> = candidates.iter().filter(|c| c.1 <= MAX_WASTE).collect();
-    let tile = fitting
+    fitting
         .iter()
         .find(|c| c.2 >= device.fill)
         .or_else(|| fitting.iter().max_by_key(|c| c.2))
@@ -341,14 +366,7 @@ pub(crate) fn plan(s: &GemmShape, device: GemmDevice) -> GemmPlan {
                 .min_by(|x, y| x.1.total_cmp(&y.1))
                 .map(|c| c.0)
         })
-        .unwrap_or(TILES[TILES.len() - 1]);
-    let tiles = s.m.div_ceil(usize::from(tile.bm)) * s.n.div_ceil(usize::from(tile.bn)) * s.batch;
-    let (slices, k_per_slice) = split_k(s, tiles, usize::from(tile.bk), device.fill);
-    GemmPlan::Tiled {
-        tile,
-        slices,
-        k_per_slice,
-    }
+        .unwrap_or_else(|| tiled(TILES[TILES.len() - 1]).0)
 }
 
 impl GemmPlan {
@@ -431,10 +449,9 @@ pub(crate) struct GemmCall<'a> {
 }
 
 /// Plans and records `call`: one dispatch, or two with split-K.
-pub(crate) fn run(ctx: &Arc<GpuContext>, call: GemmCall<'_>) -> Result<GemmPlan> {
+pub(crate) fn run(ctx: &Arc<GpuContext>, call: GemmCall<'_>) -> Result<()> {
     let chosen = plan(&call.shape, GemmDevice::of(ctx));
-    run_plan(ctx, call, chosen)?;
-    Ok(chosen)
+    run_plan(ctx, call, chosen)
 }
 
 /// Records `call` with the given plan.
@@ -453,17 +470,13 @@ fn run_plan(ctx: &Arc<GpuContext>, call: GemmCall<'_>, plan: GemmPlan) -> Result
             tile,
             slices,
             k_per_slice,
-        } => {
-            let tiles_m = s.m.div_ceil(usize::from(tile.bm));
-            let tiles_n = s.n.div_ceil(usize::from(tile.bn));
-            (
-                Kernel::gemm(tile, "gemm_main", call.mode),
-                (tiles_m, tiles_n),
-                slices,
-                k_per_slice,
-                0,
-            )
-        }
+        } => (
+            Kernel::gemm(tile, "gemm_main", call.mode),
+            tile_grid(&s, tile),
+            slices,
+            k_per_slice,
+            0,
+        ),
         GemmPlan::Gemv {
             lanes,
             swapped,
@@ -477,11 +490,9 @@ fn run_plan(ctx: &Arc<GpuContext>, call: GemmCall<'_>, plan: GemmPlan) -> Result
             if rows_fast {
                 flags |= ROWS_FAST;
             }
-            let rows = if swapped { s.n } else { s.m };
-            let row_groups = rows.div_ceil(GEMV_THREADS / lanes);
             (
                 Kernel::gemm(AUX_TILE, "gemv_main", call.mode),
-                (row_groups, 1),
+                (gemv_row_groups(&s, lanes, swapped), 1),
                 slices,
                 k_per_slice,
                 lanes,

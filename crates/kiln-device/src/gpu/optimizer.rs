@@ -27,6 +27,26 @@ fn floats(params: Params, start: usize, values: &[f32]) -> Params {
         .fold(params, |p, (i, v)| p.set(start + i, v.to_bits()))
 }
 
+/// The Adam/AdamW hyperparameters of a step (words 1..9).
+fn adam_params(c: &AdamConfig, step: u32) -> Params {
+    let c1 = 1.0 - c.beta1.powi(step as i32);
+    let c2 = 1.0 - c.beta2.powi(step as i32);
+    floats(
+        Params::new(),
+        1,
+        &[c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, c1, c2],
+    )
+    .set(8, if c.decoupled { DECOUPLED } else { 0 })
+}
+
+/// The SGD hyperparameters of a step (words 1..9); `first`: no momentum buffer exists yet.
+fn sgd_params(c: &SgdConfig, first: bool) -> Params {
+    let flags = if c.nesterov { NESTEROV } else { 0 } | if first { FIRST_STEP } else { 0 };
+    floats(Params::new(), 1, &[c.lr, c.momentum, c.dampening])
+        .set(5, c.weight_decay.to_bits())
+        .set(8, flags)
+}
+
 /// Returns the updated `[param, m, v]`.
 pub(crate) fn adam(
     ctx: &Arc<GpuContext>,
@@ -36,14 +56,7 @@ pub(crate) fn adam(
     step: u32,
 ) -> Result<[GpuBuffer; 3]> {
     let op = "adam_step";
-    let c1 = 1.0 - c.beta1.powi(step as i32);
-    let c2 = 1.0 - c.beta2.powi(step as i32);
-    let params = floats(
-        Params::new().with_words(op, 0, &[numel])?,
-        1,
-        &[c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, c1, c2],
-    )
-    .set(8, if c.decoupled { DECOUPLED } else { 0 });
+    let params = adam_params(c, step).with_words(op, 0, &[numel])?;
     let bytes = (numel * 4) as u64;
     let outs = [
         ctx.alloc(op, bytes)?,
@@ -79,14 +92,7 @@ pub(crate) fn sgd(
     c: &SgdConfig,
 ) -> Result<(GpuBuffer, GpuBuffer)> {
     let op = "sgd_step";
-    let flags = if c.nesterov { NESTEROV } else { 0 } | if buf.is_none() { FIRST_STEP } else { 0 };
-    let params = floats(
-        Params::new().with_words(op, 0, &[numel])?,
-        1,
-        &[c.lr, c.momentum, c.dampening],
-    )
-    .set(5, c.weight_decay.to_bits())
-    .set(8, flags);
+    let params = sgd_params(c, buf.is_none()).with_words(op, 0, &[numel])?;
     let bytes = (numel * 4) as u64;
     let (p2, b2) = (ctx.alloc(op, bytes)?, ctx.alloc(op, bytes)?);
     let kernel = Kernel::new(Shader::Optimizer, "sgd_main", DType::F32);
@@ -177,18 +183,7 @@ pub(crate) fn adam_multi(
     step: u32,
 ) -> Result<Vec<[GpuBuffer; 3]>> {
     let op = "adam_step";
-    let c1 = 1.0 - c.beta1.powi(step as i32);
-    let c2 = 1.0 - c.beta2.powi(step as i32);
-    let (params, workgroups) = segments(
-        op,
-        floats(
-            Params::new(),
-            1,
-            &[c.lr, c.beta1, c.beta2, c.eps, c.weight_decay, c1, c2],
-        )
-        .set(8, if c.decoupled { DECOUPLED } else { 0 }),
-        numels,
-    )?;
+    let (params, workgroups) = segments(op, adam_params(c, step), numels)?;
     let outputs = alloc_outputs(ctx, op, numels, 3)?;
     let inputs: Vec<Vec<&GpuBuffer>> = items.iter().map(|b| b.to_vec()).collect();
     launch_multi(
@@ -219,14 +214,7 @@ pub(crate) fn sgd_multi(
 ) -> Result<Vec<(GpuBuffer, GpuBuffer)>> {
     let op = "sgd_step";
     let first = items.iter().all(|i| i.2.is_none());
-    let flags = if c.nesterov { NESTEROV } else { 0 } | if first { FIRST_STEP } else { 0 };
-    let (params, workgroups) = segments(
-        op,
-        floats(Params::new(), 1, &[c.lr, c.momentum, c.dampening])
-            .set(5, c.weight_decay.to_bits())
-            .set(8, flags),
-        numels,
-    )?;
+    let (params, workgroups) = segments(op, sgd_params(c, first), numels)?;
     let outputs = alloc_outputs(ctx, op, numels, 2)?;
     // On the first step there is no buffer yet; the kernel does not read it, the gradient stands in.
     let inputs: Vec<Vec<&GpuBuffer>> = items

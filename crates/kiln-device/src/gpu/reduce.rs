@@ -32,13 +32,13 @@ fn pass(
     scale: f32,
 ) -> Result<GpuBuffer> {
     let outputs = outer * inner;
+    let vec4 = inner == 1 && axis.is_multiple_of(4);
     let mut per_part = axis.div_ceil(parts).max(1);
-    if inner == 1 && axis.is_multiple_of(4) {
+    if vec4 {
         // Whole vec4s per part (a trailing part may come out empty: it yields the identity).
         per_part = per_part.next_multiple_of(4);
     }
     let out = ctx.alloc(name, (outputs * parts * 4) as u64)?;
-    let vec4 = inner == 1 && axis.is_multiple_of(4) && per_part.is_multiple_of(4);
     let teams = Teams::for_rows(ctx, if vec4 { per_part / 4 } else { per_part });
     let params = Params::new()
         .with_words(name, 0, &[outer, axis, inner, per_part, parts])?

@@ -10,7 +10,8 @@ use super::{GpuBuffer, GpuContext};
 use crate::shaders::Shader;
 use crate::{DType, Result};
 
-/// Records `entry` over the rows of `g` with `bindings`.
+/// Records `entry` over the rows of `g` with `bindings`; `rows` are the buffers the kernel reads
+/// row by row (x, or y and dy), also bound whole at 4 and 5 as their vec4 views.
 fn launch(
     ctx: &Arc<GpuContext>,
     op: &'static str,
@@ -18,6 +19,7 @@ fn launch(
     log: bool,
     g: [usize; 3],
     bindings: &[(u32, &GpuBuffer)],
+    rows: &[&GpuBuffer],
 ) -> Result<()> {
     let vec4_rows = g[2] == 1 && g[1].is_multiple_of(4);
     let teams = Teams::for_rows(ctx, if vec4_rows { g[1] / 4 } else { g[1] });
@@ -27,17 +29,9 @@ fn launch(
         3,
         &[teams.rows_per_group, usize::from(vec4_rows)],
     )?);
-    // The vec4 views (bindings 4, 5) are the same buffers as x and grad, bound whole.
-    let views: Vec<WholeBuffer> = bindings
-        .iter()
-        .take(2)
-        .map(|&(_, b)| WholeBuffer(b))
-        .collect();
+    let views: Vec<WholeBuffer> = rows.iter().map(|&b| WholeBuffer(b)).collect();
     let mut all: Vec<(u32, &dyn Bindable)> = bindings.iter().map(|&(i, b)| (i, b as _)).collect();
-    all.push((4, &views[0]));
-    if entry == "softmax_backward" {
-        all.push((5, &views[1]));
-    }
+    all.extend((4..).zip(views.iter().map(|v| v as &dyn Bindable)));
     ctx.dispatch(
         op,
         &teams.kernel(kernel),
@@ -55,7 +49,15 @@ pub(crate) fn forward(
 ) -> Result<GpuBuffer> {
     let op = if log { "log_softmax" } else { "softmax" };
     let out = ctx.alloc(op, (g.iter().product::<usize>() * 4) as u64)?;
-    launch(ctx, op, "softmax_forward", log, g, &[(1, x), (3, &out)])?;
+    launch(
+        ctx,
+        op,
+        "softmax_forward",
+        log,
+        g,
+        &[(1, x), (3, &out)],
+        &[x],
+    )?;
     Ok(out)
 }
 
@@ -79,6 +81,7 @@ pub(crate) fn backward(
         log,
         g,
         &[(1, y), (2, dy), (3, &out)],
+        &[y, dy],
     )?;
     Ok(out)
 }

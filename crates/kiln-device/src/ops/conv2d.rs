@@ -267,8 +267,7 @@ impl RawTensor {
         }
         let mut inputs = vec![grad_out, input, weight];
         inputs.extend(relu_out);
-        let mut grads = Conv2dGrads::default();
-        RawTensor::float_op(op, &inputs, |t| {
+        let grads = RawTensor::float_op_outputs(op, &inputs, |t| {
             let t: Vec<RawTensor> = t.iter().map(RawTensor::contiguous).collect::<Result<_>>()?;
             let Backend::Gpu(ctx) = t[0].backend() else {
                 unreachable!("CPU tensors returned above")
@@ -276,24 +275,24 @@ impl RawTensor {
             let (dy, x, w) = (t[0].buffer(), t[1].buffer(), t[2].buffer());
             let mask = t.get(3).map(RawTensor::buffer);
             let tensor = |buffer, shape| RawTensor::from_gpu(buffer, shape, DType::F32, &t[0]);
+            let mut grads = vec![None, None, None];
             if wanted.input {
                 let dx = gpu::conv2d::input_grad(ctx, dy, w, &g, mask)?;
-                grads.input = Some(tensor(dx, g.input_shape()));
+                grads[0] = Some(tensor(dx, g.input_shape()));
             }
             if wanted.weight || wanted.bias {
                 let (dw, db) = gpu::conv2d::weight_grad(ctx, dy, x, &g, wanted.bias, mask)?;
-                grads.weight = wanted.weight.then(|| tensor(dw, g.weight_shape()));
-                grads.bias = db.map(|db| tensor(db, Shape::from([g.c_out])));
+                grads[1] = wanted.weight.then(|| tensor(dw, g.weight_shape()));
+                grads[2] = db.map(|db| tensor(db, Shape::from([g.c_out])));
             }
-            // float_op wants one tensor back; the gradients are taken from `grads`.
-            Ok(t[0].clone())
+            Ok(grads)
         })?;
-        let dtype = grad_out.dtype();
-        let cast = |t: Option<RawTensor>| t.map(|t| t.cast(dtype)).transpose();
+        let mut grads = grads.into_iter();
+        let mut next = || grads.next().flatten();
         Ok(Conv2dGrads {
-            input: cast(grads.input)?,
-            weight: cast(grads.weight)?,
-            bias: cast(grads.bias)?,
+            input: next(),
+            weight: next(),
+            bias: next(),
         })
     }
 
