@@ -33,19 +33,64 @@ fn operand_index(linear: u32, stride_base: u32, offset: u32) -> u32 {
     return strided_index(linear, stride_base, offset);
 }
 
+// The error function (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7); `erf` in ops/elementwise.rs is
+// the same formula.
+fn erf_approx(x: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
+    let poly = t * (0.2548296 + t * (-0.2844967 + t * (1.4214137 + t * (-1.4531521 + t * 1.0614054))));
+    let y = 1.0 - poly * exp(-x * x);
+    return select(y, -y, x < 0.0);
+}
+
+fn safe_tanh(x: f32) -> f32 {
+    // tanh saturates to ±1 in f32 beyond |x| = 15; clamping avoids inf/inf inside some drivers' tanh.
+    return tanh(clamp(x, -15.0, 15.0));
+}
+
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+const INV_SQRT_2PI: f32 = 0.3989423;
+const SQRT_2_OVER_PI: f32 = 0.7978846;
+const GELU_TANH_CUBIC: f32 = 0.044715;
+
+fn gelu_cdf(x: f32) -> f32 {
+    return 0.5 * (1.0 + erf_approx(x * 0.70710678));
+}
+
+fn gelu_tanh_inner(x: f32) -> f32 {
+    return SQRT_2_OVER_PI * (x + GELU_TANH_CUBIC * x * x * x);
+}
+
 fn unary(x: f32) -> f32 {
     switch OP {
         case 0u: { return max(x, 0.0); }
-        case 1u: { return 1.0 / (1.0 + exp(-x)); }
-        // tanh saturates to ±1 in f32 beyond |x| = 15; clamping avoids inf/inf inside some drivers' tanh.
-        case 2u: { return tanh(clamp(x, -15.0, 15.0)); }
+        case 1u: { return sigmoid(x); }
+        case 2u: { return safe_tanh(x); }
         case 3u: { return exp(x); }
         case 4u: { return log(x); }
         case 5u: { return sqrt(x); }
         case 6u: { return -x; }
         case 7u: { return abs(x); }
         // sign, with sign(0) = 0 and NaN kept
-        default: { return select(sign(x), x, is_nan(x)); }
+        case 8u: { return select(sign(x), x, is_nan(x)); }
+        case 9u: { return x * gelu_cdf(x); }
+        case 10u: { return 0.5 * x * (1.0 + safe_tanh(gelu_tanh_inner(x))); }
+        // softplus without overflow: max(x, 0) + ln(1 + e^-|x|)
+        case 11u: { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }
+        case 12u: { return x * sigmoid(x); }
+        case 13u: { return gelu_cdf(x) + x * exp(-0.5 * x * x) * INV_SQRT_2PI; }
+        case 14u: {
+            let t = safe_tanh(gelu_tanh_inner(x));
+            let inner_grad = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_CUBIC * x * x);
+            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * inner_grad;
+        }
+        // SiLU's derivative
+        default: {
+            let s = sigmoid(x);
+            return s * (1.0 + x * (1.0 - s));
+        }
     }
 }
 
@@ -60,7 +105,13 @@ fn binary(x: f32, y: f32) -> f32 {
         case 5u: { return select(0.0, 1.0, x > y); }
         case 6u: { return select(0.0, 1.0, x == y); }
         // ReLU backward: gradient x where the input y was positive (x * 0 keeps a NaN gradient NaN).
-        default: { return x * select(0.0, 1.0, y > 0.0); }
+        case 7u: { return x * select(0.0, 1.0, y > 0.0); }
+        // leaky ReLU of x with slope y, and its derivative
+        case 8u: { return select(y * x, x, x > 0.0); }
+        case 9u: { return select(y, 1.0, x > 0.0); }
+        // ELU of x with scale y, and its derivative
+        case 10u: { return select(y * (exp(x) - 1.0), x, x > 0.0); }
+        default: { return select(y * exp(x), 1.0, x > 0.0); }
     }
 }
 

@@ -22,7 +22,10 @@ pub use kiln_nn::data::datasets;
 
 /// Everything a typical kiln program uses.
 pub mod prelude {
-    pub use kiln_autograd::{Gradients, Tensor, Var, check_gradients, no_grad};
+    pub use kiln_autograd::{
+        AttentionWeights, BatchNormStats, Gradients, RecurrentOutput, RecurrentWeights, Tensor,
+        Var, check_gradients, no_grad,
+    };
     pub use kiln_device::{
         AdamConfig, Backend, BinaryOp, Conv2dParams, DType, Device, DeviceInfo, Error, GpuOptions,
         Pool2dParams, RawTensor, ReduceOp, Result, SgdConfig, Shape, UnaryOp,

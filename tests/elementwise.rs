@@ -11,8 +11,48 @@ fn close(got: &[f32], want: &[f32]) {
     }
 }
 
+/// erf by its Taylor series (f64; |x| >= 6 rounds to ±1), independent of kiln's approximation.
+fn erf64(x: f64) -> f64 {
+    if x.abs() >= 6.0 {
+        return x.signum();
+    }
+    let (mut term, mut sum) = (x, x);
+    for n in 1..200 {
+        term *= -x * x / n as f64;
+        sum += term / (2 * n + 1) as f64;
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+fn gelu64(x: f64) -> f64 {
+    0.5 * x * (1.0 + erf64(x / 2f64.sqrt()))
+}
+
+fn gelu_tanh64(x: f64) -> f64 {
+    let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+    0.5 * x * (1.0 + inner.tanh())
+}
+
+fn silu64(x: f64) -> f64 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Central difference of `f` at `x`.
+fn derivative(f: fn(f64) -> f64, x: f64) -> f64 {
+    let h = 1e-5;
+    (f(x + h) - f(x - h)) / (2.0 * h)
+}
+
 fn reference_unary(op: UnaryOp, x: f32) -> f32 {
+    let x64 = f64::from(x);
     match op {
+        UnaryOp::Gelu => gelu64(x64) as f32,
+        UnaryOp::GeluTanh => gelu_tanh64(x64) as f32,
+        UnaryOp::Softplus => x64.exp().ln_1p().max(x64) as f32,
+        UnaryOp::Silu => silu64(x64) as f32,
+        UnaryOp::GeluGrad => derivative(gelu64, x64) as f32,
+        UnaryOp::GeluTanhGrad => derivative(gelu_tanh64, x64) as f32,
+        UnaryOp::SiluGrad => derivative(silu64, x64) as f32,
         UnaryOp::Relu => x.max(0.0),
         UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         UnaryOp::Tanh => x.tanh(),
@@ -68,6 +108,34 @@ device_test!(every_binary_op_broadcasts, |device| {
                     BinaryOp::Greater => f32::from(u8::from(x > y)),
                     BinaryOp::Equal => f32::from(u8::from(x == y)),
                     BinaryOp::ReluBackward => x * f32::from(u8::from(y > 0.0)),
+                    BinaryOp::LeakyRelu => {
+                        if x > 0.0 {
+                            x
+                        } else {
+                            y * x
+                        }
+                    }
+                    BinaryOp::LeakyReluGrad => {
+                        if x > 0.0 {
+                            1.0
+                        } else {
+                            y
+                        }
+                    }
+                    BinaryOp::Elu => {
+                        if x > 0.0 {
+                            x
+                        } else {
+                            y * (x.exp() - 1.0)
+                        }
+                    }
+                    BinaryOp::EluGrad => {
+                        if x > 0.0 {
+                            1.0
+                        } else {
+                            y * x.exp()
+                        }
+                    }
                 }
             })
             .collect();
@@ -299,4 +367,14 @@ device_test!(bad_input_is_an_error_naming_op_and_shapes, |device| {
 
     let err = a.narrow(1, 3, 2).unwrap_err().to_string();
     assert!(err.contains("narrow") && err.contains("[3, 4]"), "{err}");
+});
+
+device_test!(reshape_of_a_transposed_view_takes_the_new_shape, |device| {
+    let x = RawTensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3], &device).unwrap();
+    let flat = x.transpose(0, 1).unwrap().reshape([6]).unwrap();
+    assert_eq!(flat.shape().dims(), &[6]);
+    assert_eq!(
+        flat.to_vec::<f32>().unwrap(),
+        vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+    );
 });

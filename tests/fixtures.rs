@@ -1,11 +1,15 @@
-//! PyTorch golden values (`tests/fixtures/torch`, or the folder in `KILN_FIXTURES`) checked on every
-//! device. A case whose op kiln does not know fails the test; ops that later work will add are listed
-//! in `NOT_YET_SUPPORTED`, the one list that shrinks to nothing as they land.
+//! PyTorch golden values checked on every device: the tutorial's ops (`tests/fixtures/torch`, or the
+//! folder in `KILN_FIXTURES`) and the layers of sequence, tabular and recommender models
+//! (`tests/fixtures/torch-layers`, or `KILN_LAYER_FIXTURES`). A case whose op kiln does not know fails
+//! the test; ops that later work will add are listed in `NOT_YET_SUPPORTED`, the one list that shrinks
+//! to nothing as they land.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use kiln::device::device_test;
+use kiln::nn::metrics::{average_precision, roc_auc};
+use kiln::nn::optim::clip_by_global_norm;
 use kiln::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
@@ -14,10 +18,40 @@ use serde_json::Value;
 /// Empty now: every fixture op runs. A new fixture op that kiln cannot run yet goes here.
 const NOT_YET_SUPPORTED: &[(&str, &str)] = &[];
 
-fn fixture_dir() -> PathBuf {
-    match std::env::var_os("KILN_FIXTURES") {
+/// One folder of fixtures and how its cases run.
+struct Suite {
+    /// The summary line's first word.
+    label: &'static str,
+    /// The environment variable naming the folder.
+    env: &'static str,
+    /// The vendored folder under the repository root.
+    default_dir: &'static str,
+    /// Runs a case's forward op: `None` when kiln does not know the op.
+    forward: fn(&str, &Value, &[RawTensor]) -> Option<Result<Vec<RawTensor>>>,
+    /// Gradients autograd gives for a case's float inputs, by input index.
+    backward: fn(&str, &Value, &[RawTensor], &RawTensor) -> Option<Result<Vec<(usize, RawTensor)>>>,
+}
+
+const TORCH: Suite = Suite {
+    label: "fixtures",
+    env: "KILN_FIXTURES",
+    default_dir: "tests/fixtures/torch",
+    forward,
+    backward,
+};
+
+const TORCH_LAYERS: Suite = Suite {
+    label: "layer-fixtures",
+    env: "KILN_LAYER_FIXTURES",
+    default_dir: "tests/fixtures/torch-layers",
+    forward: layer_forward,
+    backward: layer_backward,
+};
+
+fn fixture_dir(suite: &Suite) -> PathBuf {
+    match std::env::var_os(suite.env) {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(suite.default_dir),
     }
 }
 
@@ -29,8 +63,8 @@ struct Fixtures {
 }
 
 impl Fixtures {
-    fn load() -> Fixtures {
-        let dir = fixture_dir();
+    fn load(suite: &Suite) -> Fixtures {
+        let dir = fixture_dir(suite);
         let json = std::fs::read_to_string(dir.join("cases.json"))
             .unwrap_or_else(|e| panic!("reading {}/cases.json: {e}", dir.display()));
         let json: Value = serde_json::from_str(&json).expect("cases.json is JSON");
@@ -46,7 +80,7 @@ impl Fixtures {
     }
 }
 
-/// Loads `<case>/<role>` onto `device` (f32 stays f32; int64 labels become u32).
+/// Loads `<case>/<role>` onto `device` (f32 stays f32; int64 labels become u32; uint8 masks f32).
 fn load(tensors: &SafeTensors, case: &str, role: &str, device: &Device) -> Result<RawTensor> {
     let name = format!("{case}/{role}");
     let view = tensors
@@ -64,6 +98,10 @@ fn load(tensors: &SafeTensors, case: &str, role: &str, device: &Device) -> Resul
                 .chunks_exact(8)
                 .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
                 .collect();
+            RawTensor::from_slice(&values, shape, device)
+        }
+        Dtype::U8 => {
+            let values: Vec<f32> = view.data().iter().map(|&b| f32::from(b)).collect();
             RawTensor::from_slice(&values, shape, device)
         }
         other => panic!("{name}: unexpected dtype {other:?}"),
@@ -308,8 +346,8 @@ fn compare(
     Ok(())
 }
 
-fn check_all(device: &Device) {
-    let fixtures = Fixtures::load();
+fn check_all(device: &Device, suite: &Suite) {
+    let fixtures = Fixtures::load(suite);
     let tensors = SafeTensors::deserialize(&fixtures.bytes).expect("ops.safetensors parses");
     let not_yet: HashMap<&str, &str> = NOT_YET_SUPPORTED.iter().copied().collect();
     let (mut passed, mut unsupported, mut failed, mut gradients_checked) = (0, 0, Vec::new(), 0);
@@ -334,7 +372,7 @@ fn check_all(device: &Device) {
             compare(got, &want, fixtures.atol, fixtures.rtol)
                 .map_err(|e| format!("{name}: {role}: {e}"))
         };
-        let outcome = match forward(op, attrs, &inputs) {
+        let outcome = match (suite.forward)(op, attrs, &inputs) {
             None if not_yet.contains_key(op) => {
                 unsupported += 1;
                 continue;
@@ -351,7 +389,7 @@ fn check_all(device: &Device) {
                 return Ok(());
             };
             let dy = load(&tensors, name, grad_out, device).unwrap();
-            let Some(grads) = backward(op, attrs, &inputs, &dy) else {
+            let Some(grads) = (suite.backward)(op, attrs, &inputs, &dy) else {
                 return Ok(());
             };
             let grads = grads.map_err(|e| format!("{name}: backward: {e}"))?;
@@ -370,8 +408,9 @@ fn check_all(device: &Device) {
         }
     }
     println!(
-        "fixtures {device}: {passed} passed, {unsupported} unsupported, {} failed \
+        "{} {device}: {passed} passed, {unsupported} unsupported, {} failed \
          ({gradients_checked} gradients checked through autograd)",
+        suite.label,
         failed.len()
     );
     assert!(
@@ -383,5 +422,189 @@ fn check_all(device: &Device) {
 }
 
 device_test!(torch_fixtures, |device| {
-    check_all(&device);
+    check_all(&device, &TORCH);
 });
+
+device_test!(torch_layer_fixtures, |device| {
+    check_all(&device, &TORCH_LAYERS);
+});
+
+fn uint(attrs: &Value, key: &str) -> usize {
+    attrs[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("attribute {key}")) as usize
+}
+
+/// A layer case's outputs composed from `Tensor` ops (so autograd differentiates the first).
+fn layer_case(op: &str, attrs: &Value, x: &[Tensor]) -> Option<Result<Vec<Tensor>>> {
+    let one = |r: Result<Tensor>| Some(r.map(|t| vec![t]));
+    let axes = || -> Vec<isize> {
+        let mut axes: Vec<isize> = attrs["axes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_i64().unwrap() as isize)
+            .collect();
+        axes.sort_unstable_by(|a, b| b.cmp(a));
+        axes
+    };
+    let recurrent = || RecurrentWeights {
+        w_ih: &x[1],
+        w_hh: &x[2],
+        b_ih: Some(&x[3]),
+        b_hh: Some(&x[4]),
+    };
+    match op {
+        "conv1d" => one(x[0].conv1d(
+            &x[1],
+            Some(&x[2]),
+            uint(attrs, "stride"),
+            uint(attrs, "padding"),
+        )),
+        "global_avg_pool" => one(axes()
+            .into_iter()
+            .try_fold(x[0].clone(), |t, a| t.mean(a, false))),
+        "global_max_pool" => one(axes()
+            .into_iter()
+            .try_fold(x[0].clone(), |t, a| t.max(Some(a), false))),
+        "layer_norm" => one(x[0].layer_norm(&x[1], &x[2], float(attrs, "eps"))),
+        "batch_norm_train" => Some(
+            x[0].batch_norm_train(
+                &x[1],
+                &x[2],
+                (x[3].raw(), x[4].raw()),
+                float(attrs, "momentum"),
+                float(attrs, "eps"),
+            )
+            .map(|(out, stats)| {
+                vec![
+                    out,
+                    Tensor::from_raw(stats.running_mean),
+                    Tensor::from_raw(stats.running_var),
+                ]
+            }),
+        ),
+        "batch_norm_eval" => {
+            one(x[0].batch_norm_eval(&x[1], &x[2], (x[3].raw(), x[4].raw()), float(attrs, "eps")))
+        }
+        "embedding" => one(x[0].embedding(&x[1], attrs["padding_idx"].as_u64().map(|p| p as u32))),
+        "lstm" => Some(x[0].lstm(&recurrent(), None).map(|out| {
+            vec![
+                out.sequence,
+                out.last_h,
+                out.last_c.expect("an LSTM has a cell state"),
+            ]
+        })),
+        "gru" => Some(
+            x[0].gru(&recurrent(), None)
+                .map(|out| vec![out.sequence, out.last_h]),
+        ),
+        "scaled_dot_product_attention" => {
+            one(x[0].scaled_dot_product_attention(&x[1], &x[2], Some(&x[3])))
+        }
+        "multi_head_attention" => {
+            let weights = AttentionWeights {
+                w_in: &x[1],
+                b_in: Some(&x[2]),
+                w_out: &x[3],
+                b_out: Some(&x[4]),
+            };
+            one(x[0].multi_head_attention(&weights, uint(attrs, "heads"), Some(&x[5])))
+        }
+        "gelu" => one(x[0].gelu()),
+        "gelu_tanh" => one(x[0].gelu_tanh()),
+        "leaky_relu" => one(x[0].leaky_relu(float(attrs, "negative_slope"))),
+        "elu" => one(x[0].elu(float(attrs, "alpha"))),
+        "softplus" => one(x[0].softplus()),
+        "silu" => one(x[0].silu()),
+        "huber" => one(x[0].huber(&x[1], float(attrs, "delta"))),
+        "l1" => one(x[0].l1(&x[1])),
+        "cross_entropy_weighted" => one(x[0].cross_entropy_weighted(&x[1], &x[2])),
+        "cross_entropy_label_smoothing" => {
+            one(x[0].cross_entropy_smoothed(&x[1], float(attrs, "label_smoothing")))
+        }
+        "bce_with_logits_pos_weight" => one(x[0].bce_with_logits_weighted(&x[1], &x[2])),
+        "topk" => Some(
+            x[0].topk(uint(attrs, "k"))
+                .map(|(values, indices)| vec![values, indices]),
+        ),
+        _ => None,
+    }
+}
+
+/// Cases that are not ops on tensors but optimizer steps, clipping and metrics.
+fn layer_procedure(op: &str, attrs: &Value, x: &[RawTensor]) -> Option<Result<Vec<RawTensor>>> {
+    Some(match op {
+        "rmsprop_steps" => (|| {
+            let mut optimizer = RmsProp::new(float(attrs, "lr"));
+            optimizer.rho = float(attrs, "alpha");
+            optimizer.eps = float(attrs, "eps");
+            optimizer.momentum = float(attrs, "momentum");
+            optimizer.centered = attrs["centered"].as_bool().unwrap();
+            let (mut param, mut state) = (x[0].clone(), Vec::new());
+            for grad in &x[1..] {
+                (param, state) = optimizer.update(&param, grad, &state)?;
+            }
+            Ok(vec![param])
+        })(),
+        "clip_grad_norm" => {
+            let grads: Vec<&RawTensor> = x.iter().collect();
+            clip_by_global_norm(&grads, float(attrs, "max_norm")).map(|(mut clipped, norm)| {
+                clipped.push(norm);
+                clipped
+            })
+        }
+        "binary_ranking_metrics" => (|| {
+            let scores = x[0].to_vec::<f32>()?;
+            let labels = x[1].to_vec::<u32>()?;
+            let device = x[0].device();
+            let auc = roc_auc(&scores, &labels).expect("both classes present") as f32;
+            let ap = average_precision(&scores, &labels).expect("positives present") as f32;
+            Ok(vec![
+                RawTensor::from_slice(&[auc], Vec::<usize>::new(), device)?,
+                RawTensor::from_slice(&[ap], Vec::<usize>::new(), device)?,
+            ])
+        })(),
+        _ => return None,
+    })
+}
+
+/// Fixture inputs as autograd leaves; float ones require grad when `grad` is set.
+fn leaves(x: &[RawTensor], grad: bool) -> Vec<Tensor> {
+    x.iter()
+        .map(|t| {
+            let t = Tensor::from_raw(t.clone());
+            if grad && t.dtype() == DType::F32 {
+                t.requires_grad_()
+            } else {
+                t
+            }
+        })
+        .collect()
+}
+
+fn layer_forward(op: &str, attrs: &Value, x: &[RawTensor]) -> Option<Result<Vec<RawTensor>>> {
+    if let Some(result) = layer_procedure(op, attrs, x) {
+        return Some(result);
+    }
+    let outputs = layer_case(op, attrs, &leaves(x, false))?;
+    Some(outputs.map(|outs| outs.iter().map(|t| t.raw().clone()).collect()))
+}
+
+fn layer_backward(
+    op: &str,
+    attrs: &Value,
+    x: &[RawTensor],
+    dy: &RawTensor,
+) -> Option<Result<Vec<(usize, RawTensor)>>> {
+    let leaves = leaves(x, true);
+    let outputs = layer_case(op, attrs, &leaves)?;
+    Some((|| {
+        let grads = outputs?[0].backward_with(&Tensor::from_raw(dy.clone()))?;
+        Ok(leaves
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| grads.get(t).map(|g| (i, g.raw().clone())))
+            .collect())
+    })())
+}

@@ -21,5 +21,6 @@ mod var;
 
 pub use gradcheck::{GradCheck, check_gradients};
 pub use graph::{Gradients, is_grad_enabled, no_grad};
+pub use ops::{AttentionWeights, BatchNormStats, RecurrentOutput, RecurrentWeights};
 pub use tensor::{Tensor, TensorId};
 pub use var::Var;

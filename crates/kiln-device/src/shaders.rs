@@ -24,12 +24,14 @@ pub(crate) enum Shader {
     Random,
     /// `shaders/index.wgsl`: row gather (index_select) and scatter-add.
     Index,
+    /// `shaders/topk.wgsl`: the k largest or smallest elements of each row, with their indices.
+    TopK,
 }
 
 impl Shader {
     /// Every shader file.
     #[cfg(test)]
-    pub(crate) const ALL: [Shader; 10] = [
+    pub(crate) const ALL: [Shader; 11] = [
         Shader::Elementwise,
         Shader::Copy,
         Shader::Gemm,
@@ -40,6 +42,7 @@ impl Shader {
         Shader::Pool,
         Shader::Random,
         Shader::Index,
+        Shader::TopK,
     ];
 
     /// The file name under `shaders/`.
@@ -55,6 +58,7 @@ impl Shader {
             Shader::Pool => "pool.wgsl",
             Shader::Random => "random.wgsl",
             Shader::Index => "index.wgsl",
+            Shader::TopK => "topk.wgsl",
         }
     }
 
@@ -83,6 +87,7 @@ impl Shader {
             Shader::Pool => include_str!("../../../shaders/pool.wgsl"),
             Shader::Random => include_str!("../../../shaders/random.wgsl"),
             Shader::Index => include_str!("../../../shaders/index.wgsl"),
+            Shader::TopK => include_str!("../../../shaders/topk.wgsl"),
         }
     }
 }

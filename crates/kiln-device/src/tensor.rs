@@ -330,13 +330,8 @@ impl RawTensor {
         Ok(())
     }
 
-    /// `Err` unless the tensor holds `dtype`.
-    pub(crate) fn expect_dtype(
-        &self,
-        op: &'static str,
-        dtype: DType,
-        hint: &'static str,
-    ) -> Result<()> {
+    /// `Err` naming `op` (with `hint`, the fix) unless the tensor holds `dtype`.
+    pub fn expect_dtype(&self, op: &'static str, dtype: DType, hint: &'static str) -> Result<()> {
         if self.dtype == dtype {
             Ok(())
         } else {
@@ -358,11 +353,12 @@ impl RawTensor {
 
     /// The same elements with a new shape (a view when the layout allows, else a copy).
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self> {
-        match self.layout.reshape("reshape", shape.into())? {
+        let shape = shape.into();
+        match self.layout.reshape("reshape", shape.clone())? {
             Some(layout) => Ok(self.view(layout)),
             None => {
                 let packed = self.contiguous()?;
-                let layout = packed.layout.reshape("reshape", self.shape().clone())?;
+                let layout = packed.layout.reshape("reshape", shape)?;
                 Ok(packed.view(layout.expect("contiguous layouts reshape as views")))
             }
         }

@@ -20,7 +20,7 @@ mod checkpoint;
 pub mod data;
 pub mod layers;
 mod loss;
-mod metrics;
+pub mod metrics;
 mod model;
 pub mod optim;
 
@@ -38,6 +38,6 @@ pub mod prelude {
         Activation, ActivationLayer, AveragePooling2D, Conv2D, Dense, Dropout, Embedding, Flatten,
         Layer, MaxPooling2D, Padding,
     };
-    pub use crate::optim::{Adam, Optimizer, Sgd};
+    pub use crate::optim::{Adagrad, Adam, Optimizer, RmsProp, Sgd};
     pub use crate::{Evaluation, FitConfig, History, Loss, Metric, Sequential};
 }

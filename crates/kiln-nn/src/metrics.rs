@@ -141,6 +141,66 @@ impl MetricTotals {
     }
 }
 
+/// Area under the ROC curve of `scores` for 0/1 `labels` (exact: the Mann–Whitney statistic, ties
+/// counting one half). `None` when one class is missing (the curve is undefined).
+pub fn roc_auc(scores: &[f32], labels: &[u32]) -> Option<f64> {
+    let positives = labels.iter().filter(|&&l| l != 0).count();
+    let negatives = labels.len() - positives;
+    if positives == 0 || negatives == 0 || scores.len() != labels.len() {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // Sum of the (1-based, tie-averaged) ranks of the positives.
+    let mut rank_sum = 0.0f64;
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && scores[order[end]] == scores[order[start]] {
+            end += 1;
+        }
+        let average_rank = (start + end + 1) as f64 / 2.0;
+        let tied_positives = order[start..end]
+            .iter()
+            .filter(|&&i| labels[i] != 0)
+            .count();
+        rank_sum += average_rank * tied_positives as f64;
+        start = end;
+    }
+    let p = positives as f64;
+    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * negatives as f64))
+}
+
+/// Average precision of `scores` for 0/1 `labels` (scikit-learn's: `Σ (Rₙ - Rₙ₋₁) Pₙ` over the
+/// distinct score thresholds, highest first), the area under the precision-recall curve. `None`
+/// without positives.
+pub fn average_precision(scores: &[f32], labels: &[u32]) -> Option<f64> {
+    let positives = labels.iter().filter(|&&l| l != 0).count();
+    if positives == 0 || scores.len() != labels.len() {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut true_pos, mut seen, mut last_recall, mut area) = (0usize, 0usize, 0.0f64, 0.0f64);
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && scores[order[end]] == scores[order[start]] {
+            end += 1;
+        }
+        true_pos += order[start..end]
+            .iter()
+            .filter(|&&i| labels[i] != 0)
+            .count();
+        seen += end - start;
+        let recall = true_pos as f64 / positives as f64;
+        area += (recall - last_recall) * true_pos as f64 / seen as f64;
+        last_recall = recall;
+        start = end;
+    }
+    Some(area)
+}
+
 #[cfg(test)]
 mod tests {
     use kiln_autograd::Tensor;

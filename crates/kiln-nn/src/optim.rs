@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use kiln_autograd::{Gradients, TensorId, Var};
-use kiln_device::{AdamConfig, DType, RawTensor, Result, SgdConfig};
+use kiln_device::{AdamConfig, BinaryOp, DType, RawTensor, Result, SgdConfig, Shape, UnaryOp};
 
 /// Updates parameters from their gradients.
 pub trait Optimizer: Send {
@@ -59,6 +59,12 @@ impl Adam {
     /// Sets epsilon.
     pub fn epsilon(mut self, eps: f32) -> Self {
         self.config.eps = eps;
+        self
+    }
+
+    /// Sets L2 weight decay (added to the gradient; for AdamW's decoupled decay use [`Adam::adamw`]).
+    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
+        self.config.weight_decay = weight_decay;
         self
     }
 
@@ -161,6 +167,12 @@ impl Sgd {
         }
     }
 
+    /// Sets L2 weight decay (added to the gradient, PyTorch's `weight_decay`).
+    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
+        self.config.weight_decay = weight_decay;
+        self
+    }
+
     /// Sets momentum (and Nesterov).
     pub fn momentum(mut self, momentum: f32, nesterov: bool) -> Self {
         (self.config.momentum, self.config.nesterov) = (momentum, nesterov);
@@ -221,4 +233,268 @@ impl Optimizer for Sgd {
             .collect();
         Ok(())
     }
+}
+
+/// The per-parameter state tensors of an optimizer composed from elementwise kernels.
+type StateMap = HashMap<TensorId, Vec<RawTensor>>;
+
+/// Restores `state` after checking each parameter keeps `count` tensors.
+fn load_states(name: &'static str, count: usize, state: StateMap) -> Result<StateMap> {
+    if let Some(bad) = state.values().find(|t| t.len() != count) {
+        return Err(kiln_device::Error::invalid(
+            "load_state",
+            format!(
+                "{name} keeps {count} tensors per parameter, the checkpoint has {}",
+                bad.len()
+            ),
+        ));
+    }
+    Ok(state)
+}
+
+/// `a · x + b · y` for same-shaped tensors.
+fn blend(x: &RawTensor, a: f32, y: &RawTensor, b: f32) -> Result<RawTensor> {
+    x.scalar(BinaryOp::Mul, a)?
+        .binary(BinaryOp::Add, &y.scalar(BinaryOp::Mul, b)?)
+}
+
+/// RMSprop (PyTorch's update, Keras's defaults: lr 0.001, rho 0.9, eps 1e-7): a running mean of
+/// squared gradients scales each step; optional momentum and centring.
+pub struct RmsProp {
+    lr: f32,
+    /// Decay of the running mean of squared gradients (Keras's `rho`, PyTorch's `alpha`).
+    pub rho: f32,
+    /// Added to the root of the running mean.
+    pub eps: f32,
+    /// Momentum factor (0: none).
+    pub momentum: f32,
+    /// Subtract the square of the running mean gradient (centred RMSprop).
+    pub centered: bool,
+    /// L2 weight decay added to the gradient.
+    pub weight_decay: f32,
+    /// Per parameter: square average, then the momentum buffer and the mean gradient when used.
+    state: StateMap,
+}
+
+impl RmsProp {
+    /// RMSprop with learning rate `lr` and Keras's defaults.
+    pub fn new(lr: f32) -> Self {
+        RmsProp {
+            lr,
+            rho: 0.9,
+            eps: 1e-7,
+            momentum: 0.0,
+            centered: false,
+            weight_decay: 0.0,
+            state: HashMap::new(),
+        }
+    }
+
+    /// One update of `param` with gradient `grad` from `state` (empty at the first step): returns
+    /// the new parameter and state — the square average, then the momentum buffer (with momentum),
+    /// then the mean gradient (centred). Composed from elementwise kernels.
+    pub fn update(
+        &self,
+        param: &RawTensor,
+        grad: &RawTensor,
+        state: &[RawTensor],
+    ) -> Result<(RawTensor, Vec<RawTensor>)> {
+        let with_momentum = self.momentum > 0.0;
+        let previous = |i: usize| match state.get(i) {
+            Some(t) => Ok(t.clone()),
+            None => RawTensor::zeros(param.shape().clone(), DType::F32, param.device()),
+        };
+        let grad = if self.weight_decay != 0.0 {
+            grad.binary(
+                BinaryOp::Add,
+                &param.scalar(BinaryOp::Mul, self.weight_decay)?,
+            )?
+        } else {
+            grad.clone()
+        };
+        let squared = grad.binary(BinaryOp::Mul, &grad)?;
+        let square_avg = blend(&previous(0)?, self.rho, &squared, 1.0 - self.rho)?;
+        let mut variance = square_avg.clone();
+        let mut new_state = vec![square_avg];
+        let grad_avg = if self.centered {
+            let avg = blend(
+                &previous(1 + usize::from(with_momentum))?,
+                self.rho,
+                &grad,
+                1.0 - self.rho,
+            )?;
+            variance = variance.binary(BinaryOp::Sub, &avg.binary(BinaryOp::Mul, &avg)?)?;
+            Some(avg)
+        } else {
+            None
+        };
+        let denominator = variance
+            .unary(UnaryOp::Sqrt)?
+            .scalar(BinaryOp::Add, self.eps)?;
+        let mut step = grad.binary(BinaryOp::Div, &denominator)?;
+        if with_momentum {
+            step = blend(&previous(1)?, self.momentum, &step, 1.0)?;
+            new_state.push(step.clone());
+        }
+        new_state.extend(grad_avg);
+        Ok((blend(param, 1.0, &step, -self.lr)?, new_state))
+    }
+}
+
+impl Optimizer for RmsProp {
+    fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
+        for p in params {
+            let Some(g) = grads.get_raw(p.id()) else {
+                continue;
+            };
+            let state = self.state.remove(&p.id()).unwrap_or_default();
+            let (value, state) = self.update(p.tensor().raw(), g, &state)?;
+            p.set(value)?;
+            self.state.insert(p.id(), state);
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
+    fn name(&self) -> &'static str {
+        "rmsprop"
+    }
+
+    fn state(&self) -> (u32, StateMap) {
+        (0, self.state.clone())
+    }
+
+    fn load_state(&mut self, _steps: u32, state: StateMap) -> Result<()> {
+        let count =
+            1 + usize::from(self.momentum > 0.0 || self.centered) + usize::from(self.centered);
+        self.state = load_states("RMSprop", count, state)?;
+        Ok(())
+    }
+}
+
+/// Adagrad (Keras's defaults: lr 0.001, initial accumulator 0.1, eps 1e-7): each parameter's step is
+/// scaled by the root of its summed squared gradients.
+pub struct Adagrad {
+    lr: f32,
+    /// The accumulator's starting value.
+    pub initial_accumulator: f32,
+    /// Added to the root of the accumulator.
+    pub eps: f32,
+    accumulators: StateMap,
+}
+
+impl Adagrad {
+    /// Adagrad with learning rate `lr` and Keras's defaults.
+    pub fn new(lr: f32) -> Self {
+        Adagrad {
+            lr,
+            initial_accumulator: 0.1,
+            eps: 1e-7,
+            accumulators: HashMap::new(),
+        }
+    }
+}
+
+impl Optimizer for Adagrad {
+    fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
+        for p in params {
+            let Some(g) = grads.get_raw(p.id()) else {
+                continue;
+            };
+            let value = p.tensor().raw().clone();
+            let sum = match self.accumulators.remove(&p.id()).and_then(|mut s| s.pop()) {
+                Some(sum) => sum,
+                None => RawTensor::full(
+                    value.shape().clone(),
+                    f64::from(self.initial_accumulator),
+                    DType::F32,
+                    value.device(),
+                )?,
+            };
+            let sum = sum.binary(BinaryOp::Add, &g.binary(BinaryOp::Mul, g)?)?;
+            let step = g.binary(
+                BinaryOp::Div,
+                &sum.unary(UnaryOp::Sqrt)?.scalar(BinaryOp::Add, self.eps)?,
+            )?;
+            p.set(blend(&value, 1.0, &step, -self.lr)?)?;
+            self.accumulators.insert(p.id(), vec![sum]);
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
+    fn name(&self) -> &'static str {
+        "adagrad"
+    }
+
+    fn state(&self) -> (u32, StateMap) {
+        (0, self.accumulators.clone())
+    }
+
+    fn load_state(&mut self, _steps: u32, state: StateMap) -> Result<()> {
+        self.accumulators = load_states("Adagrad", 1, state)?;
+        Ok(())
+    }
+}
+
+/// Gradients scaled so that their global L2 norm is at most `max_norm` (PyTorch's
+/// `clip_grad_norm_`, Keras's `global_clipnorm`): each is multiplied by
+/// `min(1, max_norm / (norm + 1e-6))`. Returns the clipped gradients and the norm before clipping,
+/// both on the device (no synchronisation).
+pub fn clip_by_global_norm(
+    grads: &[&RawTensor],
+    max_norm: f32,
+) -> Result<(Vec<RawTensor>, RawTensor)> {
+    let Some(first) = grads.first() else {
+        return Err(kiln_device::Error::invalid(
+            "clip_by_global_norm",
+            "no gradients given",
+        ));
+    };
+    let mut total = RawTensor::zeros(Shape::new(Vec::new()), DType::F32, first.device())?;
+    for g in grads {
+        total = total.binary(
+            BinaryOp::Add,
+            &g.binary(BinaryOp::Mul, g)?.sum(None, false)?,
+        )?;
+    }
+    let norm = total.unary(UnaryOp::Sqrt)?;
+    // max_norm / max(norm + 1e-6, max_norm) = min(1, max_norm / (norm + 1e-6))
+    let scale = norm
+        .scalar(BinaryOp::Add, 1e-6)?
+        .scalar(BinaryOp::Maximum, max_norm)?;
+    let scale = RawTensor::full(
+        Shape::new(Vec::new()),
+        f64::from(max_norm),
+        DType::F32,
+        first.device(),
+    )?
+    .binary(BinaryOp::Div, &scale)?;
+    let clipped = grads
+        .iter()
+        .map(|g| g.binary(BinaryOp::Mul, &scale))
+        .collect::<Result<_>>()?;
+    Ok((clipped, norm))
+}
+
+/// Each gradient element clamped to `[-limit, limit]` (Keras's `clipvalue`).
+pub fn clip_by_value(grad: &RawTensor, limit: f32) -> Result<RawTensor> {
+    grad.scalar(BinaryOp::Maximum, -limit)?
+        .scalar(BinaryOp::Mul, -1.0)?
+        .scalar(BinaryOp::Maximum, -limit)?
+        .scalar(BinaryOp::Mul, -1.0)
 }

@@ -35,6 +35,14 @@ impl Tensor {
                 UnaryOp::Neg => g.scalar(BinaryOp::Mul, -1.0)?,
                 UnaryOp::Abs => mul(&x.unary(UnaryOp::Sign)?)?,
                 UnaryOp::Sign => g.scalar(BinaryOp::Mul, 0.0)?,
+                UnaryOp::Gelu => mul(&x.unary(UnaryOp::GeluGrad)?)?,
+                UnaryOp::GeluTanh => mul(&x.unary(UnaryOp::GeluTanhGrad)?)?,
+                UnaryOp::Softplus => mul(&x.unary(UnaryOp::Sigmoid)?)?,
+                UnaryOp::Silu => mul(&x.unary(UnaryOp::SiluGrad)?)?,
+                // Derivative kernels are not differentiated again.
+                UnaryOp::GeluGrad | UnaryOp::GeluTanhGrad | UnaryOp::SiluGrad => {
+                    return Ok(vec![None]);
+                }
             };
             Ok(vec![Some(dx)])
         }))
@@ -80,6 +88,36 @@ impl Tensor {
         self.unary(UnaryOp::Abs)
     }
 
+    /// GELU, exact (`x Φ(x)`, PyTorch's default).
+    pub fn gelu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Gelu)
+    }
+
+    /// GELU's tanh approximation (Keras's `approximate=True`).
+    pub fn gelu_tanh(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::GeluTanh)
+    }
+
+    /// `ln(1 + e^x)`
+    pub fn softplus(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Softplus)
+    }
+
+    /// SiLU (swish): `x σ(x)`.
+    pub fn silu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Silu)
+    }
+
+    /// Leaky ReLU: `x` where positive, else `negative_slope · x`.
+    pub fn leaky_relu(&self, negative_slope: f32) -> Result<Tensor> {
+        self.scalar(BinaryOp::LeakyRelu, negative_slope)
+    }
+
+    /// ELU: `x` where positive, else `alpha (e^x - 1)`.
+    pub fn elu(&self, alpha: f32) -> Result<Tensor> {
+        self.scalar(BinaryOp::Elu, alpha)
+    }
+
     fn binary(&self, op: BinaryOp, other: &Tensor) -> Result<Tensor> {
         let y = self.raw().binary(op, other.raw())?;
         let (a, b) = (self.raw().clone(), other.raw().clone());
@@ -111,7 +149,20 @@ impl Tensor {
                         g.binary(BinaryOp::Mul, &to_b)?,
                     )
                 }
-                BinaryOp::Greater | BinaryOp::Equal => return Ok(vec![None, None]),
+                BinaryOp::Greater
+                | BinaryOp::Equal
+                | BinaryOp::LeakyReluGrad
+                | BinaryOp::EluGrad => return Ok(vec![None, None]),
+                // The slope or scale `b` is a hyperparameter: no gradient for it.
+                BinaryOp::LeakyRelu | BinaryOp::Elu => {
+                    let grad_op = if op == BinaryOp::Elu {
+                        BinaryOp::EluGrad
+                    } else {
+                        BinaryOp::LeakyReluGrad
+                    };
+                    let da = g.binary(BinaryOp::Mul, &a.binary(grad_op, &b)?)?;
+                    return Ok(vec![Some(sum_to(da, a.shape())?), None]);
+                }
                 // Linear in a through the mask of b; the mask is flat in b.
                 BinaryOp::ReluBackward => {
                     let da = g.binary(BinaryOp::ReluBackward, &b)?;
@@ -172,8 +223,15 @@ impl Tensor {
                     let ties = x.scalar(BinaryOp::Equal, s)?.scalar(BinaryOp::Mul, 0.5)?;
                     g.binary(BinaryOp::Mul, &step(&x, s)?.binary(BinaryOp::Add, &ties)?)?
                 }
-                BinaryOp::Greater | BinaryOp::Equal => return Ok(vec![None]),
+                BinaryOp::Greater
+                | BinaryOp::Equal
+                | BinaryOp::LeakyReluGrad
+                | BinaryOp::EluGrad => return Ok(vec![None]),
                 BinaryOp::ReluBackward => g.scalar(BinaryOp::ReluBackward, s)?,
+                BinaryOp::LeakyRelu => {
+                    g.binary(BinaryOp::Mul, &x.scalar(BinaryOp::LeakyReluGrad, s)?)?
+                }
+                BinaryOp::Elu => g.binary(BinaryOp::Mul, &x.scalar(BinaryOp::EluGrad, s)?)?,
             };
             Ok(vec![Some(dx)])
         }))

@@ -1,11 +1,19 @@
 //! The differentiable ops of [`crate::Tensor`], one module per family; each forward runs the device
 //! kernel and records a closure computing the inputs' gradients from device kernels too.
 
+mod attention;
 mod elementwise;
 mod linalg;
+mod loss;
 mod nn;
+mod norm;
+mod recurrent;
 mod reduce;
 mod shape;
+
+pub use attention::AttentionWeights;
+pub use norm::BatchNormStats;
+pub use recurrent::{RecurrentOutput, RecurrentWeights};
 
 use kiln_device::{RawTensor, Result, Shape};
 

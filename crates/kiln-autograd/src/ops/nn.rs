@@ -1,6 +1,6 @@
 //! Neural-network ops — convolution, pooling, softmax, losses — with their backward kernels.
 
-use kiln_device::{BinaryOp, Conv2dParams, Conv2dWanted, Pool2dParams, RawTensor, Result};
+use kiln_device::{BinaryOp, Conv2dParams, Conv2dWanted, Error, Pool2dParams, RawTensor, Result};
 
 use crate::Tensor;
 
@@ -61,6 +61,47 @@ impl Tensor {
             }
             Ok(out)
         }))
+    }
+
+    /// 1-D convolution of `[N, C, L]` with `[O, C, K]` weights and an optional `[O]` bias, zero
+    /// padding `padding` on both sides (PyTorch's `conv1d`): the 2-D GEMM kernels on a height of 1.
+    pub fn conv1d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        let op = "conv1d";
+        let (&[n, c, _], &[o, wc, _]) = (self.dims(), weight.dims()) else {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "expects input [batch, channels, length] and weight [out, channels, kernel], got {} and {}",
+                    self.shape(),
+                    weight.shape()
+                ),
+            ));
+        };
+        if c != wc {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "input {} has {c} channels, weight {} expects {wc}",
+                    self.shape(),
+                    weight.shape()
+                ),
+            ));
+        }
+        let params = Conv2dParams {
+            stride: [1, stride],
+            padding: [0, padding],
+        };
+        let y = self
+            .unsqueeze(2)?
+            .conv2d(&weight.unsqueeze(2)?, bias, params)?;
+        let length = y.dims()[3];
+        y.reshape([n, o, length])
     }
 
     /// 2-D max pooling.

@@ -1,6 +1,6 @@
 //! Views (reshape, transpose, broadcast, narrow, ...) and joins (concat, stack) with their gradients.
 
-use kiln_device::{DType, Error, RawTensor, Result, Shape};
+use kiln_device::{BinaryOp, DType, Error, RawTensor, Result, Shape};
 
 use super::sum_to;
 use crate::Tensor;
@@ -152,5 +152,52 @@ impl Tensor {
                 ])
             },
         ))
+    }
+}
+
+impl Tensor {
+    /// An embedding lookup: rows of this `[V, D]` table for `ids` (u32, any shape) as
+    /// `[..ids, D]`. The row `padding_idx` gets no gradient (PyTorch's `padding_idx`).
+    pub fn embedding(&self, ids: &Tensor, padding_idx: Option<u32>) -> Result<Tensor> {
+        let op = "embedding";
+        let [_, d] = *self.dims() else {
+            return Err(Error::invalid(
+                op,
+                format!("expects a [vocabulary, dim] table, got {}", self.shape()),
+            ));
+        };
+        ids.raw().expect_dtype(
+            op,
+            DType::U32,
+            "ids are u32; cast them with .cast(DType::U32)",
+        )?;
+        let flat = ids.raw().reshape([ids.numel()])?;
+        let y = self.raw().index_select(&flat)?;
+        let mut out_shape = ids.dims().to_vec();
+        out_shape.push(d);
+        let y = y.reshape(out_shape)?;
+        let table = self.shape().clone();
+        Ok(Tensor::from_op(op, y, &[self], move |g| {
+            let mut g = g.reshape([flat.numel(), d])?;
+            if let Some(pad) = padding_idx {
+                // zero the gradient rows of padding ids before they are added into the table
+                let keep = flat
+                    .cast(DType::F32)?
+                    .scalar(BinaryOp::Equal, pad as f32)?
+                    .scalar(BinaryOp::Mul, -1.0)?
+                    .scalar(BinaryOp::Add, 1.0)?
+                    .reshape([flat.numel(), 1])?;
+                g = g.binary(BinaryOp::Mul, &keep)?;
+            }
+            Ok(vec![Some(RawTensor::index_select_backward(
+                &g, &flat, table,
+            )?)])
+        }))
+    }
+
+    /// The `k` largest elements along the last axis and their u32 indices (no gradient).
+    pub fn topk(&self, k: usize) -> Result<(Tensor, Tensor)> {
+        let (values, indices) = self.raw().topk(k, true)?;
+        Ok((Tensor::from_raw(values), Tensor::from_raw(indices)))
     }
 }

@@ -26,13 +26,13 @@ macro_rules! specialise {
 
 macro_rules! each_unary {
     ($op:expr, |$k:ident| $body:expr) => {
-        specialise!($op, UnaryOp [Relu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Sign], |$k| $body)
+        specialise!($op, UnaryOp [Relu, Sigmoid, Tanh, Exp, Log, Sqrt, Neg, Abs, Sign, Gelu, GeluTanh, Softplus, Silu, GeluGrad, GeluTanhGrad, SiluGrad], |$k| $body)
     };
 }
 
 macro_rules! each_binary {
     ($op:expr, |$k:ident| $body:expr) => {
-        specialise!($op, BinaryOp [Add, Sub, Mul, Div, Maximum, Greater, Equal, ReluBackward], |$k| $body)
+        specialise!($op, BinaryOp [Add, Sub, Mul, Div, Maximum, Greater, Equal, ReluBackward, LeakyRelu, LeakyReluGrad, Elu, EluGrad], |$k| $body)
     };
 }
 

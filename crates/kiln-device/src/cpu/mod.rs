@@ -11,6 +11,7 @@ pub(crate) mod pool;
 pub(crate) mod random;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
+pub(crate) mod topk;
 mod vecmath;
 
 use std::sync::Arc;

@@ -20,6 +20,7 @@ pub(crate) mod reduce;
 mod select;
 pub(crate) mod softmax;
 mod teams;
+pub(crate) mod topk;
 
 use std::sync::Arc;
 

@@ -26,11 +26,25 @@ pub enum UnaryOp {
     Abs,
     /// -1, 0 or 1 (NaN stays NaN)
     Sign,
+    /// GELU with the exact Gaussian CDF: `x Φ(x)` (PyTorch's default, Keras's `approximate=False`)
+    Gelu,
+    /// GELU's tanh approximation: `x/2 (1 + tanh(√(2/π) (x + 0.044715 x³)))`
+    GeluTanh,
+    /// `ln(1 + e^x)`, computed without overflow
+    Softplus,
+    /// SiLU (swish): `x σ(x)`
+    Silu,
+    /// The derivative of [`UnaryOp::Gelu`], `Φ(x) + x φ(x)` (for its backward)
+    GeluGrad,
+    /// The derivative of [`UnaryOp::GeluTanh`] (for its backward)
+    GeluTanhGrad,
+    /// The derivative of [`UnaryOp::Silu`], `σ(x) (1 + x (1 - σ(x)))` (for its backward)
+    SiluGrad,
 }
 
 impl UnaryOp {
     /// Every unary op, for tests and docs.
-    pub const ALL: [UnaryOp; 9] = [
+    pub const ALL: [UnaryOp; 16] = [
         UnaryOp::Relu,
         UnaryOp::Sigmoid,
         UnaryOp::Tanh,
@@ -40,6 +54,13 @@ impl UnaryOp {
         UnaryOp::Neg,
         UnaryOp::Abs,
         UnaryOp::Sign,
+        UnaryOp::Gelu,
+        UnaryOp::GeluTanh,
+        UnaryOp::Softplus,
+        UnaryOp::Silu,
+        UnaryOp::GeluGrad,
+        UnaryOp::GeluTanhGrad,
+        UnaryOp::SiluGrad,
     ];
 
     /// The op's name as errors and fixtures spell it.
@@ -54,6 +75,13 @@ impl UnaryOp {
             UnaryOp::Neg => "neg",
             UnaryOp::Abs => "abs",
             UnaryOp::Sign => "sign",
+            UnaryOp::Gelu => "gelu",
+            UnaryOp::GeluTanh => "gelu_tanh",
+            UnaryOp::Softplus => "softplus",
+            UnaryOp::Silu => "silu",
+            UnaryOp::GeluGrad => "gelu_grad",
+            UnaryOp::GeluTanhGrad => "gelu_tanh_grad",
+            UnaryOp::SiluGrad => "silu_grad",
         }
     }
 
@@ -76,8 +104,47 @@ impl UnaryOp {
             UnaryOp::Abs => x.abs(),
             UnaryOp::Sign if x == 0.0 || x.is_nan() => x,
             UnaryOp::Sign => x.signum(),
+            UnaryOp::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+            UnaryOp::GeluTanh => 0.5 * x * (1.0 + gelu_tanh_inner(x).tanh()),
+            UnaryOp::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            UnaryOp::Silu => x / (1.0 + (-x).exp()),
+            UnaryOp::GeluGrad => {
+                let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                cdf + x * (-0.5 * x * x).exp() * INV_SQRT_2PI
+            }
+            UnaryOp::GeluTanhGrad => {
+                let t = gelu_tanh_inner(x).tanh();
+                let inner_grad = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_CUBIC * x * x);
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * inner_grad
+            }
+            UnaryOp::SiluGrad => {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 + x * (1.0 - s))
+            }
         }
     }
+}
+
+/// `1 / √(2π)`
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+/// `√(2/π)`
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+/// The cubic coefficient of GELU's tanh approximation.
+const GELU_TANH_CUBIC: f32 = 0.044_715;
+
+fn gelu_tanh_inner(x: f32) -> f32 {
+    SQRT_2_OVER_PI * (x + GELU_TANH_CUBIC * x * x * x)
+}
+
+/// The error function (Abramowitz & Stegun 7.1.26, absolute error below 1.5e-7): the same formula as
+/// `erf_approx` in `shaders/elementwise.wgsl`, so both backends agree.
+pub(crate) fn erf(x: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_7 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let y = 1.0 - poly * (-x * x).exp();
+    y.copysign(x)
 }
 
 /// A function of two elements, applied with numpy broadcasting.
@@ -99,11 +166,19 @@ pub enum BinaryOp {
     Equal,
     /// `a * (b > 0)`: ReLU's backward, the gradient `a` passed where the input `b` was positive
     ReluBackward,
+    /// Leaky ReLU of `a` with negative slope `b`: `a` where `a > 0`, else `b a`
+    LeakyRelu,
+    /// Leaky ReLU's derivative at `a` with slope `b`: 1 where `a > 0`, else `b`
+    LeakyReluGrad,
+    /// ELU of `a` with scale `b`: `a` where `a > 0`, else `b (e^a - 1)`
+    Elu,
+    /// ELU's derivative at `a` with scale `b`: 1 where `a > 0`, else `b e^a`
+    EluGrad,
 }
 
 impl BinaryOp {
     /// Every binary op, for tests and docs.
-    pub const ALL: [BinaryOp; 8] = [
+    pub const ALL: [BinaryOp; 12] = [
         BinaryOp::Add,
         BinaryOp::Sub,
         BinaryOp::Mul,
@@ -112,6 +187,10 @@ impl BinaryOp {
         BinaryOp::Greater,
         BinaryOp::Equal,
         BinaryOp::ReluBackward,
+        BinaryOp::LeakyRelu,
+        BinaryOp::LeakyReluGrad,
+        BinaryOp::Elu,
+        BinaryOp::EluGrad,
     ];
 
     /// The op's name as errors and fixtures spell it.
@@ -125,6 +204,10 @@ impl BinaryOp {
             BinaryOp::Greater => "greater",
             BinaryOp::Equal => "equal",
             BinaryOp::ReluBackward => "relu_backward",
+            BinaryOp::LeakyRelu => "leaky_relu",
+            BinaryOp::LeakyReluGrad => "leaky_relu_grad",
+            BinaryOp::Elu => "elu",
+            BinaryOp::EluGrad => "elu_grad",
         }
     }
 
@@ -139,6 +222,10 @@ impl BinaryOp {
             BinaryOp::Greater => "greater_scalar",
             BinaryOp::Equal => "equal_scalar",
             BinaryOp::ReluBackward => "relu_backward_scalar",
+            BinaryOp::LeakyRelu => "leaky_relu_scalar",
+            BinaryOp::LeakyReluGrad => "leaky_relu_grad_scalar",
+            BinaryOp::Elu => "elu_scalar",
+            BinaryOp::EluGrad => "elu_grad_scalar",
         }
     }
 
@@ -165,6 +252,14 @@ impl BinaryOp {
             BinaryOp::Greater => f32::from(u8::from(a > b)),
             BinaryOp::Equal => f32::from(u8::from(a == b)),
             BinaryOp::ReluBackward => a * f32::from(u8::from(b > 0.0)),
+            BinaryOp::LeakyRelu if a > 0.0 => a,
+            BinaryOp::LeakyRelu => b * a,
+            BinaryOp::LeakyReluGrad if a > 0.0 => 1.0,
+            BinaryOp::LeakyReluGrad => b,
+            BinaryOp::Elu if a > 0.0 => a,
+            BinaryOp::Elu => b * a.exp_m1(),
+            BinaryOp::EluGrad if a > 0.0 => 1.0,
+            BinaryOp::EluGrad => b * a.exp(),
         }
     }
 }

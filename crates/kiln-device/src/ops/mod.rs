@@ -12,6 +12,7 @@ pub(crate) mod pool;
 pub(crate) mod random;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
+pub(crate) mod topk;
 
 pub use conv2d::{Conv2dGrads, Conv2dParams, Conv2dWanted};
 pub use elementwise::{BinaryOp, UnaryOp};

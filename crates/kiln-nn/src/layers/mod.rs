@@ -41,6 +41,21 @@ pub trait Layer: Send {
     /// Output for a batch `x` (`[batch, ..input]`); `training` switches dropout and the like.
     fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor>;
 
+    /// [`Layer::forward`] given the padding mask of `x` (`[batch, steps]`, 1 = a real step, 0 =
+    /// padding) when an upstream layer produced one. Layers that use masks (recurrent layers, masked
+    /// pooling, attention) override this; others ignore the mask.
+    fn forward_masked(&self, x: &Tensor, mask: Option<&Tensor>, training: bool) -> Result<Tensor> {
+        let _ = mask;
+        self.forward(x, training)
+    }
+
+    /// The mask this layer's output carries, given its input `x` and the input's mask. By default the
+    /// mask ends here (Keras drops masks at layers that do not support them).
+    fn output_mask(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
+        let _ = (x, mask);
+        Ok(None)
+    }
+
     /// Output before the layer's final activation (for losses fused with softmax or sigmoid).
     fn forward_before_activation(&self, x: &Tensor, training: bool) -> Result<Tensor> {
         self.forward(x, training)
@@ -57,6 +72,12 @@ pub trait Layer: Send {
 
     /// The trainable parameters with their PyTorch-style names (`weight`, `bias`).
     fn parameters(&self) -> Vec<(&'static str, Var)> {
+        Vec::new()
+    }
+
+    /// State that is saved and loaded with the weights but not trained by the optimizer (batch
+    /// normalisation's moving statistics), with PyTorch-style names (`running_mean`).
+    fn buffers(&self) -> Vec<(&'static str, Var)> {
         Vec::new()
     }
 }
