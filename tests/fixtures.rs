@@ -18,6 +18,12 @@ use serde_json::Value;
 /// Empty now: every fixture op runs. A new fixture op that kiln cannot run yet goes here.
 const NOT_YET_SUPPORTED: &[(&str, &str)] = &[];
 
+/// A case's forward op on its inputs: `None` when kiln does not know the op.
+type ForwardFn = fn(&str, &Value, &[RawTensor]) -> Option<Result<Vec<RawTensor>>>;
+/// Gradients autograd gives for a case's float inputs, by input index.
+type BackwardFn =
+    fn(&str, &Value, &[RawTensor], &RawTensor) -> Option<Result<Vec<(usize, RawTensor)>>>;
+
 /// One folder of fixtures and how its cases run.
 struct Suite {
     /// The summary line's first word.
@@ -26,10 +32,10 @@ struct Suite {
     env: &'static str,
     /// The vendored folder under the repository root.
     default_dir: &'static str,
-    /// Runs a case's forward op: `None` when kiln does not know the op.
-    forward: fn(&str, &Value, &[RawTensor]) -> Option<Result<Vec<RawTensor>>>,
-    /// Gradients autograd gives for a case's float inputs, by input index.
-    backward: fn(&str, &Value, &[RawTensor], &RawTensor) -> Option<Result<Vec<(usize, RawTensor)>>>,
+    /// Runs a case's forward op.
+    forward: ForwardFn,
+    /// Runs a case's backward.
+    backward: BackwardFn,
 }
 
 const TORCH: Suite = Suite {

@@ -38,6 +38,11 @@ pub mod prelude {
         Activation, ActivationLayer, AveragePooling2D, Conv2D, Dense, Dropout, Embedding, Flatten,
         Layer, MaxPooling2D, Padding,
     };
+    pub use crate::layers::{
+        BatchNormalization, Conv1D, GRU, GlobalAveragePooling1D, GlobalAveragePooling2D,
+        GlobalMaxPooling1D, Initializer, LSTM, LayerNormalization, MultiHeadAttention, Permute,
+        Reshape, TransformerEncoder,
+    };
     pub use crate::optim::{Adagrad, Adam, Optimizer, RmsProp, Sgd};
     pub use crate::{Evaluation, FitConfig, History, Loss, Metric, Sequential};
 }

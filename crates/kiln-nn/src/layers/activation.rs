@@ -19,6 +19,16 @@ pub enum Activation {
     Tanh,
     /// Softmax over the last axis.
     Softmax,
+    /// GELU, exact (`x Φ(x)`).
+    Gelu,
+    /// Leaky ReLU with Keras's negative slope 0.2.
+    LeakyRelu,
+    /// ELU with alpha 1.
+    Elu,
+    /// `ln(1 + e^x)`
+    Softplus,
+    /// SiLU / swish: `x σ(x)`.
+    Silu,
 }
 
 impl Activation {
@@ -30,6 +40,11 @@ impl Activation {
             Activation::Sigmoid => x.sigmoid(),
             Activation::Tanh => x.tanh(),
             Activation::Softmax => x.softmax(-1),
+            Activation::Gelu => x.gelu(),
+            Activation::LeakyRelu => x.leaky_relu(0.2),
+            Activation::Elu => x.elu(1.0),
+            Activation::Softplus => x.softplus(),
+            Activation::Silu => x.silu(),
         }
     }
 
@@ -41,9 +56,14 @@ impl Activation {
             Activation::Sigmoid,
             Activation::Tanh,
             Activation::Softmax,
+            Activation::Gelu,
+            Activation::LeakyRelu,
+            Activation::Elu,
+            Activation::Softplus,
+            Activation::Silu,
         ]
         .into_iter()
-        .find(|a| a.name() == name)
+        .find(|a| a.name() == name || (name == "swish" && *a == Activation::Silu))
     }
 
     /// The Keras name.
@@ -54,6 +74,11 @@ impl Activation {
             Activation::Sigmoid => "sigmoid",
             Activation::Tanh => "tanh",
             Activation::Softmax => "softmax",
+            Activation::Gelu => "gelu",
+            Activation::LeakyRelu => "leaky_relu",
+            Activation::Elu => "elu",
+            Activation::Softplus => "softplus",
+            Activation::Silu => "silu",
         }
     }
 }

@@ -4,7 +4,7 @@
 use kiln_autograd::{Tensor, Var};
 use kiln_device::{Conv2dParams, Device, Error, Result};
 
-use super::{Activation, Layer, built, glorot_uniform, zeros};
+use super::{Activation, Initializer, Layer, built, zeros};
 
 /// How a convolution treats the border.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,6 +40,7 @@ pub struct Conv2D {
     strides: [usize; 2],
     padding: Padding,
     activation: Activation,
+    initializer: Initializer,
     params: Option<(Var, Var, Conv2dParams)>,
     name: String,
 }
@@ -53,6 +54,7 @@ impl Conv2D {
             strides: [1, 1],
             padding: Padding::Valid,
             activation: Activation::Linear,
+            initializer: Initializer::GlorotUniform,
             params: None,
             name: String::new(),
         }
@@ -75,6 +77,12 @@ impl Conv2D {
         self.activation = activation;
         self
     }
+
+    /// Sets how the kernel starts (Glorot uniform by default).
+    pub fn kernel_initializer(mut self, initializer: Initializer) -> Self {
+        self.initializer = initializer;
+        self
+    }
 }
 
 impl Layer for Conv2D {
@@ -86,6 +94,7 @@ impl Layer for Conv2D {
             "strides": self.strides,
             "padding": self.padding.name(),
             "activation": self.activation.name(),
+            "kernel_initializer": self.initializer.name(),
         })
     }
 
@@ -143,7 +152,9 @@ impl Layer for Conv2D {
         );
         let area = self.kernel[0] * self.kernel[1];
         let shape = [self.filters, c, self.kernel[0], self.kernel[1]];
-        let weight = glorot_uniform(&shape, c * area, self.filters * area, seed, device)?;
+        let weight =
+            self.initializer
+                .init(&shape, (c * area, self.filters * area), seed, device)?;
         self.name = name.to_string();
         self.params = Some((weight, zeros(&[self.filters], device)?, params));
         Ok(vec![self.filters, oh, ow])

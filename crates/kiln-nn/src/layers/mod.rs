@@ -3,22 +3,36 @@
 //! the layer.
 
 mod activation;
+mod attention;
 mod config;
 mod conv;
+mod conv1d;
 mod dense;
 mod dropout;
 mod embedding;
 mod flatten;
+mod global_pool;
+mod init;
+mod norm;
 mod pool;
+mod recurrent;
+mod reshape;
 
 pub use activation::{Activation, ActivationLayer};
+pub use attention::{MultiHeadAttention, TransformerEncoder};
 pub use config::from_config;
 pub use conv::{Conv2D, Padding};
+pub use conv1d::Conv1D;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use flatten::Flatten;
+pub use global_pool::{GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D};
+pub use init::Initializer;
+pub use norm::{BatchNormalization, LayerNormalization};
 pub use pool::{AveragePooling2D, MaxPooling2D, Pooling2D};
+pub use recurrent::{Cell, GRU, LSTM, Recurrent};
+pub use reshape::{Permute, Reshape};
 
 use kiln_autograd::{Tensor, Var};
 use kiln_device::{Device, Error, Result};
@@ -90,24 +104,6 @@ pub(crate) fn built<'a, T>(layer: &str, value: &'a Option<T>) -> Result<&'a T> {
             format!("layer {layer} is used before it was built"),
         )
     })
-}
-
-/// Glorot (Xavier) uniform initialisation, Keras's default for kernels.
-pub(crate) fn glorot_uniform(
-    shape: &[usize],
-    fan_in: usize,
-    fan_out: usize,
-    seed: u64,
-    device: &Device,
-) -> Result<Var> {
-    let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
-    Ok(Var::new(Tensor::uniform(
-        shape.to_vec(),
-        -limit,
-        limit,
-        seed,
-        device,
-    )?))
 }
 
 /// Zeros, Keras's default for biases.

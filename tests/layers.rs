@@ -1,0 +1,303 @@
+//! The layers of text, tabular and recommender models: small text classifiers (Embedding → Conv1D →
+//! GlobalMaxPooling1D, and Embedding → LSTM) trained on every device, and each new layer's shapes,
+//! masks, state and config round trip.
+
+use kiln::device::device_test;
+use kiln::prelude::*;
+
+const STEPS: usize = 10;
+const VOCABULARY: usize = 16;
+const KEYWORD: u32 = 7;
+
+/// Token sequences (ids 1..16, some sequences padded with 0 at the end) labelled 1 when the keyword
+/// occurs: a task a convolution or an LSTM solves by spotting one token anywhere.
+fn keyword_data(samples: usize, seed: u64) -> Dataset {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move |n: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    let (mut ids, mut labels) = (Vec::new(), Vec::new());
+    for i in 0..samples {
+        let length = STEPS - next(4) as usize;
+        let mut row: Vec<u32> = (0..STEPS)
+            .map(|t| {
+                if t < length {
+                    1 + next(VOCABULARY as u64 - 1) as u32
+                } else {
+                    0
+                }
+            })
+            .map(|id| if id == KEYWORD { 8 } else { id })
+            .collect();
+        let positive = i % 2 == 0;
+        if positive {
+            row[next(length as u64) as usize] = KEYWORD;
+        }
+        ids.extend(row.iter().map(|&id| id as f32));
+        labels.push(f32::from(u8::from(positive)));
+    }
+    Dataset::new(
+        ids,
+        vec![STEPS],
+        Targets::Values {
+            values: labels,
+            width: 1,
+        },
+    )
+    .unwrap()
+}
+
+fn train_text_model(model: Sequential, epochs: usize) -> f32 {
+    let mut model = model;
+    model
+        .compile(
+            Adam::new(0.01),
+            Loss::BinaryCrossentropy,
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+    let (train, test) = (keyword_data(256, 1), keyword_data(128, 2));
+    let config = FitConfig {
+        epochs,
+        batch_size: 32,
+        verbose: false,
+        ..Default::default()
+    };
+    model.fit(&train, &config).unwrap();
+    model
+        .evaluate(&test, 128)
+        .unwrap()
+        .metric(Metric::Accuracy)
+        .unwrap()
+}
+
+device_test!(a_conv1d_text_classifier_learns_a_keyword, |device| {
+    let model = Sequential::new([STEPS])
+        .on(&device)
+        .seed(3)
+        .add(Embedding::new(VOCABULARY, 8))
+        .unwrap()
+        .add(Conv1D::new(16, 3).activation(Activation::Relu))
+        .unwrap()
+        .add(GlobalMaxPooling1D::new())
+        .unwrap()
+        .add(Dense::new(1).activation(Activation::Sigmoid))
+        .unwrap();
+    let accuracy = train_text_model(model, 8);
+    assert!(accuracy >= 0.95, "test accuracy {accuracy}");
+});
+
+device_test!(an_lstm_text_classifier_learns_a_keyword, |device| {
+    let model = Sequential::new([STEPS])
+        .on(&device)
+        .seed(3)
+        .add(Embedding::new(VOCABULARY, 8))
+        .unwrap()
+        .add(LSTM::new(12))
+        .unwrap()
+        .add(Dense::new(1).activation(Activation::Sigmoid))
+        .unwrap();
+    let accuracy = train_text_model(model, 10);
+    assert!(accuracy >= 0.9, "test accuracy {accuracy}");
+});
+
+fn output_dims(model: &Sequential, input: &[usize]) -> Vec<usize> {
+    model
+        .predict(&Tensor::ones(input.to_vec(), &Device::cpu()).unwrap())
+        .unwrap()
+        .dims()
+        .to_vec()
+}
+
+#[test]
+fn sequence_layers_give_keras_shapes() {
+    // (layer, sample shape, output shape for a batch of 2)
+    type Case = (Box<dyn Layer>, Vec<usize>, Vec<usize>);
+    let cases: Vec<Case> = vec![
+        (Box::new(Conv1D::new(5, 3)), vec![9, 4], vec![2, 7, 5]),
+        (
+            Box::new(Conv1D::new(5, 3).padding(Padding::Same).strides(2)),
+            vec![9, 4],
+            vec![2, 5, 5],
+        ),
+        (
+            Box::new(GlobalAveragePooling1D::new()),
+            vec![9, 4],
+            vec![2, 4],
+        ),
+        (Box::new(GlobalMaxPooling1D::new()), vec![9, 4], vec![2, 4]),
+        (
+            Box::new(GlobalAveragePooling2D::new()),
+            vec![3, 5, 5],
+            vec![2, 3],
+        ),
+        (Box::new(LSTM::new(6)), vec![9, 4], vec![2, 6]),
+        (
+            Box::new(GRU::new(6).return_sequences(true)),
+            vec![9, 4],
+            vec![2, 9, 6],
+        ),
+        (
+            Box::new(LayerNormalization::new()),
+            vec![9, 4],
+            vec![2, 9, 4],
+        ),
+        (
+            Box::new(BatchNormalization::new()),
+            vec![9, 4],
+            vec![2, 9, 4],
+        ),
+        (
+            Box::new(MultiHeadAttention::new(2)),
+            vec![9, 4],
+            vec![2, 9, 4],
+        ),
+        (
+            Box::new(TransformerEncoder::new(2, 8)),
+            vec![9, 4],
+            vec![2, 9, 4],
+        ),
+        (Box::new(Dense::new(3)), vec![9, 4], vec![2, 9, 3]),
+        (Box::new(Reshape::new([36])), vec![9, 4], vec![2, 36]),
+        (Box::new(Permute::new([2, 1])), vec![9, 4], vec![2, 4, 9]),
+    ];
+    for (layer, input, want) in cases {
+        let kind = layer.kind();
+        let model = Sequential::new(input.clone())
+            .on(&Device::cpu())
+            .add_boxed(layer)
+            .unwrap();
+        let mut batch = vec![2];
+        batch.extend(&input);
+        assert_eq!(output_dims(&model, &batch), want, "{kind}");
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors_naming_the_layer() {
+    let cpu = Device::cpu();
+    let err = |layer: Box<dyn Layer>, input: &[usize]| {
+        Sequential::new(input.to_vec())
+            .on(&cpu)
+            .add_boxed(layer)
+            .err()
+            .expect("an error")
+            .to_string()
+    };
+    assert!(err(Box::new(LSTM::new(4)), &[10]).contains("[steps, features]"));
+    assert!(err(Box::new(MultiHeadAttention::new(3)), &[5, 4]).contains("3 heads"));
+    assert!(err(Box::new(Conv1D::new(4, 9)), &[5, 4]).contains("does not fit"));
+    assert!(err(Box::new(Reshape::new([7])), &[2, 3]).contains("cannot reshape"));
+    assert!(err(Box::new(Permute::new([1, 1])), &[2, 3]).contains("Permute"));
+    assert!(err(Box::new(Dense::new(2)), &[1, 4, 4]).contains("Flatten"));
+}
+
+#[test]
+fn batch_normalization_keeps_moving_statistics_for_inference() {
+    let cpu = Device::cpu();
+    let mut model = Sequential::new([3])
+        .on(&cpu)
+        .add(BatchNormalization::new().momentum(0.0))
+        .unwrap();
+    model
+        .compile(Sgd::new(0.0), Loss::MeanSquaredError, &[])
+        .unwrap();
+    let x: Vec<f32> = (0..12).map(|i| i as f32).collect();
+    let x = Tensor::from_slice(&x, [4, 3], &cpu).unwrap();
+    let zeros = Tensor::zeros([4, 3], &cpu).unwrap();
+    model.train_on_batch(&x, &zeros).unwrap();
+    // momentum 0: the moving statistics are the last batch's (unbiased variance, as PyTorch).
+    let out = model.predict(&x).unwrap().to_vec::<f32>().unwrap();
+    let column: Vec<f32> = out.iter().step_by(3).copied().collect();
+    // column 0 is 0, 3, 6, 9: mean 4.5, unbiased variance 15.
+    for (got, value) in column.iter().zip([0.0f32, 3.0, 6.0, 9.0]) {
+        let want = (value - 4.5) / (15.0f32 + 1e-3).sqrt();
+        assert!((got - want).abs() < 1e-4, "{column:?}");
+    }
+}
+
+#[test]
+fn new_layers_round_trip_through_their_config() {
+    let cpu = Device::cpu();
+    let model = Sequential::new([STEPS])
+        .on(&cpu)
+        .add(Embedding::new(VOCABULARY, 8))
+        .unwrap()
+        .add(
+            Conv1D::new(4, 3)
+                .padding(Padding::Same)
+                .kernel_initializer(Initializer::HeNormal),
+        )
+        .unwrap()
+        .add(BatchNormalization::new())
+        .unwrap()
+        .add(GRU::new(4).return_sequences(true))
+        .unwrap()
+        .add(TransformerEncoder::new(2, 8))
+        .unwrap()
+        .add(LayerNormalization::new())
+        .unwrap()
+        .add(GlobalAveragePooling1D::new())
+        .unwrap()
+        .add(Dense::new(2).activation(Activation::Gelu))
+        .unwrap();
+    let config = model.config();
+    let rebuilt = Sequential::from_config(&config, &cpu).unwrap();
+    assert_eq!(rebuilt.config(), config);
+}
+
+#[test]
+fn orthogonal_initialisation_gives_orthonormal_columns() {
+    let cpu = Device::cpu();
+    let w = Initializer::Orthogonal
+        .init(&[12, 4], (4, 12), 5, &cpu)
+        .unwrap()
+        .tensor();
+    let gram = w.t().unwrap().matmul(&w).unwrap().to_vec::<f32>().unwrap();
+    for (i, g) in gram.iter().enumerate() {
+        let want = if i % 5 == 0 { 1.0 } else { 0.0 };
+        assert!((g - want).abs() < 1e-4, "{gram:?}");
+    }
+}
+
+#[test]
+fn masked_steps_do_not_change_an_lstm_state_or_a_pooled_mean() {
+    let cpu = Device::cpu();
+    let mut lstm = LSTM::new(3);
+    lstm.build("lstm", &[4, 2], &cpu, 1).unwrap();
+    let x = Tensor::rand([1, 4, 2], 3, &cpu).unwrap();
+    let mask = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0], [1, 4], &cpu).unwrap();
+    let masked = lstm.forward_masked(&x, Some(&mask), false).unwrap();
+    let short = lstm.forward(&x.narrow(1, 0, 2).unwrap(), false).unwrap();
+    let (a, b) = (
+        masked.to_vec::<f32>().unwrap(),
+        short.to_vec::<f32>().unwrap(),
+    );
+    assert!(
+        a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-6),
+        "{a:?} vs {b:?}"
+    );
+    let pooled = GlobalAveragePooling1D::new()
+        .forward_masked(&x, Some(&mask), false)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let first_two = x
+        .narrow(1, 0, 2)
+        .unwrap()
+        .mean(1, false)
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert!(
+        pooled
+            .iter()
+            .zip(&first_two)
+            .all(|(a, b)| (a - b).abs() < 1e-6)
+    );
+}
