@@ -2,10 +2,11 @@
 //! read back once per epoch (not per batch).
 
 use kiln_autograd::Tensor;
-use kiln_device::{BinaryOp, DType, RawTensor, Result};
+use kiln_device::{BinaryOp, DType, RawTensor, Result, UnaryOp};
 
-/// What to report besides the loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to report besides the loss. Thresholded metrics take the probability at which a single
+/// output means class 1 (0.5 for the plain variants).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Metric {
     /// Fraction of samples whose predicted class (or 0/1 decision) is right.
     Accuracy,
@@ -13,15 +14,51 @@ pub enum Metric {
     Precision,
     /// Recall: true positives / actual positives (binary), or its mean over classes (macro).
     Recall,
+    /// F1, the harmonic mean of precision and recall (binary, or the macro mean over classes).
+    F1,
+    /// Precision with a single output deciding class 1 at this probability.
+    PrecisionAt(f32),
+    /// Recall with a single output deciding class 1 at this probability.
+    RecallAt(f32),
+    /// F1 with a single output deciding class 1 at this probability.
+    F1At(f32),
+    /// Area under the ROC curve of a single output (exact, from the epoch's scores).
+    Auc,
+    /// Area under the precision-recall curve (average precision) of a single output.
+    PrAuc,
+    /// Fraction of samples whose label is among the `k` highest scores.
+    TopKAccuracy(usize),
+    /// Mean absolute error of the outputs.
+    MeanAbsoluteError,
+    /// Root mean squared error of the outputs.
+    RootMeanSquaredError,
 }
+
+/// Metrics compare equal by variant and parameter; a NaN threshold is a user error.
+impl Eq for Metric {}
 
 impl Metric {
     /// The Keras name.
     pub fn name(self) -> &'static str {
         match self {
             Metric::Accuracy => "accuracy",
-            Metric::Precision => "precision",
-            Metric::Recall => "recall",
+            Metric::Precision | Metric::PrecisionAt(_) => "precision",
+            Metric::Recall | Metric::RecallAt(_) => "recall",
+            Metric::F1 | Metric::F1At(_) => "f1_score",
+            Metric::Auc => "auc",
+            Metric::PrAuc => "pr_auc",
+            Metric::TopKAccuracy(_) => "top_k_categorical_accuracy",
+            Metric::MeanAbsoluteError => "mae",
+            Metric::RootMeanSquaredError => "rmse",
+        }
+    }
+
+    /// The probability threshold of a thresholded metric.
+    fn threshold(self) -> Option<f32> {
+        match self {
+            Metric::Accuracy | Metric::Precision | Metric::Recall | Metric::F1 => Some(0.5),
+            Metric::PrecisionAt(t) | Metric::RecallAt(t) | Metric::F1At(t) => Some(t),
+            _ => None,
         }
     }
 }
@@ -36,37 +73,222 @@ fn decisions(scores: &Tensor, targets: &Tensor, threshold: f32) -> Result<(RawTe
     } else {
         s.argmax(Some(-1), false)?.cast(DType::F32)?
     };
-    let t = targets.raw();
-    let actual = match (t.dtype(), t.shape().rank()) {
-        (DType::U32, _) => t.cast(DType::F32)?,
-        (_, 2) if t.shape().dims()[1] > 1 => t.argmax(Some(-1), false)?.cast(DType::F32)?,
-        _ => t.reshape([t.shape().dims()[0]])?,
-    };
-    Ok((predicted, actual))
+    Ok((predicted, labels(targets)?))
 }
 
-/// Running device-side counts for a list of metrics.
+/// The true class of each sample as f32 `[N]`.
+fn labels(targets: &Tensor) -> Result<RawTensor> {
+    let t = targets.raw();
+    match (t.dtype(), t.shape().rank()) {
+        (DType::U32, _) => t.cast(DType::F32)?.reshape([t.shape().dims()[0]]),
+        (_, 2) if t.shape().dims()[1] > 1 => t.argmax(Some(-1), false)?.cast(DType::F32),
+        _ => t.reshape([t.shape().dims()[0]]),
+    }
+}
+
+/// `a + b`, or `b` when nothing was summed yet.
+fn accumulate(total: &mut Option<RawTensor>, batch: RawTensor) -> Result<()> {
+    *total = Some(match total.take() {
+        None => batch,
+        Some(old) => old.binary(BinaryOp::Add, &batch)?,
+    });
+    Ok(())
+}
+
+/// Counts for the decision at one threshold: correct, true positives, predicted and actual
+/// positives (per class when there are several).
+struct DecisionCounts {
+    /// The probability threshold.
+    threshold: f32,
+    counts: Option<[RawTensor; 4]>,
+}
+
+/// Running device-side sums for a list of metrics, read back once per epoch.
 pub(crate) struct MetricTotals {
     metrics: Vec<Metric>,
-    /// correct, true positives, predicted positives, actual positives (scalars on the device).
-    counts: Option<[RawTensor; 4]>,
+    decisions: Vec<DecisionCounts>,
+    /// The epoch's single-output scores and 0/1 labels, for the exact curve areas.
+    ranked: Vec<(RawTensor, RawTensor)>,
+    /// Samples whose label is among the top k, per k.
+    top_k: Vec<(usize, Option<RawTensor>)>,
+    /// Sums of absolute and of squared errors, and how many values they cover.
+    errors: (Option<RawTensor>, Option<RawTensor>, usize),
     samples: usize,
 }
 
 impl MetricTotals {
     pub(crate) fn new(metrics: &[Metric]) -> Self {
+        let mut decisions: Vec<DecisionCounts> = Vec::new();
+        let mut top_k: Vec<(usize, Option<RawTensor>)> = Vec::new();
+        for m in metrics {
+            if let Some(t) = m.threshold() {
+                if !decisions.iter().any(|d| d.threshold == t) {
+                    decisions.push(DecisionCounts {
+                        threshold: t,
+                        counts: None,
+                    });
+                }
+            }
+            if let Metric::TopKAccuracy(k) = *m {
+                if !top_k.iter().any(|(kk, _)| *kk == k) {
+                    top_k.push((k, None));
+                }
+            }
+        }
         MetricTotals {
             metrics: metrics.to_vec(),
-            counts: None,
+            decisions,
+            ranked: Vec::new(),
+            top_k,
+            errors: (None, None, 0),
             samples: 0,
         }
     }
 
-    /// Adds a batch; `threshold` is where a single score turns into class 1.
+    /// Adds a batch. `threshold` is the score at which a single output means class 1: 0 when the
+    /// scores are logits (before a fused sigmoid, or a linear output), 0.5 for probabilities.
     pub(crate) fn add(&mut self, scores: &Tensor, targets: &Tensor, threshold: f32) -> Result<()> {
         if self.metrics.is_empty() {
             return Ok(());
         }
+        let logits = threshold == 0.0;
+        for d in &mut self.decisions {
+            // a probability threshold p is the logit ln(p / (1 - p)) on logits
+            let at = if logits {
+                (d.threshold / (1.0 - d.threshold)).ln()
+            } else {
+                d.threshold
+            };
+            d.add(scores, targets, at)?;
+        }
+        let outputs = scores.dims().last().copied().unwrap_or(1);
+        if self
+            .metrics
+            .iter()
+            .any(|m| matches!(m, Metric::Auc | Metric::PrAuc))
+        {
+            if outputs != 1 {
+                return Err(kiln_device::Error::invalid(
+                    "metrics",
+                    format!(
+                        "AUC needs a single output per sample (a binary classifier), got scores {}",
+                        scores.shape()
+                    ),
+                ));
+            }
+            self.ranked
+                .push((scores.raw().reshape([scores.dims()[0]])?, labels(targets)?));
+        }
+        for (k, total) in &mut self.top_k {
+            let (_, indices) = scores.raw().topk((*k).min(outputs), true)?;
+            let rows = scores.dims()[0];
+            let hits = indices
+                .cast(DType::F32)?
+                .binary(BinaryOp::Equal, &labels(targets)?.reshape([rows, 1])?)?
+                .sum(None, false)?;
+            accumulate(total, hits)?;
+        }
+        if self
+            .metrics
+            .iter()
+            .any(|m| matches!(m, Metric::MeanAbsoluteError | Metric::RootMeanSquaredError))
+        {
+            let diff = scores.raw().binary(
+                BinaryOp::Sub,
+                &targets
+                    .raw()
+                    .cast(DType::F32)?
+                    .reshape(scores.shape().clone())?,
+            )?;
+            accumulate(
+                &mut self.errors.0,
+                diff.unary(UnaryOp::Abs)?.sum(None, false)?,
+            )?;
+            accumulate(
+                &mut self.errors.1,
+                diff.binary(BinaryOp::Mul, &diff)?.sum(None, false)?,
+            )?;
+            self.errors.2 += diff.numel();
+        }
+        self.samples += scores.dims()[0];
+        Ok(())
+    }
+
+    /// Reads the sums back (once) and returns each metric's value.
+    pub(crate) fn finish(&self) -> Result<Vec<(Metric, f32)>> {
+        let mut decided = Vec::new();
+        for d in &self.decisions {
+            decided.push((d.threshold, d.read(self.samples)?));
+        }
+        let (scores, labels) = self.read_ranked()?;
+        let read = |t: &Option<RawTensor>| -> Result<f32> {
+            t.as_ref()
+                .map_or(Ok(f32::NAN), |t| Ok(t.to_vec::<f32>()?[0]))
+        };
+        let values = self.metrics.iter().map(|&m| {
+            let rates = m
+                .threshold()
+                .and_then(|t| decided.iter().find(|(dt, _)| *dt == t))
+                .map(|(_, r)| *r);
+            let value = match (m, rates) {
+                (Metric::Accuracy, Some(r)) => Ok(r.accuracy),
+                (Metric::Precision | Metric::PrecisionAt(_), Some(r)) => Ok(r.precision),
+                (Metric::Recall | Metric::RecallAt(_), Some(r)) => Ok(r.recall),
+                (Metric::F1 | Metric::F1At(_), Some(r)) => Ok(r.f1),
+                (Metric::Auc, _) => Ok(roc_auc(&scores, &labels).map_or(f32::NAN, |v| v as f32)),
+                (Metric::PrAuc, _) => {
+                    Ok(average_precision(&scores, &labels).map_or(f32::NAN, |v| v as f32))
+                }
+                (Metric::TopKAccuracy(k), _) => {
+                    let total = self
+                        .top_k
+                        .iter()
+                        .find(|(kk, _)| *kk == k)
+                        .and_then(|(_, t)| t.clone());
+                    read(&total).map(|hits| hits / self.samples.max(1) as f32)
+                }
+                (Metric::MeanAbsoluteError, _) => {
+                    read(&self.errors.0).map(|s| s / self.errors.2.max(1) as f32)
+                }
+                (Metric::RootMeanSquaredError, _) => {
+                    read(&self.errors.1).map(|s| (s / self.errors.2.max(1) as f32).sqrt())
+                }
+                (_, None) => Ok(f32::NAN),
+            };
+            value.map(|v| (m, v))
+        });
+        values.collect()
+    }
+
+    /// The epoch's scores and labels for the curve areas, read back in one transfer each.
+    fn read_ranked(&self) -> Result<(Vec<f32>, Vec<u32>)> {
+        if self.ranked.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let join = |pick: fn(&(RawTensor, RawTensor)) -> &RawTensor| -> Result<Vec<f32>> {
+            let parts: Vec<&RawTensor> = self.ranked.iter().map(pick).collect();
+            RawTensor::concat(&parts, 0)?.to_vec::<f32>()
+        };
+        let scores = join(|(s, _)| s)?;
+        let labels = join(|(_, l)| l)?
+            .iter()
+            .map(|&l| u32::from(l > 0.5))
+            .collect();
+        Ok((scores, labels))
+    }
+}
+
+/// Accuracy, precision, recall and F1 at one threshold.
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    accuracy: f32,
+    precision: f32,
+    recall: f32,
+    f1: f32,
+}
+
+impl DecisionCounts {
+    fn add(&mut self, scores: &Tensor, targets: &Tensor, threshold: f32) -> Result<()> {
         let (predicted, actual) = decisions(scores, targets, threshold)?;
         let correct = predicted
             .binary(BinaryOp::Equal, &actual)?
@@ -91,24 +313,24 @@ impl MetricTotals {
         self.counts = Some(match self.counts.take() {
             None => batch,
             Some(old) => {
-                let [a, b, c, d] = old;
-                let [e, f, g, h] = batch;
-                [
-                    a.binary(BinaryOp::Add, &e)?,
-                    b.binary(BinaryOp::Add, &f)?,
-                    c.binary(BinaryOp::Add, &g)?,
-                    d.binary(BinaryOp::Add, &h)?,
-                ]
+                let mut summed = Vec::with_capacity(4);
+                for (a, b) in old.iter().zip(&batch) {
+                    summed.push(a.binary(BinaryOp::Add, b)?);
+                }
+                summed.try_into().expect("four counts")
             }
         });
-        self.samples += scores.dims()[0];
         Ok(())
     }
 
-    /// Reads the counts back (once) and returns each metric's value.
-    pub(crate) fn finish(&self) -> Result<Vec<(Metric, f32)>> {
+    fn read(&self, samples: usize) -> Result<Rates> {
         let Some(counts) = &self.counts else {
-            return Ok(self.metrics.iter().map(|&m| (m, f32::NAN)).collect());
+            return Ok(Rates {
+                accuracy: f32::NAN,
+                precision: f32::NAN,
+                recall: f32::NAN,
+                f1: f32::NAN,
+            });
         };
         let flat: Vec<RawTensor> = counts
             .iter()
@@ -122,23 +344,36 @@ impl MetricTotals {
             &all[1 + 2 * classes..],
         );
         let ratio = |a: f32, b: f32| if b > 0.0 { a / b } else { 0.0 };
-        // Macro average over classes; with one output it is the binary value.
-        let mean_ratio = |den: &[f32]| {
-            tp.iter().zip(den).map(|(&a, &b)| ratio(a, b)).sum::<f32>() / classes as f32
+        // Macro averages over classes; with one output they are the binary values.
+        let per_class = |c: usize| {
+            let (p, r) = (ratio(tp[c], predicted[c]), ratio(tp[c], actual[c]));
+            (p, r, ratio(2.0 * p * r, p + r))
         };
-        Ok(self
-            .metrics
-            .iter()
-            .map(|&m| {
-                let value = match m {
-                    Metric::Accuracy => ratio(all[0], self.samples as f32),
-                    Metric::Precision => mean_ratio(predicted),
-                    Metric::Recall => mean_ratio(actual),
-                };
-                (m, value)
-            })
-            .collect())
+        let mean = |f: fn((f32, f32, f32)) -> f32| {
+            (0..classes).map(|c| f(per_class(c))).sum::<f32>() / classes as f32
+        };
+        Ok(Rates {
+            accuracy: ratio(all[0], samples as f32),
+            precision: mean(|(p, _, _)| p),
+            recall: mean(|(_, r, _)| r),
+            f1: mean(|(_, _, f)| f),
+        })
     }
+}
+
+/// The confusion matrix of `predicted` and `actual` class indices (u32, `[N]`) over `classes`
+/// classes: row = true class, column = predicted; computed on the device, read back once.
+pub fn confusion_matrix(
+    predicted: &Tensor,
+    actual: &Tensor,
+    classes: usize,
+) -> Result<Vec<Vec<u64>>> {
+    let (p, a) = (predicted.one_hot(classes)?, actual.one_hot(classes)?);
+    let counts = a.t()?.matmul(&p)?.to_vec::<f32>()?;
+    Ok(counts
+        .chunks(classes.max(1))
+        .map(|row| row.iter().map(|&c| c.round() as u64).collect())
+        .collect())
 }
 
 /// Area under the ROC curve of `scores` for 0/1 `labels` (exact: the Mann–Whitney statistic, ties
@@ -206,7 +441,7 @@ mod tests {
     use kiln_autograd::Tensor;
     use kiln_device::Device;
 
-    use super::{Metric, MetricTotals};
+    use super::{Metric, MetricTotals, confusion_matrix};
 
     #[test]
     fn macro_precision_and_recall_average_over_classes() {
@@ -230,5 +465,71 @@ mod tests {
         for (got, want) in values.iter().zip(want) {
             assert!((got - want).abs() < 1e-6, "{values:?}");
         }
+    }
+
+    #[test]
+    fn binary_metrics_at_thresholds_auc_and_errors() {
+        let cpu = Device::cpu();
+        // probabilities and labels: at 0.5 predicted 1 for 0.9, 0.6, 0.7; at 0.65 for 0.9, 0.7
+        let scores = Tensor::from_slice(&[0.9f32, 0.6, 0.2, 0.7, 0.4], [5, 1], &cpu).unwrap();
+        let labels = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, 1.0], [5, 1], &cpu).unwrap();
+        let metrics = [
+            Metric::Precision,
+            Metric::Recall,
+            Metric::F1,
+            Metric::PrecisionAt(0.65),
+            Metric::RecallAt(0.65),
+            Metric::Auc,
+            Metric::PrAuc,
+            Metric::MeanAbsoluteError,
+        ];
+        let mut totals = MetricTotals::new(&metrics);
+        // two batches, as fit adds them
+        for rows in [(0, 2), (2, 3)] {
+            let s = scores.narrow(0, rows.0, rows.1).unwrap();
+            let l = labels.narrow(0, rows.0, rows.1).unwrap();
+            totals.add(&s, &l, 0.5).unwrap();
+        }
+        let got: Vec<f32> = totals
+            .finish()
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        // at 0.5: tp 2 of 3 predicted, 3 actual; F1 = 2/3. at 0.65: tp 2 of 2, recall 2/3.
+        // AUC: positives 0.9, 0.7, 0.4 against negatives 0.6, 0.2: 5 of 6 pairs ordered.
+        // AP: recall steps 1/3 at P=1, 2/3 at P=1, (0.6 negative), 1 at P=3/4.
+        let mae = (0.1 + 0.6 + 0.2 + 0.3 + 0.6) / 5.0;
+        let want = [
+            2.0 / 3.0,
+            2.0 / 3.0,
+            2.0 / 3.0,
+            1.0,
+            2.0 / 3.0,
+            5.0 / 6.0,
+            (1.0 + 1.0 + 0.75) / 3.0,
+            mae,
+        ];
+        for ((m, g), w) in metrics.iter().zip(&got).zip(want) {
+            assert!((g - w).abs() < 1e-5, "{m:?}: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn top_k_accuracy_and_confusion_matrix() {
+        let cpu = Device::cpu();
+        let scores = [0.1f32, 0.5, 0.4, 0.7, 0.2, 0.1, 0.3, 0.3, 0.4];
+        let scores = Tensor::from_slice(&scores, [3, 3], &cpu).unwrap();
+        let labels = Tensor::from_slice(&[2u32, 1, 0], [3], &cpu).unwrap();
+        let mut totals = MetricTotals::new(&[Metric::TopKAccuracy(2), Metric::Accuracy]);
+        totals.add(&scores, &labels, 0.0).unwrap();
+        let got = totals.finish().unwrap();
+        // top 2 of each row: {1, 2}, {0, 1}, {2, 0} (ties: lower index first): every label hits.
+        assert!((got[0].1 - 1.0).abs() < 1e-6, "{got:?}");
+        assert!((got[1].1 - 0.0).abs() < 1e-6, "{got:?}");
+        let predicted = Tensor::from_slice(&[1u32, 0, 2, 2], [4], &cpu).unwrap();
+        let actual = Tensor::from_slice(&[2u32, 0, 2, 1], [4], &cpu).unwrap();
+        let matrix = confusion_matrix(&predicted, &actual, 3).unwrap();
+        assert_eq!(matrix, vec![vec![1, 0, 0], vec![0, 0, 1], vec![0, 1, 1]]);
     }
 }
