@@ -32,8 +32,8 @@ pub use gpu::{
 };
 pub use layout::{Layout, StridedIndices};
 pub use ops::{
-    AdamConfig, BinaryOp, Conv2dGrads, Conv2dParams, Conv2dWanted, Pool2dParams, ReduceOp,
-    SgdConfig, UnaryOp,
+    AdamConfig, BinaryOp, CellKind, Conv2dGrads, Conv2dParams, Conv2dWanted, Pool2dParams,
+    ReduceOp, SgdConfig, UnaryOp,
 };
 pub use shape::Shape;
 pub use storage::Storage;

@@ -26,12 +26,14 @@ pub(crate) enum Shader {
     Index,
     /// `shaders/topk.wgsl`: the k largest or smallest elements of each row, with their indices.
     TopK,
+    /// `shaders/recurrent.wgsl`: one LSTM or GRU cell step, forward and backward.
+    Recurrent,
 }
 
 impl Shader {
     /// Every shader file.
     #[cfg(test)]
-    pub(crate) const ALL: [Shader; 11] = [
+    pub(crate) const ALL: [Shader; 12] = [
         Shader::Elementwise,
         Shader::Copy,
         Shader::Gemm,
@@ -43,6 +45,7 @@ impl Shader {
         Shader::Random,
         Shader::Index,
         Shader::TopK,
+        Shader::Recurrent,
     ];
 
     /// The file name under `shaders/`.
@@ -59,6 +62,7 @@ impl Shader {
             Shader::Random => "random.wgsl",
             Shader::Index => "index.wgsl",
             Shader::TopK => "topk.wgsl",
+            Shader::Recurrent => "recurrent.wgsl",
         }
     }
 
@@ -88,6 +92,7 @@ impl Shader {
             Shader::Random => include_str!("../../../shaders/random.wgsl"),
             Shader::Index => include_str!("../../../shaders/index.wgsl"),
             Shader::TopK => include_str!("../../../shaders/topk.wgsl"),
+            Shader::Recurrent => include_str!("../../../shaders/recurrent.wgsl"),
         }
     }
 }

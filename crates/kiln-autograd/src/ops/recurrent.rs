@@ -1,8 +1,8 @@
-//! LSTM and GRU over a whole sequence, composed from GEMMs and elementwise kernels: the input
-//! projection of every step is one GEMM, then each step is one `[N, H] × [H, G·H]` GEMM plus the gate
-//! arithmetic; autograd differentiates through time.
+//! LSTM and GRU over a whole sequence: the input projection of every step is one GEMM, then each
+//! step is one `[N, H] × [H, G·H]` GEMM and one fused cell kernel (`RawTensor::recurrent_cell`),
+//! recorded so that autograd differentiates through time with one cell kernel per step backward.
 
-use kiln_device::{Error, Result};
+use kiln_device::{CellKind, Error, RawTensor, Result};
 
 use crate::Tensor;
 
@@ -74,68 +74,107 @@ impl RecurrentWeights<'_> {
         Ok((t, n, h))
     }
 
-    /// `x W_ihᵀ (+ b_ih) (+ extra)` for every step at once, as `[T, N, G·H]` (each step contiguous).
-    fn project_inputs(&self, x: &Tensor, extra_bias: Option<&Tensor>) -> Result<Tensor> {
-        let mut projected = x.permute(&[1, 0, 2])?.matmul(&self.w_ih.t()?)?;
-        for b in [self.b_ih, extra_bias].into_iter().flatten() {
-            projected = projected.add(b)?;
-        }
-        Ok(projected)
+    /// `x W_ihᵀ + bias` for every step at once, as `[T, N, G·H]` (each step a contiguous block).
+    fn project_inputs(
+        &self,
+        x: &Tensor,
+        (t, n): (usize, usize),
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let rows = x
+            .permute(&[1, 0, 2])?
+            .reshape([t * n, x.numel() / (t * n).max(1)])?;
+        let projected = rows.linear(self.w_ih, bias)?;
+        let gh = projected.dims()[1];
+        projected.reshape([t, n, gh])
     }
 }
 
-/// Step `t` of a `[T, N, G]` projection as `[N, G]`.
+/// Step `t` of a `[T, N, G]` projection as `[N, G]` (a view).
 fn step(projected: &Tensor, t: usize) -> Result<Tensor> {
     let dims = projected.dims();
     projected.narrow(0, t, 1)?.reshape([dims[1], dims[2]])
 }
 
-/// Gate `k` (`[N, H]`) of `[N, G·H]` pre-activations.
-fn gate(all: &Tensor, k: usize, h: usize) -> Result<Tensor> {
-    all.narrow(1, k * h, h)
-}
-
-/// `new` where the step is real, `old` where `mask` (`[N, 1]`) marks padding.
-fn keep_masked(new: Tensor, old: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-    match mask {
-        None => Ok(new),
-        Some(m) => old.add(&new.sub(old)?.mul(m)?),
-    }
-}
-
 impl Tensor {
+    /// One fused cell step (`RawTensor::recurrent_cell`) recorded for autograd: `self` is the step's
+    /// input gates, `h_gates` the hidden state's, `state` the previous state.
+    fn cell_step(
+        &self,
+        kind: CellKind,
+        h_gates: &Tensor,
+        state: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let mask = mask.map(|m| m.raw().clone());
+        let (new_state, saved) =
+            RawTensor::recurrent_cell(kind, self.raw(), h_gates.raw(), state.raw(), mask.as_ref())?;
+        let previous = state.raw().clone();
+        Ok(Tensor::from_op(
+            kind_name(kind),
+            new_state,
+            &[self, h_gates, state],
+            move |g| {
+                let (d_x, d_h, d_state) =
+                    RawTensor::recurrent_cell_backward(kind, g, &saved, &previous, mask.as_ref())?;
+                Ok(vec![Some(d_x), Some(d_h), Some(d_state)])
+            },
+        ))
+    }
+
+    /// Runs `kind` over every step of `self` (`[N, T, F]`) from a zero state.
+    fn recurrence(
+        &self,
+        kind: CellKind,
+        weights: &RecurrentWeights<'_>,
+        mask: Option<&Tensor>,
+    ) -> Result<RecurrentOutput> {
+        let op = kind_name(kind);
+        let (steps, n, h) = weights.check(op, self, kind.gates(), mask)?;
+        // An LSTM's two biases add up; a GRU keeps b_hh inside its reset gate.
+        let lstm_bias = match (kind, weights.b_ih, weights.b_hh) {
+            (CellKind::Lstm, Some(a), Some(b)) => Some(a.add(b)?),
+            (CellKind::Lstm, a, b) => a.or(b).cloned(),
+            (CellKind::Gru, ..) => None,
+        };
+        let input_bias = if kind == CellKind::Lstm {
+            lstm_bias.as_ref()
+        } else {
+            weights.b_ih
+        };
+        let hidden_bias = if kind == CellKind::Gru {
+            weights.b_hh
+        } else {
+            None
+        };
+        let projected = weights.project_inputs(self, (steps, n), input_bias)?;
+        let mut state = Tensor::zeros([n, kind.state_width(h)], self.device())?;
+        let mut outputs = Vec::with_capacity(steps);
+        for t in 0..steps {
+            let hidden = state.narrow(1, 0, h)?;
+            let h_gates = hidden.linear(weights.w_hh, hidden_bias)?;
+            let m = mask.map(|m| m.narrow(1, t, 1)).transpose()?;
+            state = step(&projected, t)?.cell_step(kind, &h_gates, &state, m.as_ref())?;
+            outputs.push(state.narrow(1, 0, h)?);
+        }
+        Ok(RecurrentOutput {
+            sequence: Tensor::stack(&outputs.iter().collect::<Vec<_>>(), 1)?,
+            last_h: state.narrow(1, 0, h)?,
+            last_c: (kind == CellKind::Lstm)
+                .then(|| state.narrow(1, h, h))
+                .transpose()?,
+        })
+    }
+
     /// An LSTM over `[N, T, F]` from a zero state: PyTorch's and Keras's equations
     /// (`c = f c + i g`, `h = o tanh c`). `mask` (`[N, T]`, 1 = real step) keeps the state through
-    /// padded steps.
+    /// padded steps. Each step is one GEMM and one fused cell kernel, each way.
     pub fn lstm(
         &self,
         weights: &RecurrentWeights<'_>,
         mask: Option<&Tensor>,
     ) -> Result<RecurrentOutput> {
-        let (steps, n, h) = weights.check("lstm", self, 4, mask)?;
-        let projected = weights.project_inputs(self, weights.b_hh)?;
-        let w_hh_t = weights.w_hh.t()?;
-        let mut state_h = Tensor::zeros([n, h], self.device())?;
-        let mut state_c = state_h.clone();
-        let mut outputs = Vec::with_capacity(steps);
-        for t in 0..steps {
-            let pre = step(&projected, t)?.add(&state_h.matmul(&w_hh_t)?)?;
-            let i = gate(&pre, 0, h)?.sigmoid()?;
-            let f = gate(&pre, 1, h)?.sigmoid()?;
-            let g = gate(&pre, 2, h)?.tanh()?;
-            let o = gate(&pre, 3, h)?.sigmoid()?;
-            let c = f.mul(&state_c)?.add(&i.mul(&g)?)?;
-            let new_h = o.mul(&c.tanh()?)?;
-            let m = mask.map(|m| m.narrow(1, t, 1)).transpose()?;
-            state_c = keep_masked(c, &state_c, m.as_ref())?;
-            state_h = keep_masked(new_h, &state_h, m.as_ref())?;
-            outputs.push(state_h.clone());
-        }
-        Ok(RecurrentOutput {
-            sequence: Tensor::stack(&outputs.iter().collect::<Vec<_>>(), 1)?,
-            last_h: state_h,
-            last_c: Some(state_c),
-        })
+        self.recurrence(CellKind::Lstm, weights, mask)
     }
 
     /// A GRU over `[N, T, F]` from a zero state, PyTorch's equations (Keras's `reset_after=True`):
@@ -146,32 +185,13 @@ impl Tensor {
         weights: &RecurrentWeights<'_>,
         mask: Option<&Tensor>,
     ) -> Result<RecurrentOutput> {
-        let (steps, n, h) = weights.check("gru", self, 3, mask)?;
-        let projected = weights.project_inputs(self, None)?;
-        let w_hh_t = weights.w_hh.t()?;
-        let mut state_h = Tensor::zeros([n, h], self.device())?;
-        let mut outputs = Vec::with_capacity(steps);
-        for t in 0..steps {
-            let x_part = step(&projected, t)?;
-            let mut h_part = state_h.matmul(&w_hh_t)?;
-            if let Some(b) = weights.b_hh {
-                h_part = h_part.add(b)?;
-            }
-            let r = gate(&x_part, 0, h)?.add(&gate(&h_part, 0, h)?)?.sigmoid()?;
-            let z = gate(&x_part, 1, h)?.add(&gate(&h_part, 1, h)?)?.sigmoid()?;
-            let candidate = gate(&x_part, 2, h)?
-                .add(&r.mul(&gate(&h_part, 2, h)?)?)?
-                .tanh()?;
-            // (1 - z) n + z h = n + z (h - n)
-            let new_h = candidate.add(&z.mul(&state_h.sub(&candidate)?)?)?;
-            let m = mask.map(|m| m.narrow(1, t, 1)).transpose()?;
-            state_h = keep_masked(new_h, &state_h, m.as_ref())?;
-            outputs.push(state_h.clone());
-        }
-        Ok(RecurrentOutput {
-            sequence: Tensor::stack(&outputs.iter().collect::<Vec<_>>(), 1)?,
-            last_h: state_h,
-            last_c: None,
-        })
+        self.recurrence(CellKind::Gru, weights, mask)
+    }
+}
+
+fn kind_name(kind: CellKind) -> &'static str {
+    match kind {
+        CellKind::Lstm => "lstm",
+        CellKind::Gru => "gru",
     }
 }

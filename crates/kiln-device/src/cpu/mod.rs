@@ -9,6 +9,7 @@ pub(crate) mod matmul;
 pub(crate) mod optimizer;
 pub(crate) mod pool;
 pub(crate) mod random;
+pub(crate) mod recurrent;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
 pub(crate) mod topk;

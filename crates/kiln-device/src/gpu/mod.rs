@@ -16,6 +16,7 @@ pub(crate) mod pipelines;
 pub(crate) mod pool;
 mod profiler;
 pub(crate) mod random;
+pub(crate) mod recurrent;
 pub(crate) mod reduce;
 mod select;
 pub(crate) mod softmax;
