@@ -72,6 +72,27 @@ impl Tensor {
         stride: usize,
         padding: usize,
     ) -> Result<Tensor> {
+        self.conv1d_with(weight, bias, (stride, padding), false)
+    }
+
+    /// `relu(conv1d(..))` as one op, like [`Tensor::conv2d_relu`].
+    pub fn conv1d_relu(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        self.conv1d_with(weight, bias, (stride, padding), true)
+    }
+
+    fn conv1d_with(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        (stride, padding): (usize, usize),
+        relu: bool,
+    ) -> Result<Tensor> {
         let op = "conv1d";
         let (&[n, c, _], &[o, wc, _]) = (self.dims(), weight.dims()) else {
             return Err(Error::invalid(
@@ -97,9 +118,12 @@ impl Tensor {
             stride: [1, stride],
             padding: [0, padding],
         };
-        let y = self
-            .unsqueeze(2)?
-            .conv2d(&weight.unsqueeze(2)?, bias, params)?;
+        let (x, w) = (self.unsqueeze(2)?, weight.unsqueeze(2)?);
+        let y = if relu {
+            x.conv2d_relu(&w, bias, params)?
+        } else {
+            x.conv2d(&w, bias, params)?
+        };
         let length = y.dims()[3];
         y.reshape([n, o, length])
     }

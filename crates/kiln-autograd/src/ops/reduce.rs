@@ -4,14 +4,19 @@ use kiln_device::{BinaryOp, RawTensor, ReduceOp, Result, Shape};
 
 use crate::Tensor;
 
-/// `g` (shaped like a reduction's output) broadcast back over the reduced dimension of `input`.
-fn expand(g: &RawTensor, input: &Shape, axis: Option<isize>, keepdim: bool) -> Result<RawTensor> {
-    let g = match (axis, keepdim) {
-        (Some(a), false) => g.unsqueeze(input.axis("backward", a)?)?,
-        (None, _) => g.reshape(vec![1; input.rank()])?,
-        _ => g.clone(),
-    };
-    g.broadcast_to(input.clone())?.contiguous()
+/// `t` (shaped like a reduction's output) with the reduced dimension kept as size 1, so that it
+/// broadcasts against the input in elementwise kernels (a view, no copy).
+fn keep_reduced(
+    t: &RawTensor,
+    input: &Shape,
+    axis: Option<isize>,
+    keepdim: bool,
+) -> Result<RawTensor> {
+    match (axis, keepdim) {
+        (Some(a), false) => t.unsqueeze(input.axis("backward", a)?),
+        (None, _) => t.reshape(vec![1; input.rank()]),
+        _ => Ok(t.clone()),
+    }
 }
 
 impl Tensor {
@@ -20,20 +25,23 @@ impl Tensor {
         let (x, out) = (self.raw().clone(), y.clone());
         Ok(Tensor::from_op(op.name(), y, &[self], move |g| {
             let shape = x.shape().clone();
-            let spread = expand(g, &shape, axis, keepdim)?;
+            let g = keep_reduced(g, &shape, axis, keepdim)?;
             let dx = match op {
-                ReduceOp::Sum => spread,
+                ReduceOp::Sum => g.broadcast_to(shape)?.contiguous()?,
                 ReduceOp::Mean => {
                     let count = (shape.numel() / out.numel().max(1)).max(1);
-                    spread.scalar(BinaryOp::Div, count as f32)?
+                    // divide the small gradient, then spread it
+                    g.scalar(BinaryOp::Div, count as f32)?
+                        .broadcast_to(shape)?
+                        .contiguous()?
                 }
                 ReduceOp::Max | ReduceOp::Min => {
-                    // The gradient goes to the extreme element(s), split evenly between ties.
-                    let hits = x.binary(BinaryOp::Equal, &expand(&out, &shape, axis, keepdim)?)?;
-                    let count = hits.reduce(ReduceOp::Sum, axis, keepdim)?;
-                    spread
-                        .binary(BinaryOp::Mul, &hits)?
-                        .binary(BinaryOp::Div, &expand(&count, &shape, axis, keepdim)?)?
+                    // The gradient goes to the extreme element(s), split evenly between ties:
+                    // two full-size kernels (the tie mask and the product), the rest broadcasts.
+                    let out = keep_reduced(&out, &shape, axis, keepdim)?;
+                    let hits = x.binary(BinaryOp::Equal, &out)?;
+                    let count = hits.reduce(ReduceOp::Sum, axis, true)?;
+                    hits.binary(BinaryOp::Mul, &g.binary(BinaryOp::Div, &count)?)?
                 }
             };
             Ok(vec![Some(dx)])

@@ -123,6 +123,14 @@ impl Layer for Conv1D {
     }
 
     fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        if self.activation == Activation::Relu {
+            // One fused op: the ReLU is applied as the outputs are stored.
+            let (w, b, padding) = built(&self.name, &self.params)?;
+            return x
+                .permute(&[0, 2, 1])?
+                .conv1d_relu(&w.tensor(), Some(&b.tensor()), self.stride, *padding)?
+                .permute(&[0, 2, 1]);
+        }
         self.activation
             .apply(&self.forward_before_activation(x, training)?)
     }
