@@ -18,7 +18,7 @@ fn main() -> kiln::Result<()> {
         "{} training and {} held-out tumours, {} features",
         train.len(),
         test.len(),
-        train.sample_shape[0]
+        train.sample_shape()[0]
     );
 
     let mut model = Sequential::new([30])

@@ -9,7 +9,9 @@
 //! 64, Adam; samples/s and the time from `Device` creation to the first finished batch, shader
 //! compilation included), `train-mlp` (784-128-10, batch 32), `infer-seed-cnn-1`,
 //! `infer-seed-cnn-1000`, `matmul-<n>`, `conv2d-seed-fwd-bwd`, `softmax-4096x1000`, `sum-16m`, and
-//! `dispatch-chain` (1,000 dependent tiny ops: the cost of a launch; not in the default set).
+//! `dispatch-chain` (1,000 dependent tiny ops: the cost of a launch; not in the default set), and
+//! `train-text-cnn` (Embedding 10000×64 → Conv1D 64×5 + ReLU → GlobalMaxPooling1D → Dense 1 on
+//! 100-token sequences, batch 32, Adam, binary cross-entropy; not in the default set).
 //! Each timed figure is the median of repeated runs (at least 5 and at least one second). With
 //! `KILN_PROFILE=1` on a GPU, each workload also prints the profiler's per-kernel table to stderr
 //! (training: one table per epoch).
@@ -108,6 +110,36 @@ fn mlp(device: &Device) -> kiln::Result<Sequential> {
     )
 }
 
+const TEXT_VOCABULARY: usize = 10_000;
+const TEXT_STEPS: usize = 100;
+
+/// 4,096 synthetic sequences of 100 token ids (1..10,000) with 0/1 labels: only speed is measured.
+fn text_data() -> kiln::Result<Dataset> {
+    let samples = 4096;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let ids: Vec<u32> = (0..samples * TEXT_STEPS)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (1 + state % (TEXT_VOCABULARY as u64 - 1)) as u32
+        })
+        .collect();
+    let labels = (0..samples).map(|i| (i % 2) as f32).collect();
+    Dataset::from_columns(
+        vec![Column::ids(ids, [TEXT_STEPS])],
+        Targets::Values {
+            values: labels,
+            width: 1,
+        },
+    )
+}
+
+fn compiled_binary(mut model: Sequential) -> kiln::Result<Sequential> {
+    model.compile(Adam::new(0.001), Loss::BinaryCrossentropy, &[])?;
+    Ok(model)
+}
+
 /// Fashion-MNIST's training images, or the shipped MNIST sample where it is not installed.
 fn training_images() -> kiln::Result<(Dataset, &'static str)> {
     match kiln::datasets::fashion_mnist(None) {
@@ -192,6 +224,20 @@ fn run_workload(workload: &str, device_name: &str, batches: usize) -> kiln::Resu
             let (data, _) = training_images()?;
             let mut model = mlp(&device)?;
             train(&mut model, &data, 10, 32)?;
+            let samples_per_s = train(&mut model, &data, batches * 2, 32)?;
+            report(samples_per_s, "samples/s", 32.0 / samples_per_s, vec![]);
+        }
+        "train-text-cnn" => {
+            let data = text_data()?;
+            let mut model = compiled_binary(
+                Sequential::new([TEXT_STEPS])
+                    .on(&device)
+                    .add(Embedding::new(TEXT_VOCABULARY, 64))?
+                    .add(Conv1D::new(64, 5).activation(Activation::Relu))?
+                    .add(GlobalMaxPooling1D::new())?
+                    .add(Dense::new(1).activation(Activation::Sigmoid))?,
+            )?;
+            train(&mut model, &data, 5, 32)?;
             let samples_per_s = train(&mut model, &data, batches * 2, 32)?;
             report(samples_per_s, "samples/s", 32.0 / samples_per_s, vec![]);
         }

@@ -38,18 +38,14 @@ fn keyword_data(samples: usize, seed: u64) -> Dataset {
         if positive {
             row[next(length as u64) as usize] = KEYWORD;
         }
-        ids.extend(row.iter().map(|&id| id as f32));
+        ids.extend(row);
         labels.push(f32::from(u8::from(positive)));
     }
-    Dataset::new(
-        ids,
-        vec![STEPS],
-        Targets::Values {
-            values: labels,
-            width: 1,
-        },
-    )
-    .unwrap()
+    let targets = Targets::Values {
+        values: labels,
+        width: 1,
+    };
+    Dataset::from_columns(vec![Column::ids(ids, [STEPS])], targets).unwrap()
 }
 
 fn train_text_model(model: Sequential, epochs: usize) -> f32 {
@@ -300,4 +296,52 @@ fn masked_steps_do_not_change_an_lstm_state_or_a_pooled_mean() {
             .zip(&first_two)
             .all(|(a, b)| (a - b).abs() < 1e-6)
     );
+}
+
+/// A one-weight linear model on two samples: the fitted value is the weighted mean of the targets,
+/// so sample weights and class weights move it where Keras's would.
+#[test]
+fn sample_and_class_weights_scale_each_samples_loss() {
+    let cpu = Device::cpu();
+    let fit_value = |data: &Dataset, class_weight: Option<Vec<f32>>| -> f32 {
+        let mut model = Sequential::new([1])
+            .on(&cpu)
+            .add(Dense::new(1).kernel_initializer(Initializer::Zeros))
+            .unwrap();
+        model
+            .compile(Sgd::new(0.2), Loss::MeanSquaredError, &[])
+            .unwrap();
+        let config = FitConfig {
+            epochs: 200,
+            batch_size: 2,
+            verbose: false,
+            shuffle: None,
+            class_weight,
+            ..Default::default()
+        };
+        model.fit(data, &config).unwrap();
+        model
+            .predict(&Tensor::zeros([1, 1], &cpu).unwrap())
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    // inputs 0 (so only the bias learns), targets 0 and 1: the bias ends at the weighted mean
+    let data = || {
+        Dataset::new(
+            vec![0.0, 0.0],
+            [1],
+            Targets::Values {
+                values: vec![0.0, 1.0],
+                width: 1,
+            },
+        )
+        .unwrap()
+    };
+    assert!((fit_value(&data(), None) - 0.5).abs() < 1e-3);
+    let weighted = data().with_sample_weights(vec![1.0, 3.0]).unwrap();
+    assert!((fit_value(&weighted, None) - 0.75).abs() < 1e-3);
+    assert!((fit_value(&data(), Some(vec![3.0, 1.0])) - 0.25).abs() < 1e-3);
+    assert!(data().with_sample_weights(vec![1.0]).is_err());
+    assert!(data().with_sample_weights(vec![1.0, f32::NAN]).is_err());
 }

@@ -42,6 +42,18 @@ def training_images():
     return (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32), y.astype(np.int64), source
 
 
+TEXT_VOCABULARY, TEXT_STEPS, TEXT_SAMPLES = 10000, 100, 4096
+
+
+def text_data():
+    """train-text-cnn's token ids (int64 [4096, 100], ids 1..9999) and 0/1 labels (float32 [4096, 1]):
+    synthetic, since only the speed is measured; kiln-bench draws its own of the same shape."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, TEXT_VOCABULARY, size=(TEXT_SAMPLES, TEXT_STEPS), dtype=np.int64)
+    labels = (ids[:, :1] % 2).astype(np.float32)
+    return ids, labels
+
+
 def median_seconds(fn, min_seconds=1.0, min_reps=5):
     """Median wall time of fn() after one warm-up call (fn must finish its work before returning)."""
     fn()

@@ -8,7 +8,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
-from common import median_seconds, parse_args, report, report_kernel, training_images  # noqa: E402
+from common import (TEXT_VOCABULARY, median_seconds, parse_args, report, report_kernel,  # noqa: E402
+                    text_data, training_images)
 
 cuda = "--cuda" in sys.argv
 if cuda:
@@ -69,6 +70,38 @@ for workload in args.workloads:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
         train(model, x, y, 10, 32, optimizer)
         rate = train(model, x, y, min(args.batches * 2, len(x) // 32), 32, optimizer)
+        report(framework, device_name, workload, rate, "samples/s", 32 / rate)
+    elif workload == "train-text-cnn":
+        # Embedding(10000, 64) -> Conv1D(64, 5) + ReLU -> global max over 100 steps -> Dense(1), BCE.
+        class TextCnn(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.embedding = torch.nn.Embedding(TEXT_VOCABULARY, 64)
+                self.conv = torch.nn.Conv1d(64, 64, 5)
+                self.dense = torch.nn.Linear(64, 1)
+
+            def forward(self, ids):
+                h = torch.relu(self.conv(self.embedding(ids).transpose(1, 2)))
+                return self.dense(h.amax(dim=2))
+
+        ids, labels = text_data()
+        ids, labels = torch.tensor(ids, device=dev), torch.tensor(labels, device=dev)
+        model = TextCnn().to(dev)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+
+        def text_epoch(batches):
+            start = time.perf_counter()
+            for i in range(batches):
+                xb, yb = ids[i * 32:(i + 1) * 32], labels[i * 32:(i + 1) * 32]
+                optimizer.zero_grad()
+                loss_fn(model(xb), yb).backward()
+                optimizer.step()
+            sync()
+            return batches * 32 / (time.perf_counter() - start)
+
+        text_epoch(5)
+        rate = text_epoch(min(args.batches * 2, len(ids) // 32))
         report(framework, device_name, workload, rate, "samples/s", 32 / rate)
     elif workload.startswith("infer-seed-cnn-"):
         n = int(workload.rsplit("-", 1)[1])

@@ -80,6 +80,12 @@ impl Gradients {
         self.grads.remove(&tensor.id())
     }
 
+    /// Sets the gradient of the tensor with this id (for code that transforms gradients, such as
+    /// clipping, before an optimizer step).
+    pub fn insert(&mut self, id: TensorId, grad: RawTensor) {
+        self.grads.insert(id, grad);
+    }
+
     /// Number of gradients held.
     pub fn len(&self) -> usize {
         self.grads.len()

@@ -4,9 +4,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use kiln_device::{Error, Result};
+use kiln_autograd::Var;
+use kiln_device::{Error, RawTensor, Result};
 
-use crate::{Evaluation, Metric, Sequential};
+use crate::{Evaluation, Metric, Model};
 
 /// What one epoch measured.
 pub struct EpochLogs<'a> {
@@ -64,7 +65,7 @@ pub enum Control {
 /// Hooks around each epoch of `fit`.
 pub trait Callback {
     /// Before epoch `epoch` (0-based) trains.
-    fn on_epoch_begin(&mut self, _epoch: usize, _model: &mut Sequential) -> Result<()> {
+    fn on_epoch_begin(&mut self, _epoch: usize, _model: &mut Model) -> Result<()> {
         Ok(())
     }
 
@@ -73,17 +74,26 @@ pub trait Callback {
         &mut self,
         epoch: usize,
         logs: &EpochLogs<'_>,
-        model: &mut Sequential,
+        model: &mut Model,
     ) -> Result<Control>;
 }
 
-/// Stops when the monitored value has not improved by `min_delta` for `patience` epochs.
+/// Stops when the monitored value has not improved by `min_delta` for `patience` epochs (Keras's
+/// `EarlyStopping`: with patience 2, training stops at the second epoch in a row without
+/// improvement); with `restore_best_weights(true)` the model then gets back the weights and buffers
+/// of its best epoch.
 pub struct EarlyStopping {
     monitor: Monitor,
     patience: usize,
     min_delta: f32,
+    restore_best_weights: bool,
     best: f32,
     waited: usize,
+    best_epoch: Option<usize>,
+    stopped_epoch: Option<usize>,
+    /// The best epoch's values: optimizers replace a parameter's tensor rather than write into it,
+    /// so keeping the tensors keeps the values (no copy).
+    best_weights: Vec<(Var, RawTensor)>,
 }
 
 impl EarlyStopping {
@@ -93,8 +103,12 @@ impl EarlyStopping {
             monitor,
             patience,
             min_delta: 0.0,
+            restore_best_weights: false,
             best: f32::INFINITY,
             waited: 0,
+            best_epoch: None,
+            stopped_epoch: None,
+            best_weights: Vec::new(),
         }
     }
 
@@ -103,26 +117,57 @@ impl EarlyStopping {
         self.min_delta = delta;
         self
     }
+
+    /// When training stops, restore the weights (and buffers) of the best epoch.
+    pub fn restore_best_weights(mut self, restore: bool) -> Self {
+        self.restore_best_weights = restore;
+        self
+    }
+
+    /// The epoch (0-based) with the best monitored value so far.
+    pub fn best_epoch(&self) -> Option<usize> {
+        self.best_epoch
+    }
+
+    /// The epoch (0-based) after which this callback stopped training, if it did.
+    pub fn stopped_epoch(&self) -> Option<usize> {
+        self.stopped_epoch
+    }
 }
 
 impl Callback for EarlyStopping {
     fn on_epoch_end(
         &mut self,
-        _epoch: usize,
+        epoch: usize,
         logs: &EpochLogs<'_>,
-        _model: &mut Sequential,
+        model: &mut Model,
     ) -> Result<Control> {
         let score = self.monitor.require(logs)?;
         if score < self.best - self.min_delta {
-            (self.best, self.waited) = (score, 0);
-        } else {
-            self.waited += 1;
+            (self.best, self.waited, self.best_epoch) = (score, 0, Some(epoch));
+            if self.restore_best_weights {
+                self.best_weights = model
+                    .state()
+                    .into_iter()
+                    .map(|(_, var)| {
+                        let value = var.tensor().raw().clone();
+                        (var, value)
+                    })
+                    .collect();
+            }
+            return Ok(Control::Continue);
         }
-        Ok(if self.waited > self.patience {
-            Control::Stop
-        } else {
-            Control::Continue
-        })
+        self.waited += 1;
+        if self.waited < self.patience {
+            return Ok(Control::Continue);
+        }
+        self.stopped_epoch = Some(epoch);
+        if self.restore_best_weights {
+            for (var, value) in &self.best_weights {
+                var.set(value.clone())?;
+            }
+        }
+        Ok(Control::Stop)
     }
 }
 
@@ -156,7 +201,7 @@ impl Callback for ModelCheckpoint {
         &mut self,
         _epoch: usize,
         logs: &EpochLogs<'_>,
-        model: &mut Sequential,
+        model: &mut Model,
     ) -> Result<Control> {
         if let Some(monitor) = self.best_only {
             let score = monitor.require(logs)?;
@@ -191,7 +236,7 @@ impl Callback for CsvLogger {
         &mut self,
         epoch: usize,
         logs: &EpochLogs<'_>,
-        _model: &mut Sequential,
+        _model: &mut Model,
     ) -> Result<Control> {
         let io = |e: std::io::Error| Error::InvalidData {
             op: "CsvLogger",
@@ -231,7 +276,7 @@ impl Callback for CsvLogger {
 pub struct LearningRateScheduler<F: FnMut(usize, f32) -> f32>(pub F);
 
 impl<F: FnMut(usize, f32) -> f32> Callback for LearningRateScheduler<F> {
-    fn on_epoch_begin(&mut self, epoch: usize, model: &mut Sequential) -> Result<()> {
+    fn on_epoch_begin(&mut self, epoch: usize, model: &mut Model) -> Result<()> {
         let lr = model.learning_rate()?;
         model.set_learning_rate((self.0)(epoch, lr))
     }
@@ -240,7 +285,7 @@ impl<F: FnMut(usize, f32) -> f32> Callback for LearningRateScheduler<F> {
         &mut self,
         _epoch: usize,
         _logs: &EpochLogs<'_>,
-        _model: &mut Sequential,
+        _model: &mut Model,
     ) -> Result<Control> {
         Ok(Control::Continue)
     }

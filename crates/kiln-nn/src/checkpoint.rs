@@ -1,4 +1,4 @@
-//! Saving and resuming a [`crate::Sequential`]: `model.safetensors` (weights under PyTorch-style
+//! Saving and resuming a [`crate::Model`]: `model.safetensors` (weights and buffers under PyTorch-style
 //! names and layouts), `config.json` (the layers and shapes) and `optimizer.safetensors` (the
 //! optimizer's step count and per-parameter state). Every file is written to a temporary file and
 //! renamed over the old one, so a crash never leaves a half-written checkpoint.

@@ -1,5 +1,7 @@
-//! kiln's Keras-style training layer: [`Sequential`] models of [`layers`], compiled with an
-//! [`optim::Optimizer`], a [`Loss`] and [`Metric`]s, trained with `fit` on [`data::Dataset`]s.
+//! kiln's Keras-style training layer: [`Model`]s of [`layers`] — built with the functional API
+//! ([`functional::Input`], `layer.apply(&x)`, merge layers) or stacked by [`Sequential`] — compiled
+//! with an [`optim::Optimizer`], a [`Loss`] and [`Metric`]s, trained with `fit` on
+//! [`data::Dataset`]s.
 //!
 //! ```no_run
 //! use kiln_nn::prelude::*;
@@ -18,22 +20,28 @@
 pub mod callbacks;
 mod checkpoint;
 pub mod data;
+pub mod functional;
 pub mod layers;
 mod loss;
 pub mod metrics;
 mod model;
 pub mod optim;
+mod shape;
 
 pub use loss::Loss;
 pub use metrics::Metric;
-pub use model::{Evaluation, FitConfig, History, Sequential};
+pub use model::{Callbacks, Evaluation, FitConfig, History, Model, ModelInputs, Sequential};
+pub use shape::IntoShape;
 
 /// Everything a training program uses.
 pub mod prelude {
     pub use crate::callbacks::{
         Callback, CsvLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint, Monitor,
     };
-    pub use crate::data::{Dataset, Targets, to_categorical};
+    pub use crate::data::{Batch, Column, Dataset, Targets, to_categorical};
+    pub use crate::functional::{
+        Add, ApplyLayer, Concatenate, Dot, Input, MergeLayer, Multiply, Node, SharedLayer,
+    };
     pub use crate::layers::{
         Activation, ActivationLayer, AveragePooling2D, Conv2D, Dense, Dropout, Embedding, Flatten,
         Layer, MaxPooling2D, Padding,
@@ -43,6 +51,9 @@ pub mod prelude {
         GlobalMaxPooling1D, Initializer, LSTM, LayerNormalization, MultiHeadAttention, Permute,
         Reshape, TransformerEncoder,
     };
-    pub use crate::optim::{Adagrad, Adam, Optimizer, RmsProp, Sgd};
-    pub use crate::{Evaluation, FitConfig, History, Loss, Metric, Sequential};
+    pub use crate::optim::{
+        Adagrad, Adam, Clip, CosineDecay, ExponentialDecay, LearningRateSchedule, Optimizer,
+        OptimizerExt, RmsProp, Sgd,
+    };
+    pub use crate::{Callbacks, Evaluation, FitConfig, History, Loss, Metric, Model, Sequential};
 }

@@ -7,7 +7,7 @@ use kiln_device::{Error, Result};
 use crate::layers::Activation;
 
 /// What a model minimises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Loss {
     /// Integer class labels against class scores.
     SparseCategoricalCrossentropy,
@@ -17,7 +17,20 @@ pub enum Loss {
     BinaryCrossentropy,
     /// Mean squared error.
     MeanSquaredError,
+    /// Mean absolute error.
+    MeanAbsoluteError,
+    /// Huber loss with this delta (Keras's default is 1): squared below it, linear above.
+    Huber(f32),
+    /// Binary cross-entropy with positive targets weighted by this factor (PyTorch's `pos_weight`,
+    /// for imbalanced data: negatives / positives is the usual choice).
+    BinaryCrossentropyPosWeight(f32),
+    /// Sparse categorical cross-entropy against labels smoothed by this amount (Keras's
+    /// `label_smoothing`).
+    SparseCategoricalCrossentropySmoothed(f32),
 }
+
+/// Losses compare equal by variant and parameter; a NaN parameter is a user error.
+impl Eq for Loss {}
 
 impl Loss {
     /// The Keras name.
@@ -27,17 +40,23 @@ impl Loss {
             Loss::CategoricalCrossentropy => "categorical_crossentropy",
             Loss::BinaryCrossentropy => "binary_crossentropy",
             Loss::MeanSquaredError => "mean_squared_error",
+            Loss::MeanAbsoluteError => "mean_absolute_error",
+            Loss::Huber(_) => "huber",
+            Loss::BinaryCrossentropyPosWeight(_) => "binary_crossentropy",
+            Loss::SparseCategoricalCrossentropySmoothed(_) => "sparse_categorical_crossentropy",
         }
     }
 
     /// The final activation this loss absorbs (the model then hands it the scores before it).
     pub(crate) fn fused_activation(self) -> Option<Activation> {
         match self {
-            Loss::SparseCategoricalCrossentropy | Loss::CategoricalCrossentropy => {
-                Some(Activation::Softmax)
+            Loss::SparseCategoricalCrossentropy
+            | Loss::CategoricalCrossentropy
+            | Loss::SparseCategoricalCrossentropySmoothed(_) => Some(Activation::Softmax),
+            Loss::BinaryCrossentropy | Loss::BinaryCrossentropyPosWeight(_) => {
+                Some(Activation::Sigmoid)
             }
-            Loss::BinaryCrossentropy => Some(Activation::Sigmoid),
-            Loss::MeanSquaredError => None,
+            Loss::MeanSquaredError | Loss::MeanAbsoluteError | Loss::Huber(_) => None,
         }
     }
 
@@ -52,7 +71,131 @@ impl Loss {
             },
             Loss::BinaryCrossentropy => scores.bce_with_logits(targets),
             Loss::MeanSquaredError => scores.mse(targets),
+            Loss::MeanAbsoluteError => scores.l1(targets),
+            Loss::Huber(delta) => scores.huber(targets, delta),
+            Loss::BinaryCrossentropyPosWeight(w) => {
+                let w = Tensor::from_slice(&[w], [1], scores.device())?;
+                scores.bce_with_logits_weighted(targets, &w)
+            }
+            Loss::SparseCategoricalCrossentropySmoothed(s) => {
+                scores.cross_entropy_smoothed(targets, s)
+            }
         }
         .map_err(|e| Error::invalid("loss", format!("{}: {e}", self.name())))
+    }
+
+    /// The loss of each sample, `[N]` (for per-sample and class weights).
+    fn per_sample(self, scores: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let n = scores.dims().first().copied().unwrap_or(0);
+        let mean_over_sample = |t: Tensor| t.reshape([n, t.numel() / n.max(1)])?.mean(1, false);
+        let sparse = |targets: &Tensor, smoothing: f32| -> Result<Tensor> {
+            let classes = scores.dims().last().copied().unwrap_or(1);
+            let log_p = scores.log_softmax(-1)?;
+            let one_hot = targets.one_hot(classes)?;
+            let wanted = one_hot
+                .mul_scalar(1.0 - smoothing)?
+                .add_scalar(smoothing / classes as f32)?;
+            wanted.mul(&log_p)?.sum(-1, false)?.neg()
+        };
+        let bce = |pos_weight: f32| -> Result<Tensor> {
+            // (1 - y) x + (1 + (p - 1) y) softplus(-x), elementwise
+            let factor = targets.mul_scalar(pos_weight - 1.0)?.add_scalar(1.0)?;
+            let negative = targets.mul_scalar(-1.0)?.add_scalar(1.0)?.mul(scores)?;
+            mean_over_sample(negative.add(&factor.mul(&scores.neg()?.softplus()?)?)?)
+        };
+        match self {
+            Loss::SparseCategoricalCrossentropy => sparse(targets, 0.0),
+            Loss::SparseCategoricalCrossentropySmoothed(s) => sparse(targets, s),
+            Loss::CategoricalCrossentropy if targets.dtype() == kiln_device::DType::U32 => {
+                sparse(targets, 0.0)
+            }
+            Loss::CategoricalCrossentropy => {
+                targets.mul(&scores.log_softmax(-1)?)?.sum(-1, false)?.neg()
+            }
+            Loss::BinaryCrossentropy => bce(1.0),
+            Loss::BinaryCrossentropyPosWeight(w) => bce(w),
+            Loss::MeanSquaredError => {
+                let d = scores.sub(targets)?;
+                mean_over_sample(d.mul(&d)?)
+            }
+            Loss::MeanAbsoluteError => mean_over_sample(scores.sub(targets)?.abs()?),
+            Loss::Huber(delta) => {
+                let abs = scores.sub(targets)?.abs()?;
+                let quadratic = abs.sub(&abs.sub_scalar(delta)?.relu()?)?;
+                let linear = abs.sub(&quadratic)?;
+                mean_over_sample(
+                    quadratic
+                        .mul(&quadratic)?
+                        .mul_scalar(0.5)?
+                        .add(&linear.mul_scalar(delta)?)?,
+                )
+            }
+        }
+    }
+
+    /// The loss with a weight per sample (`[N]`, Keras's `sample_weight`; class weights become one
+    /// per sample): `Σ wᵢ lossᵢ / N`, Keras's reduction.
+    pub(crate) fn compute_weighted(
+        self,
+        scores: &Tensor,
+        targets: &Tensor,
+        weights: &Tensor,
+    ) -> Result<Tensor> {
+        let n = scores.dims().first().copied().unwrap_or(0);
+        if weights.dims() != [n] {
+            return Err(Error::invalid(
+                "loss",
+                format!(
+                    "{}: sample weights {} must be [{n}], one per sample",
+                    self.name(),
+                    weights.shape()
+                ),
+            ));
+        }
+        self.per_sample(scores, targets)?
+            .mul(weights)?
+            .mean_all()
+            .map_err(|e| Error::invalid("loss", format!("{}: {e}", self.name())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kiln_autograd::Tensor;
+    use kiln_device::Device;
+
+    use super::Loss;
+
+    /// With every weight 1, the weighted loss is the plain mean loss, for every loss.
+    #[test]
+    fn unit_sample_weights_give_the_unweighted_loss() {
+        let cpu = Device::cpu();
+        let scores =
+            Tensor::from_slice(&[0.3f32, -1.2, 2.0, 0.1, -0.4, 0.9], [3, 2], &cpu).unwrap();
+        let values = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0], [3, 2], &cpu).unwrap();
+        let labels = Tensor::from_slice(&[1u32, 0, 1], [3], &cpu).unwrap();
+        let ones = Tensor::ones([3], &cpu).unwrap();
+        let cases = [
+            (Loss::SparseCategoricalCrossentropy, &labels),
+            (Loss::SparseCategoricalCrossentropySmoothed(0.1), &labels),
+            (Loss::CategoricalCrossentropy, &values),
+            (Loss::BinaryCrossentropy, &values),
+            (Loss::BinaryCrossentropyPosWeight(3.0), &values),
+            (Loss::MeanSquaredError, &values),
+            (Loss::MeanAbsoluteError, &values),
+            (Loss::Huber(0.5), &values),
+        ];
+        for (loss, targets) in cases {
+            let plain = loss.compute(&scores, targets).unwrap().to_scalar().unwrap();
+            let weighted = loss
+                .compute_weighted(&scores, targets, &ones)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(
+                (plain - weighted).abs() < 1e-5,
+                "{loss:?}: {plain} vs {weighted}"
+            );
+        }
     }
 }

@@ -121,18 +121,20 @@ impl MetricTotals {
         let mut decisions: Vec<DecisionCounts> = Vec::new();
         let mut top_k: Vec<(usize, Option<RawTensor>)> = Vec::new();
         for m in metrics {
-            if let Some(t) = m.threshold() {
-                if !decisions.iter().any(|d| d.threshold == t) {
-                    decisions.push(DecisionCounts {
-                        threshold: t,
-                        counts: None,
-                    });
-                }
+            if let Some(t) = m
+                .threshold()
+                .filter(|t| !decisions.iter().any(|d| d.threshold == *t))
+            {
+                decisions.push(DecisionCounts {
+                    threshold: t,
+                    counts: None,
+                });
             }
-            if let Metric::TopKAccuracy(k) = *m {
-                if !top_k.iter().any(|(kk, _)| *kk == k) {
+            match *m {
+                Metric::TopKAccuracy(k) if !top_k.iter().any(|(kk, _)| *kk == k) => {
                     top_k.push((k, None));
                 }
+                _ => {}
             }
         }
         MetricTotals {

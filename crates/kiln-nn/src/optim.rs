@@ -498,3 +498,272 @@ pub fn clip_by_value(grad: &RawTensor, limit: f32) -> Result<RawTensor> {
         .scalar(BinaryOp::Maximum, -limit)?
         .scalar(BinaryOp::Mul, -1.0)
 }
+
+/// A learning rate that changes with the optimizer's step (Keras's `LearningRateSchedule`): pass one
+/// to [`OptimizerExt::with_schedule`] and the rate is updated before every batch.
+pub trait LearningRateSchedule: Send {
+    /// The rate for step `step` (0 for the first batch).
+    fn rate(&self, step: u64) -> f32;
+}
+
+/// `initial · rate^(step / decay_steps)` (Keras's `ExponentialDecay`; with `staircase` the exponent is
+/// rounded down, so the rate drops every `decay_steps` batches).
+#[derive(Debug, Clone, Copy)]
+pub struct ExponentialDecay {
+    /// The rate at step 0.
+    pub initial: f32,
+    /// Steps over which the rate is multiplied by `decay_rate`.
+    pub decay_steps: u64,
+    /// The factor per `decay_steps`.
+    pub decay_rate: f32,
+    /// Decay in whole periods.
+    pub staircase: bool,
+}
+
+impl LearningRateSchedule for ExponentialDecay {
+    fn rate(&self, step: u64) -> f32 {
+        let mut periods = step as f32 / self.decay_steps.max(1) as f32;
+        if self.staircase {
+            periods = periods.floor();
+        }
+        self.initial * self.decay_rate.powf(periods)
+    }
+}
+
+/// Cosine decay (Keras's `CosineDecay`): an optional linear warm-up from `initial` to `peak` over
+/// `warmup_steps`, then half a cosine from `peak` down to `alpha · peak` over `decay_steps`, flat after.
+#[derive(Debug, Clone, Copy)]
+pub struct CosineDecay {
+    /// The rate at step 0.
+    pub initial: f32,
+    /// The rate the warm-up reaches (`initial` without a warm-up).
+    pub peak: f32,
+    /// Batches of linear warm-up.
+    pub warmup_steps: u64,
+    /// Batches of cosine decay after the warm-up.
+    pub decay_steps: u64,
+    /// The final rate as a fraction of `peak`.
+    pub alpha: f32,
+}
+
+impl CosineDecay {
+    /// From `initial` down to 0 over `decay_steps` batches.
+    pub fn new(initial: f32, decay_steps: u64) -> Self {
+        CosineDecay {
+            initial,
+            peak: initial,
+            warmup_steps: 0,
+            decay_steps,
+            alpha: 0.0,
+        }
+    }
+
+    /// A linear warm-up to `peak` over `steps` batches first.
+    pub fn warmup(mut self, steps: u64, peak: f32) -> Self {
+        (self.warmup_steps, self.peak) = (steps, peak);
+        self
+    }
+
+    /// Ends at `alpha · peak` instead of 0.
+    pub fn alpha(mut self, alpha: f32) -> Self {
+        self.alpha = alpha;
+        self
+    }
+}
+
+impl LearningRateSchedule for CosineDecay {
+    fn rate(&self, step: u64) -> f32 {
+        if step < self.warmup_steps {
+            let t = step as f32 / self.warmup_steps as f32;
+            return self.initial + t * (self.peak - self.initial);
+        }
+        let t = ((step - self.warmup_steps) as f32 / self.decay_steps.max(1) as f32).min(1.0);
+        let cosine = 0.5 * (1.0 + (std::f32::consts::PI * t).cos());
+        self.peak * ((1.0 - self.alpha) * cosine + self.alpha)
+    }
+}
+
+/// An optimizer whose learning rate follows a schedule, stepped once per batch.
+pub struct Scheduled<O> {
+    inner: O,
+    schedule: Box<dyn LearningRateSchedule>,
+    steps: u64,
+}
+
+impl<O: Optimizer> Optimizer for Scheduled<O> {
+    fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
+        self.inner.set_learning_rate(self.schedule.rate(self.steps));
+        self.steps += 1;
+        self.inner.step(params, grads)
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.schedule.rate(self.steps)
+    }
+
+    /// The schedule decides the rate; setting one directly has no lasting effect.
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.inner.set_learning_rate(lr);
+    }
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn state(&self) -> (u32, StateMap) {
+        let (inner_steps, state) = self.inner.state();
+        (inner_steps.max(self.steps as u32), state)
+    }
+
+    fn load_state(&mut self, steps: u32, state: StateMap) -> Result<()> {
+        self.steps = u64::from(steps);
+        self.inner.load_state(steps, state)
+    }
+}
+
+/// How gradients are clipped before each step (Keras's `global_clipnorm`, `clipnorm`, `clipvalue`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Clip {
+    /// All gradients scaled together so their global L2 norm is at most this.
+    GlobalNorm(f32),
+    /// Each gradient scaled so its own L2 norm is at most this.
+    Norm(f32),
+    /// Each element clamped to `[-limit, limit]`.
+    Value(f32),
+}
+
+/// An optimizer that clips the gradients first.
+pub struct Clipped<O> {
+    inner: O,
+    clip: Clip,
+}
+
+impl<O: Optimizer> Optimizer for Clipped<O> {
+    fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
+        let present: Vec<(TensorId, &RawTensor)> = params
+            .iter()
+            .filter_map(|p| grads.get_raw(p.id()).map(|g| (p.id(), g)))
+            .collect();
+        let clipped: Vec<RawTensor> = match self.clip {
+            Clip::GlobalNorm(max) if !present.is_empty() => {
+                let raw: Vec<&RawTensor> = present.iter().map(|(_, g)| *g).collect();
+                clip_by_global_norm(&raw, max)?.0
+            }
+            Clip::GlobalNorm(_) => Vec::new(),
+            Clip::Norm(max) => present
+                .iter()
+                .map(|(_, g)| clip_by_global_norm(&[g], max).map(|(mut c, _)| c.remove(0)))
+                .collect::<Result<_>>()?,
+            Clip::Value(limit) => present
+                .iter()
+                .map(|(_, g)| clip_by_value(g, limit))
+                .collect::<Result<_>>()?,
+        };
+        let mut transformed = Gradients::default();
+        for ((id, _), g) in present.iter().zip(clipped) {
+            transformed.insert(*id, g);
+        }
+        self.inner.step(params, &transformed)
+    }
+
+    fn learning_rate(&self) -> f32 {
+        self.inner.learning_rate()
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) {
+        self.inner.set_learning_rate(lr);
+    }
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn state(&self) -> (u32, StateMap) {
+        self.inner.state()
+    }
+
+    fn load_state(&mut self, steps: u32, state: StateMap) -> Result<()> {
+        self.inner.load_state(steps, state)
+    }
+}
+
+/// Schedules and clipping for any optimizer: `Adam::new(1e-3).clip(Clip::GlobalNorm(1.0))
+/// .with_schedule(CosineDecay::new(1e-3, 1000))`.
+pub trait OptimizerExt: Optimizer + Sized {
+    /// Follows `schedule`, updated before every batch.
+    fn with_schedule(self, schedule: impl LearningRateSchedule + 'static) -> Scheduled<Self> {
+        Scheduled {
+            inner: self,
+            schedule: Box::new(schedule),
+            steps: 0,
+        }
+    }
+
+    /// Clips the gradients before each step.
+    fn clip(self, clip: Clip) -> Clipped<Self> {
+        Clipped { inner: self, clip }
+    }
+}
+
+impl<O: Optimizer> OptimizerExt for O {}
+
+#[cfg(test)]
+mod tests {
+    use kiln_autograd::{Tensor, Var};
+    use kiln_device::{Device, RawTensor};
+
+    use super::*;
+
+    #[test]
+    fn schedules_follow_keras() {
+        let exp = ExponentialDecay {
+            initial: 0.1,
+            decay_steps: 10,
+            decay_rate: 0.5,
+            staircase: false,
+        };
+        assert!(
+            (exp.rate(10) - 0.05).abs() < 1e-7 && (exp.rate(5) - 0.1 * 0.5f32.sqrt()).abs() < 1e-7
+        );
+        let stairs = ExponentialDecay {
+            staircase: true,
+            ..exp
+        };
+        assert_eq!(stairs.rate(19), 0.05);
+        let cosine = CosineDecay::new(0.0, 100).warmup(10, 1.0).alpha(0.1);
+        assert_eq!(cosine.rate(0), 0.0);
+        assert!((cosine.rate(5) - 0.5).abs() < 1e-6);
+        assert!((cosine.rate(10) - 1.0).abs() < 1e-6);
+        assert!((cosine.rate(60) - 0.55).abs() < 1e-6);
+        assert!((cosine.rate(500) - 0.1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_scheduled_clipped_optimizer_steps_with_the_scheduled_rate_and_clipped_gradient() {
+        let cpu = Device::cpu();
+        let p = Var::new(Tensor::from_slice(&[0.0f32, 0.0], [2], &cpu).unwrap());
+        let mut grads = Gradients::default();
+        grads.insert(
+            p.id(),
+            RawTensor::from_slice(&[30.0f32, 40.0], [2], &cpu).unwrap(),
+        );
+        let schedule = ExponentialDecay {
+            initial: 1.0,
+            decay_steps: 1,
+            decay_rate: 0.5,
+            staircase: true,
+        };
+        let mut sgd = Sgd::new(99.0)
+            .clip(Clip::GlobalNorm(5.0))
+            .with_schedule(schedule);
+        sgd.step(std::slice::from_ref(&p), &grads).unwrap();
+        sgd.step(std::slice::from_ref(&p), &grads).unwrap();
+        // gradient clipped to norm 5: (3, 4); steps of rate 1 then 0.5: -1.5 · (3, 4)
+        let got = p.tensor().to_vec::<f32>().unwrap();
+        assert!(
+            (got[0] + 4.5).abs() < 1e-4 && (got[1] + 6.0).abs() < 1e-4,
+            "{got:?}"
+        );
+        assert_eq!(sgd.learning_rate(), 0.25);
+    }
+}

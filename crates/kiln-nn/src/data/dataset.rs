@@ -1,10 +1,13 @@
-//! In-memory data sets and batching: a seeded shuffle, and the next batch gathered on a background
-//! thread while the current one trains.
+//! In-memory data sets and batching: one or several inputs (f32 features or u32 ids) and their
+//! targets, a seeded shuffle, the next batch gathered on a background thread while the current one
+//! trains (`fit`), and a public batch iterator for custom training loops.
 
 use kiln_autograd::Tensor;
-use kiln_device::{Device, Error, Result};
+use kiln_device::{DType, Device, Error, Result};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
+
+use crate::shape::IntoShape;
 
 /// What a data set's samples are labelled with.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,43 +26,280 @@ pub enum Targets {
         /// Values per sample.
         width: usize,
     },
+    /// No targets: samples to predict on (`Model::predict_dataset`).
+    None,
 }
 
-/// Samples and their targets in host memory.
+impl Targets {
+    /// Number of samples labelled (`None` without targets).
+    fn count(&self) -> Option<usize> {
+        match self {
+            Targets::Classes { labels, .. } => Some(labels.len()),
+            Targets::Values { values, width } => Some(values.len() / (*width).max(1)),
+            Targets::None => None,
+        }
+    }
+
+    fn gather(&self, indices: &[usize]) -> Targets {
+        match self {
+            Targets::Classes { labels, classes } => Targets::Classes {
+                labels: indices.iter().map(|&i| labels[i]).collect(),
+                classes: *classes,
+            },
+            Targets::Values { values, width } => Targets::Values {
+                values: indices
+                    .iter()
+                    .flat_map(|&i| values[i * width..(i + 1) * width].iter().copied())
+                    .collect(),
+                width: *width,
+            },
+            Targets::None => Targets::None,
+        }
+    }
+
+    fn upload(&self, len: usize, device: &Device) -> Result<Option<Tensor>> {
+        Ok(Some(match self {
+            Targets::Classes { labels, .. } => Tensor::from_slice(labels, [len], device)?,
+            Targets::Values { values, width } => Tensor::from_slice(values, [len, *width], device)?,
+            Targets::None => return Ok(None),
+        }))
+    }
+}
+
+/// The values of one column.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Dataset {
-    /// Features, row-major, `len() · sample_shape` values.
-    pub features: Vec<f32>,
-    /// Shape of one sample (`[1, 28, 28]` for MNIST).
-    pub sample_shape: Vec<usize>,
-    /// The targets.
-    pub targets: Targets,
+enum Values {
+    F32(Vec<f32>),
+    U32(Vec<u32>),
 }
 
-/// One batch on the host.
-pub(crate) struct HostBatch {
-    features: Vec<f32>,
-    targets: Targets,
-    len: usize,
+/// One input of a data set: f32 features or u32 ids (ids are never stored as f32), row-major, with
+/// the shape of one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    values: Values,
+    sample_shape: Vec<usize>,
 }
 
-impl Dataset {
-    /// A data set, checking that features and targets describe the same number of samples.
-    pub fn new(features: Vec<f32>, sample_shape: Vec<usize>, targets: Targets) -> Result<Self> {
-        let per = sample_shape.iter().product::<usize>().max(1);
-        let n = features.len() / per;
-        let target_count = match &targets {
-            Targets::Classes { labels, .. } => labels.len(),
-            Targets::Values { values, width } => values.len() / (*width).max(1),
-        };
-        if !features.len().is_multiple_of(per) || n != target_count {
+impl Column {
+    /// f32 features, `sample_shape` values per sample (`[30]`, `[1, 28, 28]`, `(28, 28)`).
+    pub fn features(values: Vec<f32>, sample_shape: impl IntoShape) -> Column {
+        Column {
+            values: Values::F32(values),
+            sample_shape: sample_shape.into_shape(),
+        }
+    }
+
+    /// Integer ids (for `Embedding` layers), `sample_shape` ids per sample (`[1]` for one id,
+    /// `[steps]` for a sequence).
+    pub fn ids(values: Vec<u32>, sample_shape: impl IntoShape) -> Column {
+        Column {
+            values: Values::U32(values),
+            sample_shape: sample_shape.into_shape(),
+        }
+    }
+
+    /// The shape of one sample.
+    pub fn sample_shape(&self) -> &[usize] {
+        &self.sample_shape
+    }
+
+    /// `F32` for features, `U32` for ids.
+    pub fn dtype(&self) -> DType {
+        match self.values {
+            Values::F32(_) => DType::F32,
+            Values::U32(_) => DType::U32,
+        }
+    }
+
+    /// The features, when this column holds f32 values.
+    pub fn as_features(&self) -> Option<&[f32]> {
+        match &self.values {
+            Values::F32(v) => Some(v),
+            Values::U32(_) => None,
+        }
+    }
+
+    /// The ids, when this column holds u32 ids.
+    pub fn as_ids(&self) -> Option<&[u32]> {
+        match &self.values {
+            Values::U32(v) => Some(v),
+            Values::F32(_) => None,
+        }
+    }
+
+    /// Values per sample.
+    fn per_sample(&self) -> usize {
+        self.sample_shape.iter().product::<usize>().max(1)
+    }
+
+    /// Number of stored values.
+    fn value_count(&self) -> usize {
+        match &self.values {
+            Values::F32(v) => v.len(),
+            Values::U32(v) => v.len(),
+        }
+    }
+
+    /// Checks that the column holds `samples` finite samples; `what` names it in errors.
+    fn check(&self, what: &str, samples: usize) -> Result<()> {
+        let per = self.per_sample();
+        let count = self.value_count();
+        if !count.is_multiple_of(per) || count / per != samples {
             return Err(Error::invalid(
                 "Dataset::new",
                 format!(
-                    "{} feature values of shape {sample_shape:?} do not match {target_count} targets",
-                    features.len()
+                    "{what}: {count} values of shape {:?} do not match {samples} targets",
+                    self.sample_shape
                 ),
             ));
+        }
+        if let Values::F32(v) = &self.values
+            && let Some(i) = v.iter().position(|v| !v.is_finite())
+        {
+            return Err(Error::InvalidData {
+                op: "Dataset::new",
+                message: format!("{what}: feature value {i} is {}", v[i]),
+            });
+        }
+        Ok(())
+    }
+
+    fn gather(&self, indices: &[usize]) -> Column {
+        fn rows<T: Copy>(values: &[T], per: usize, indices: &[usize]) -> Vec<T> {
+            let mut out = Vec::with_capacity(indices.len() * per);
+            for &i in indices {
+                out.extend_from_slice(&values[i * per..(i + 1) * per]);
+            }
+            out
+        }
+        let per = self.per_sample();
+        let values = match &self.values {
+            Values::F32(v) => Values::F32(rows(v, per, indices)),
+            Values::U32(v) => Values::U32(rows(v, per, indices)),
+        };
+        Column {
+            values,
+            sample_shape: self.sample_shape.clone(),
+        }
+    }
+
+    /// The column as a `[len, ..sample_shape]` tensor (f32 or u32) on `device`.
+    fn upload(&self, len: usize, device: &Device) -> Result<Tensor> {
+        let shape: Vec<usize> = std::iter::once(len)
+            .chain(self.sample_shape.iter().copied())
+            .collect();
+        match &self.values {
+            Values::F32(v) => Tensor::from_slice(v, shape, device),
+            Values::U32(v) => Tensor::from_slice(v, shape, device),
+        }
+    }
+}
+
+/// A named (or positional) input column.
+#[derive(Debug, Clone, PartialEq)]
+struct Input {
+    name: Option<String>,
+    column: Column,
+}
+
+/// Samples and their targets in host memory: one or several inputs, each f32 features or u32 ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    inputs: Vec<Input>,
+    targets: Targets,
+    /// One loss weight per sample (Keras's `sample_weight`), when given.
+    weights: Option<Vec<f32>>,
+}
+
+/// One batch on the host: the chosen columns' rows, their targets and sample weights.
+pub(crate) struct HostBatch {
+    columns: Vec<Column>,
+    targets: Targets,
+    weights: Option<Vec<f32>>,
+    len: usize,
+}
+
+/// One batch of `fit` or `evaluate` on the device.
+pub(crate) struct DeviceBatch {
+    /// The model's inputs.
+    pub(crate) inputs: Vec<Tensor>,
+    /// The targets, when the data set has them.
+    pub(crate) targets: Option<Tensor>,
+    /// The samples' loss weights `[len]`, when the data set has them.
+    pub(crate) weights: Option<Tensor>,
+    /// Samples in the batch.
+    pub(crate) len: usize,
+}
+
+impl Dataset {
+    /// A data set of one f32 input, checking that features and targets describe the same number of
+    /// samples, that labels are in range and that no feature is NaN or infinite.
+    pub fn new(features: Vec<f32>, sample_shape: impl IntoShape, targets: Targets) -> Result<Self> {
+        Dataset::from_columns(vec![Column::features(features, sample_shape)], targets)
+    }
+
+    /// A data set of unnamed inputs, given to a model's inputs in order.
+    pub fn from_columns(columns: Vec<Column>, targets: Targets) -> Result<Self> {
+        let inputs = columns
+            .into_iter()
+            .map(|column| Input { name: None, column })
+            .collect();
+        Dataset::checked(inputs, targets)
+    }
+
+    /// A data set of named inputs (`("user", Column::ids(users, [1]))`), given to the model inputs of
+    /// the same names (`Input::ids([1]).named("user")`).
+    pub fn from_inputs(inputs: Vec<(&str, Column)>, targets: Targets) -> Result<Self> {
+        let mut named: Vec<Input> = Vec::with_capacity(inputs.len());
+        for (name, column) in inputs {
+            if name.is_empty() || named.iter().any(|i| i.name.as_deref() == Some(name)) {
+                return Err(Error::invalid(
+                    "Dataset::from_inputs",
+                    format!(
+                        "input names must be unique and not empty; got {name:?} twice or empty"
+                    ),
+                ));
+            }
+            named.push(Input {
+                name: Some(name.to_string()),
+                column,
+            });
+        }
+        Dataset::checked(named, targets)
+    }
+
+    fn checked(inputs: Vec<Input>, targets: Targets) -> Result<Self> {
+        if inputs.is_empty() {
+            return Err(Error::invalid(
+                "Dataset::new",
+                "a data set needs at least one input column",
+            ));
+        }
+        let samples = match targets.count() {
+            Some(n) => n,
+            None => {
+                let first = &inputs[0].column;
+                first.value_count() / first.per_sample()
+            }
+        };
+        if let Targets::Values { values, width } = &targets
+            && (*width == 0 || !values.len().is_multiple_of(*width))
+        {
+            return Err(Error::invalid(
+                "Dataset::new",
+                format!(
+                    "{} target values do not split into rows of width {width}",
+                    values.len()
+                ),
+            ));
+        }
+        for (i, input) in inputs.iter().enumerate() {
+            let what = match &input.name {
+                Some(name) => format!("input {name:?}"),
+                None => format!("input {i}"),
+            };
+            input.column.check(&what, samples)?;
         }
         if let Targets::Classes { labels, classes } = &targets
             && let Some(bad) = labels.iter().find(|&&l| l as usize >= *classes)
@@ -69,30 +309,47 @@ impl Dataset {
                 message: format!("label {bad} is outside [0, {classes})"),
             });
         }
-        if let Some(i) = features.iter().position(|v| !v.is_finite()) {
-            return Err(Error::InvalidData {
-                op: "Dataset::new",
-                message: format!("feature value {i} is {}", features[i]),
-            });
-        }
         Ok(Dataset {
-            features,
-            sample_shape,
+            inputs,
             targets,
+            weights: None,
         })
     }
 
     /// Number of samples.
     pub fn len(&self) -> usize {
-        match &self.targets {
-            Targets::Classes { labels, .. } => labels.len(),
-            Targets::Values { values, width } => values.len() / (*width).max(1),
+        match self.targets.count() {
+            Some(n) => n,
+            None => {
+                let first = &self.inputs[0].column;
+                first.value_count() / first.per_sample()
+            }
         }
     }
 
     /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The targets.
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
+    /// The shape of one sample of the first input (`[1, 28, 28]` for MNIST).
+    pub fn sample_shape(&self) -> &[usize] {
+        self.inputs[0].column.sample_shape()
+    }
+
+    /// The first input's values when it holds f32 features (`None` for ids).
+    pub fn features(&self) -> Option<&[f32]> {
+        self.inputs[0].column.as_features()
+    }
+
+    /// The input columns in order, with their names (`None` for positional ones).
+    pub fn columns(&self) -> impl Iterator<Item = (Option<&str>, &Column)> {
+        self.inputs.iter().map(|i| (i.name.as_deref(), &i.column))
     }
 
     /// The samples at `indices`, in that order.
@@ -108,20 +365,62 @@ impl Dataset {
 
     /// The samples at `indices` (all in range).
     fn subset(&self, indices: &[usize]) -> Dataset {
-        let batch = self.gather(indices);
         Dataset {
-            features: batch.features,
-            sample_shape: self.sample_shape.clone(),
-            targets: batch.targets,
+            inputs: self
+                .inputs
+                .iter()
+                .map(|i| Input {
+                    name: i.name.clone(),
+                    column: i.column.gather(indices),
+                })
+                .collect(),
+            targets: self.targets.gather(indices),
+            weights: self
+                .weights
+                .as_ref()
+                .map(|w| indices.iter().map(|&i| w[i]).collect()),
         }
     }
 
-    /// Per-feature minimum and maximum (to normalise other sets with the training set's range).
+    /// The same data with a loss weight per sample (Keras's `sample_weight`): each sample's loss
+    /// counts `weight` times in `fit` and `evaluate` (the mean is still over the batch's samples).
+    /// A negative or non-finite weight, or a count that differs from the samples', is an error.
+    pub fn with_sample_weights(mut self, weights: Vec<f32>) -> Result<Dataset> {
+        if weights.len() != self.len() {
+            return Err(Error::invalid(
+                "Dataset::with_sample_weights",
+                format!("{} weights for {} samples", weights.len(), self.len()),
+            ));
+        }
+        if let Some((i, w)) = weights
+            .iter()
+            .enumerate()
+            .find(|(_, w)| !w.is_finite() || **w < 0.0)
+        {
+            return Err(Error::invalid(
+                "Dataset::with_sample_weights",
+                format!("weight {w} of sample {i} must be finite and >= 0"),
+            ));
+        }
+        self.weights = Some(weights);
+        Ok(self)
+    }
+
+    /// The per-sample loss weights, when set.
+    pub fn sample_weights(&self) -> Option<&[f32]> {
+        self.weights.as_deref()
+    }
+
+    /// Per-feature minimum and maximum of the first input (to normalise other sets with the
+    /// training set's range); empty when the first input holds ids.
     pub fn feature_range(&self) -> (Vec<f32>, Vec<f32>) {
-        let per: usize = self.sample_shape.iter().product();
+        let Some(features) = self.features() else {
+            return (Vec::new(), Vec::new());
+        };
+        let per: usize = self.inputs[0].column.per_sample();
         let mut lo = vec![f32::INFINITY; per];
         let mut hi = vec![f32::NEG_INFINITY; per];
-        for sample in self.features.chunks(per.max(1)) {
+        for sample in features.chunks(per) {
             for (j, &v) in sample.iter().enumerate() {
                 lo[j] = lo[j].min(v);
                 hi[j] = hi[j].max(v);
@@ -130,23 +429,23 @@ impl Dataset {
         (lo, hi)
     }
 
-    /// Scales each feature by `(x - min) / (max - min)` with the given range (constant features → 0).
+    /// The first input's features scaled by `(x - min) / (max - min)` with the given range
+    /// (constant features → 0); ids and other inputs are unchanged.
     pub fn min_max_scaled(&self, (lo, hi): &(Vec<f32>, Vec<f32>)) -> Dataset {
-        let per = lo.len().max(1);
-        let features = self
-            .features
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let (l, h) = (lo[i % per], hi[i % per]);
-                if h > l { (v - l) / (h - l) } else { 0.0 }
-            })
-            .collect();
-        Dataset {
-            features,
-            sample_shape: self.sample_shape.clone(),
-            targets: self.targets.clone(),
+        let mut out = self.clone();
+        if let (Some(features), false) = (self.features(), lo.is_empty()) {
+            let per = lo.len();
+            let scaled = features
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let (l, h) = (lo[i % per], hi[i % per]);
+                    if h > l { (v - l) / (h - l) } else { 0.0 }
+                })
+                .collect();
+            out.inputs[0].column.values = Values::F32(scaled);
         }
+        out
     }
 
     /// The first `count` samples and the rest.
@@ -156,76 +455,203 @@ impl Dataset {
         (self.subset(&all[..count]), self.subset(&all[count..]))
     }
 
-    pub(crate) fn gather(&self, indices: &[usize]) -> HostBatch {
-        let per: usize = self.sample_shape.iter().product();
-        let mut features = Vec::with_capacity(indices.len() * per);
-        for &i in indices {
-            features.extend_from_slice(&self.features[i * per..(i + 1) * per]);
-        }
-        let targets = match &self.targets {
-            Targets::Classes { labels, classes } => Targets::Classes {
-                labels: indices.iter().map(|&i| labels[i]).collect(),
-                classes: *classes,
-            },
-            Targets::Values { values, width } => Targets::Values {
-                values: indices
-                    .iter()
-                    .flat_map(|&i| values[i * width..(i + 1) * width].iter().copied())
-                    .collect(),
-                width: *width,
-            },
-        };
+    /// The rows `indices` of the input columns `columns` (in that order) and their targets.
+    pub(crate) fn gather(&self, columns: &[usize], indices: &[usize]) -> HostBatch {
         HostBatch {
-            features,
-            targets,
+            columns: columns
+                .iter()
+                .map(|&c| self.inputs[c].column.gather(indices))
+                .collect(),
+            targets: self.targets.gather(indices),
+            weights: self
+                .weights
+                .as_ref()
+                .map(|w| indices.iter().map(|&i| w[i]).collect()),
             len: indices.len(),
         }
     }
 
-    /// Calls `step` with every batch of `batch_size` (the last may be smaller), in an order shuffled
-    /// from `shuffle_seed` (or in order). The next batch is gathered on a background thread.
-    pub(crate) fn for_each_batch(
+    /// Every batch of `batch_size` samples (the last may be smaller), in an order shuffled from
+    /// `shuffle_seed` (or in order), as tensors on `device`: for custom training loops.
+    pub fn batches(
         &self,
         batch_size: usize,
         shuffle_seed: Option<u64>,
         device: &Device,
-        mut step: impl FnMut(Tensor, Tensor, usize) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Batches<'_>> {
+        self.batches_of(
+            (0..self.inputs.len()).collect(),
+            batch_size,
+            shuffle_seed,
+            device,
+        )
+    }
+
+    /// [`Dataset::batches`] of the input columns `columns`, in that order.
+    pub(crate) fn batches_of(
+        &self,
+        columns: Vec<usize>,
+        batch_size: usize,
+        shuffle_seed: Option<u64>,
+        device: &Device,
+    ) -> Result<Batches<'_>> {
+        if batch_size == 0 {
+            return Err(Error::invalid(
+                "batches",
+                "the batch size must be at least 1",
+            ));
+        }
+        Ok(Batches {
+            data: self,
+            order: self.order(shuffle_seed),
+            columns,
+            batch_size,
+            next: 0,
+            device: device.clone(),
+        })
+    }
+
+    /// Sample indices, shuffled from `seed` when given.
+    fn order(&self, seed: Option<u64>) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.len()).collect();
-        if let Some(seed) = shuffle_seed {
+        if let Some(seed) = seed {
             order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
         }
+        order
+    }
+
+    /// Calls `step` with every batch of `batch_size` (the last may be smaller) of the input columns
+    /// `columns`, in an order shuffled from `shuffle_seed` (or in order). The next batch is gathered
+    /// on a background thread.
+    pub(crate) fn for_each_batch(
+        &self,
+        columns: &[usize],
+        batch_size: usize,
+        shuffle_seed: Option<u64>,
+        device: &Device,
+        mut step: impl FnMut(DeviceBatch) -> Result<()>,
+    ) -> Result<()> {
+        let order = self.order(shuffle_seed);
         std::thread::scope(|scope| {
             let (sender, receiver) = std::sync::mpsc::sync_channel::<HostBatch>(1);
             let order = &order;
             scope.spawn(move || {
                 for chunk in order.chunks(batch_size.max(1)) {
-                    if sender.send(self.gather(chunk)).is_err() {
+                    if sender.send(self.gather(columns, chunk)).is_err() {
                         break;
                     }
                 }
             });
             for batch in receiver {
-                let (x, y) = batch.upload(&self.sample_shape, device)?;
-                step(x, y, batch.len)?;
+                let (inputs, targets) = batch.upload(device)?;
+                let weights = batch
+                    .weights
+                    .as_ref()
+                    .map(|w| Tensor::from_slice(w, [batch.len], device))
+                    .transpose()?;
+                step(DeviceBatch {
+                    inputs,
+                    targets,
+                    weights,
+                    len: batch.len,
+                })?;
             }
             Ok(())
         })
     }
+
+    /// The names of the input columns (`None` for positional ones).
+    pub(crate) fn input_names(&self) -> Vec<Option<&str>> {
+        self.inputs.iter().map(|i| i.name.as_deref()).collect()
+    }
+
+    /// The column at `index`.
+    pub(crate) fn column(&self, index: usize) -> &Column {
+        &self.inputs[index].column
+    }
 }
 
 impl HostBatch {
-    fn upload(&self, sample_shape: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
-        let mut shape = vec![self.len];
-        shape.extend_from_slice(sample_shape);
-        let x = Tensor::from_slice(&self.features, shape, device)?;
-        let y = match &self.targets {
-            Targets::Classes { labels, .. } => Tensor::from_slice(labels, [self.len], device)?,
-            Targets::Values { values, width } => {
-                Tensor::from_slice(values, [self.len, *width], device)?
-            }
-        };
-        Ok((x, y))
+    fn upload(&self, device: &Device) -> Result<(Vec<Tensor>, Option<Tensor>)> {
+        let inputs = self
+            .columns
+            .iter()
+            .map(|c| c.upload(self.len, device))
+            .collect::<Result<_>>()?;
+        Ok((inputs, self.targets.upload(self.len, device)?))
+    }
+}
+
+/// One batch on a device: the input tensors (`[len, ..sample_shape]`, f32 or u32) and the targets
+/// (`[len]` u32 class labels or `[len, width]` f32 values).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The inputs, in the order of the data set's columns (or of the model's inputs, from
+    /// `Model::batches`).
+    pub inputs: Vec<Tensor>,
+    /// Samples in the batch.
+    pub len: usize,
+    targets: Option<Tensor>,
+    names: Vec<Option<String>>,
+}
+
+impl Batch {
+    /// The targets (an error for a data set made with `Targets::None`).
+    pub fn targets(&self) -> Result<&Tensor> {
+        self.targets.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "Batch::targets",
+                "the data set has no targets (Targets::None)",
+            )
+        })
+    }
+
+    /// The input of the column named `name`.
+    pub fn input(&self, name: &str) -> Option<&Tensor> {
+        self.names
+            .iter()
+            .position(|n| n.as_deref() == Some(name))
+            .map(|i| &self.inputs[i])
+    }
+}
+
+/// An iterator over a data set's batches (see [`Dataset::batches`]); each item is a [`Batch`] on
+/// the device, or the error that uploading it gave.
+pub struct Batches<'a> {
+    data: &'a Dataset,
+    order: Vec<usize>,
+    columns: Vec<usize>,
+    batch_size: usize,
+    next: usize,
+    device: Device,
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        if self.next >= self.order.len() {
+            return None;
+        }
+        let end = (self.next + self.batch_size).min(self.order.len());
+        let host = self.data.gather(&self.columns, &self.order[self.next..end]);
+        self.next = end;
+        let names = self
+            .columns
+            .iter()
+            .map(|&c| self.data.inputs[c].name.clone())
+            .collect();
+        Some(host.upload(&self.device).map(|(inputs, targets)| Batch {
+            inputs,
+            targets,
+            len: host.len,
+            names,
+        }))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.order.len() - self.next).div_ceil(self.batch_size);
+        (left, Some(left))
     }
 }
 

@@ -6,6 +6,6 @@ pub mod datasets;
 mod download;
 mod idx;
 
-pub use dataset::{Dataset, Targets, to_categorical};
+pub use dataset::{Batch, Batches, Column, Dataset, Targets, to_categorical};
 pub use download::{RemoteFile, download_verified};
 pub use idx::{IdxArray, read_idx};

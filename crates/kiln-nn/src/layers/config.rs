@@ -107,10 +107,7 @@ pub fn from_config(config: &Value) -> Result<Box<dyn Layer>> {
                 .as_f64()
                 .ok_or_else(|| bad(config, "missing \"rate\""))? as f32,
         )),
-        "embedding" => Box::new(Embedding::new(
-            count(config, "input_dim")?,
-            count(config, "output_dim")?,
-        )),
+        "embedding" => Box::new(Embedding::from_config(config)?),
         "activation" => Box::new(ActivationLayer(activation(config)?)),
         "conv1d" => Box::new(
             Conv1D::new(count(config, "filters")?, count(config, "kernel_size")?)

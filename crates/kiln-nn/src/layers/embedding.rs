@@ -1,7 +1,8 @@
-//! `Embedding`: integer ids (stored as f32 in the batch) to learned vectors.
+//! `Embedding`: integer ids (u32; f32 ids are cast) to learned vectors, with Keras's `mask_zero`
+//! (id 0 is padding, and the output carries a mask that says so).
 
 use kiln_autograd::{Tensor, Var};
-use kiln_device::{DType, Device, Error, Result};
+use kiln_device::{BinaryOp, DType, Device, Error, Result};
 
 use super::{Layer, built};
 
@@ -9,6 +10,7 @@ use super::{Layer, built};
 pub struct Embedding {
     input_dim: usize,
     output_dim: usize,
+    mask_zero: bool,
     table: Option<Var>,
     name: String,
 }
@@ -19,9 +21,41 @@ impl Embedding {
         Embedding {
             input_dim,
             output_dim,
+            mask_zero: false,
             table: None,
             name: String::new(),
         }
+    }
+
+    /// With `true`, id 0 means padding: the output's mask (`[batch, steps]`, 1 for real steps, 0
+    /// for padding) reaches the layers downstream, as with Keras's `mask_zero=True`.
+    pub fn mask_zero(mut self, mask_zero: bool) -> Self {
+        self.mask_zero = mask_zero;
+        self
+    }
+
+    /// The layer described by its [`Layer::config`] JSON.
+    pub fn from_config(config: &serde_json::Value) -> Result<Embedding> {
+        let count = |key: &str| {
+            config[key]
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| Error::InvalidData {
+                    op: "from_config",
+                    message: format!("missing or non-integer \"{key}\" in layer config {config}"),
+                })
+        };
+        Ok(Embedding::new(count("input_dim")?, count("output_dim")?)
+            .mask_zero(config["mask_zero"].as_bool().unwrap_or(false)))
+    }
+
+    /// The ids of `x` as a flat u32 tensor (cast when given as f32).
+    fn ids(x: &Tensor) -> Result<Tensor> {
+        let ids = match x.dtype() {
+            DType::U32 => x.raw().clone(),
+            _ => x.raw().cast(DType::U32)?,
+        };
+        Ok(Tensor::from_raw(ids.reshape([x.numel()])?))
     }
 }
 
@@ -31,6 +65,7 @@ impl Layer for Embedding {
             "kind": self.kind(),
             "input_dim": self.input_dim,
             "output_dim": self.output_dim,
+            "mask_zero": self.mask_zero,
         })
     }
 
@@ -60,12 +95,29 @@ impl Layer for Embedding {
 
     fn forward(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
         let table = built(&self.name, &self.table)?;
-        let dims = x.dims().to_vec();
-        let ids = Tensor::from_raw(x.raw().cast(DType::U32)?.reshape([x.numel()])?);
+        let &[batch, steps] = x.dims() else {
+            return Err(Error::invalid(
+                "forward",
+                format!(
+                    "layer {} (Embedding) takes [batch, steps] ids, got {}",
+                    self.name,
+                    x.shape()
+                ),
+            ));
+        };
         table
             .tensor()
-            .index_select(&ids)?
-            .reshape([dims[0], dims[1], self.output_dim])
+            .index_select(&Embedding::ids(x)?)?
+            .reshape([batch, steps, self.output_dim])
+    }
+
+    fn output_mask(&self, x: &Tensor, _mask: Option<&Tensor>) -> Result<Option<Tensor>> {
+        if !self.mask_zero {
+            return Ok(None);
+        }
+        // ids != 0, as f32 [batch, steps] (ids are whole numbers, so > 0.5 is != 0).
+        let ids = x.raw().cast(DType::F32)?;
+        Ok(Some(Tensor::from_raw(ids.scalar(BinaryOp::Greater, 0.5)?)))
     }
 
     fn parameters(&self) -> Vec<(&'static str, Var)> {

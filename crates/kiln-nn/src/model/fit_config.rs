@@ -1,0 +1,128 @@
+//! What `fit` is told (`FitConfig`, with its callbacks) and what it reports (`History`,
+//! `Evaluation`).
+
+use std::cell::{RefCell, RefMut};
+
+use kiln_device::{Error, Result};
+
+use crate::callbacks::Callback;
+use crate::data::Dataset;
+use crate::metrics::Metric;
+
+/// The callbacks `fit` calls around each epoch:
+/// `Callbacks::new(vec![&mut early_stopping, &mut csv_logger])`.
+#[derive(Default)]
+pub struct Callbacks<'a>(RefCell<Vec<&'a mut dyn Callback>>);
+
+impl<'a> Callbacks<'a> {
+    /// The callbacks, called in this order.
+    pub fn new(callbacks: Vec<&'a mut dyn Callback>) -> Self {
+        Callbacks(RefCell::new(callbacks))
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The list for one `fit` (an error if another `fit` is using it).
+    pub(crate) fn borrow(&self) -> Result<RefMut<'_, Vec<&'a mut dyn Callback>>> {
+        self.0.try_borrow_mut().map_err(|_| {
+            Error::invalid(
+                "fit",
+                "these callbacks are already in use by a running fit (a callback called fit with \
+                 the same FitConfig)",
+            )
+        })
+    }
+}
+
+impl<'a> From<Vec<&'a mut dyn Callback>> for Callbacks<'a> {
+    fn from(callbacks: Vec<&'a mut dyn Callback>) -> Self {
+        Callbacks::new(callbacks)
+    }
+}
+
+impl std::fmt::Debug for Callbacks<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Callbacks({})",
+            self.0.try_borrow().map_or(0, |c| c.len())
+        )
+    }
+}
+
+/// How `fit` trains.
+#[derive(Debug)]
+pub struct FitConfig<'a> {
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Shuffle the training data each epoch, from this seed (`None`: keep the order).
+    pub shuffle: Option<u64>,
+    /// Fraction of the training data (taken from its end, as Keras does) held out for validation.
+    pub validation_split: f32,
+    /// Print Keras's per-epoch progress line.
+    pub verbose: bool,
+    /// The epoch to start from when resuming (shuffling continues where it left off).
+    pub initial_epoch: usize,
+    /// Data to validate on after each epoch (instead of `validation_split`).
+    pub validation_data: Option<&'a Dataset>,
+    /// Called around each epoch (early stopping, checkpoints, logs, schedules).
+    pub callbacks: Callbacks<'a>,
+    /// A loss weight per class (Keras's `class_weight`, indexed by class; for 0/1 targets
+    /// `[weight of 0, weight of 1]`): each sample's loss counts its class's weight. Multiplies the
+    /// data set's sample weights when both are given.
+    pub class_weight: Option<Vec<f32>>,
+}
+
+impl Default for FitConfig<'_> {
+    fn default() -> Self {
+        FitConfig {
+            epochs: 1,
+            batch_size: 32,
+            shuffle: Some(0),
+            validation_split: 0.0,
+            verbose: true,
+            initial_epoch: 0,
+            validation_data: None,
+            callbacks: Callbacks::default(),
+            class_weight: None,
+        }
+    }
+}
+
+/// Loss and metrics of one pass over some data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss.
+    pub loss: f32,
+    /// Each metric's value.
+    pub metrics: Vec<(Metric, f32)>,
+}
+
+impl Evaluation {
+    /// A metric's value.
+    pub fn metric(&self, metric: Metric) -> Option<f32> {
+        self.metrics
+            .iter()
+            .find(|(m, _)| *m == metric)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// What `fit` measured, epoch by epoch.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Training loss and metrics per epoch.
+    pub train: Vec<Evaluation>,
+    /// Validation loss and metrics per epoch (when validating).
+    pub validation: Vec<Evaluation>,
+}

@@ -1,0 +1,347 @@
+//! A model's architecture as JSON (`config.json`, Keras-style: `class_name` `Sequential` or
+//! `Functional`), and `save`/`load`/`load_model`: weights and buffers in `model.safetensors`, the
+//! optimizer state in `optimizer.safetensors`, each written atomically.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use kiln_device::{DType, Device, Error, RawTensor, Result};
+use serde_json::{Value, json};
+
+use super::Model;
+use super::graph::LayerRef;
+use super::sequential::Sequential;
+use crate::checkpoint::{from_safetensors, to_safetensors, write_atomically};
+use crate::functional::{
+    Add, Concatenate, Dot, Input, MergeLayer, Multiply, Node, SharedLayer, apply_merge,
+};
+use crate::layers::Layer;
+
+fn bad(what: &str) -> Error {
+    Error::InvalidData {
+        op: "from_config",
+        message: format!("{what} in model config"),
+    }
+}
+
+/// A shape from JSON.
+pub(crate) fn shape_of(value: &Value, key: &str) -> Result<Vec<usize>> {
+    value[key]
+        .as_array()
+        .ok_or_else(|| bad(&format!("missing \"{key}\"")))?
+        .iter()
+        .map(|d| d.as_u64().map(|d| d as usize))
+        .collect::<Option<_>>()
+        .ok_or_else(|| bad(&format!("a non-integer \"{key}\"")))
+}
+
+/// `"f32"`/`"u32"` from JSON (absent: f32).
+pub(crate) fn dtype_of(value: &Value, key: &str) -> Result<DType> {
+    match value[key].as_str() {
+        None | Some("f32") => Ok(DType::F32),
+        Some("u32") => Ok(DType::U32),
+        Some(other) => Err(bad(&format!("unknown dtype {other:?}"))),
+    }
+}
+
+/// A layer rebuilt from its config: a single-input layer or a merge.
+pub(crate) enum Rebuilt {
+    Single(Box<dyn Layer>),
+    Merge(Arc<dyn MergeLayer>),
+}
+
+/// Any layer from the JSON its `config()` wrote: merges and `Embedding` here, the other layers by
+/// `layers::from_config`.
+pub(crate) fn layer_from_config(config: &Value) -> Result<Rebuilt> {
+    let int = |key: &str, default: i64| -> Result<i32> {
+        let v = config.get(key).map_or(Some(default), Value::as_i64);
+        v.and_then(|v| i32::try_from(v).ok())
+            .ok_or_else(|| bad(&format!("a non-integer \"{key}\" in {config}")))
+    };
+    Ok(match config["kind"].as_str() {
+        Some("concatenate") => Rebuilt::Merge(Arc::new(Concatenate::new().axis(int("axis", -1)?))),
+        Some("add") => Rebuilt::Merge(Arc::new(Add::new())),
+        Some("multiply") => Rebuilt::Merge(Arc::new(Multiply::new())),
+        Some("dot") => {
+            let axes = match config["axes"].as_array().map(Vec::as_slice) {
+                Some([a, b]) => match (a.as_i64(), b.as_i64()) {
+                    (Some(a), Some(b)) => (a as i32, b as i32),
+                    _ => return Err(bad(&format!("non-integer \"axes\" in {config}"))),
+                },
+                _ => return Err(bad(&format!("missing \"axes\" in {config}"))),
+            };
+            let normalize = config["normalize"].as_bool().unwrap_or(false);
+            Rebuilt::Merge(Arc::new(Dot::new(axes).normalize(normalize)))
+        }
+        _ => Rebuilt::Single(crate::layers::from_config(config)?),
+    })
+}
+
+impl Model {
+    /// The architecture as JSON (what `save` writes to `config.json`): for a [`Sequential`] model
+    /// its input shape and each layer's name, config and output shape; for a functional one its
+    /// inputs, layers, nodes (each a layer applied to value slots: inputs first, then nodes) and
+    /// outputs.
+    pub fn config(&self) -> Value {
+        let dtype = |d: DType| if d == DType::U32 { "u32" } else { "f32" };
+        let trainable = |l: &LayerRef| match l {
+            LayerRef::Single(layer) => layer.is_trainable(),
+            LayerRef::Merge(_) => true,
+        };
+        if self.sequential {
+            let input = &self.graph.inputs[0].node;
+            let layers: Vec<Value> = self
+                .graph
+                .steps
+                .iter()
+                .map(|step| {
+                    let layer = &self.graph.layers[step.layer];
+                    json!({
+                        "name": layer.name,
+                        "config": layer.layer.config(),
+                        "trainable": trainable(&layer.layer),
+                        "output_shape": step.node.shape(),
+                    })
+                })
+                .collect();
+            return json!({
+                "class_name": "Sequential",
+                "name": self.name,
+                "input_shape": input.shape(),
+                "input_dtype": dtype(input.dtype()),
+                "layers": layers,
+            });
+        }
+        let inputs: Vec<Value> = self
+            .graph
+            .inputs
+            .iter()
+            .map(|i| json!({ "name": i.name, "shape": i.node.shape(), "dtype": dtype(i.node.dtype()) }))
+            .collect();
+        let layers: Vec<Value> = self
+            .graph
+            .layers
+            .iter()
+            .map(|l| json!({ "name": l.name, "config": l.layer.config(), "trainable": trainable(&l.layer) }))
+            .collect();
+        let nodes: Vec<Value> = self
+            .graph
+            .steps
+            .iter()
+            .map(|s| json!({ "layer": self.graph.layers[s.layer].name, "args": s.args }))
+            .collect();
+        json!({
+            "class_name": "Functional",
+            "name": self.name,
+            "inputs": inputs,
+            "layers": layers,
+            "nodes": nodes,
+            "outputs": self.graph.output_slots,
+        })
+    }
+
+    /// An uncompiled model on `device` rebuilt from [`Model::config`]'s JSON (fresh weights).
+    pub fn from_config(config: &Value, device: &Device) -> Result<Model> {
+        match config["class_name"].as_str() {
+            None | Some("Sequential") => Ok(Sequential::from_config(config, device)?.into_model()),
+            Some("Functional") => functional_from_config(config, device),
+            Some(other) => Err(bad(&format!("unknown class_name {other:?}"))),
+        }
+    }
+
+    /// Keras's `load_model`: rebuilds the architecture saved by [`Model::save`] in `dir` on
+    /// `device` and loads its weights and buffers. Compile it, then call [`Model::load`] again to
+    /// also restore the optimizer state and resume training.
+    pub fn load_model(dir: &Path, device: &Device) -> Result<Model> {
+        let mut model = Model::from_config(&read_config(dir)?, device)?;
+        model.load(dir)?;
+        Ok(model)
+    }
+
+    /// Saves weights and buffers, configuration and optimizer state into `dir` (created if
+    /// needed), each file written atomically. Resume with [`Model::load`] on an identically built
+    /// model, or rebuild with [`Model::load_model`].
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::InvalidData {
+            op: "save",
+            message: format!("{}: {e}", dir.display()),
+        })?;
+        let state = self.state();
+        let weights: Vec<(String, RawTensor)> = state
+            .iter()
+            .map(|(n, v)| (n.clone(), v.tensor().raw().clone()))
+            .collect();
+        write_atomically(
+            &dir.join("model.safetensors"),
+            &to_safetensors(&weights, HashMap::new())?,
+        )?;
+        let config = format!("{}\n", self.config());
+        write_atomically(&dir.join("config.json"), config.as_bytes())?;
+        if let Some(compiled) = &self.compiled {
+            let (steps, optimizer_state) = compiled.optimizer.state();
+            let mut tensors = Vec::new();
+            for (name, var) in &state {
+                for (i, t) in optimizer_state
+                    .get(&var.id())
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    tensors.push((format!("{name}.{i}"), t.clone()));
+                }
+            }
+            let metadata = [
+                (
+                    "optimizer".to_string(),
+                    compiled.optimizer.name().to_string(),
+                ),
+                ("steps".to_string(), steps.to_string()),
+            ];
+            write_atomically(
+                &dir.join("optimizer.safetensors"),
+                &to_safetensors(&tensors, metadata.into_iter().collect())?,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Loads weights and buffers (and, when the model is compiled and the file exists, the
+    /// optimizer state) saved by [`Model::save`]. A checkpoint of another architecture is refused,
+    /// naming the parameter, and leaves the model unchanged.
+    pub fn load(&mut self, dir: &Path) -> Result<()> {
+        let device = self.place()?;
+        let (weights, _) = from_safetensors(&dir.join("model.safetensors"), &device)?;
+        let state = self.state();
+        // Check every value before changing any.
+        let mut values = Vec::with_capacity(state.len());
+        for (name, var) in &state {
+            let value = weights
+                .get(name)
+                .ok_or_else(|| Error::invalid("load", format!("the checkpoint has no {name}")))?;
+            let current = var.tensor();
+            if value.shape() != current.shape() {
+                return Err(Error::invalid(
+                    "load",
+                    format!(
+                        "parameter {name} is {} in the checkpoint but {} in this model (a different architecture)",
+                        value.shape(),
+                        current.shape()
+                    ),
+                ));
+            }
+            values.push((var, value.cast(current.dtype())?));
+        }
+        for (var, value) in values {
+            var.set(value)?;
+        }
+        let state_file = dir.join("optimizer.safetensors");
+        if let (Some(compiled), true) = (self.compiled.as_mut(), state_file.exists()) {
+            let (tensors, metadata) = from_safetensors(&state_file, &device)?;
+            let steps = metadata
+                .get("steps")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let mut optimizer_state = HashMap::new();
+            for (name, var) in &state {
+                let parts: Vec<RawTensor> = (0..)
+                    .map_while(|i| tensors.get(&format!("{name}.{i}")).cloned())
+                    .collect();
+                if !parts.is_empty() {
+                    optimizer_state.insert(var.id(), parts);
+                }
+            }
+            compiled.optimizer.load_state(steps, optimizer_state)?;
+            compiled.state_device = Some(device);
+        }
+        Ok(())
+    }
+}
+
+/// `dir/config.json`, parsed.
+pub(crate) fn read_config(dir: &Path) -> Result<Value> {
+    let path = dir.join("config.json");
+    let io = |e: &dyn std::fmt::Display| Error::InvalidData {
+        op: "load_model",
+        message: format!("{}: {e}", path.display()),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| io(&e))?;
+    serde_json::from_str(&text).map_err(|e| io(&e))
+}
+
+/// A functional model from its config.
+fn functional_from_config(config: &Value, device: &Device) -> Result<Model> {
+    let array = |key: &str| {
+        config[key]
+            .as_array()
+            .ok_or_else(|| bad(&format!("missing \"{key}\"")))
+    };
+    let mut values: Vec<Node> = Vec::new();
+    for input in array("inputs")? {
+        let name = input["name"]
+            .as_str()
+            .ok_or_else(|| bad("an input without \"name\""))?;
+        let node = Input::with(
+            shape_of(input, "shape")?,
+            dtype_of(input, "dtype")?,
+            Some(name),
+        );
+        values.push(node.into());
+    }
+    let inputs = values.clone();
+    let mut layers: HashMap<String, LayerRef> = HashMap::new();
+    for entry in array("layers")? {
+        let name = entry["name"]
+            .as_str()
+            .ok_or_else(|| bad("a layer without \"name\""))?;
+        let layer = match layer_from_config(&entry["config"])? {
+            Rebuilt::Single(layer) => LayerRef::Single(
+                SharedLayer::from_boxed(layer)
+                    .named(name)
+                    .trainable(entry["trainable"].as_bool().unwrap_or(true)),
+            ),
+            Rebuilt::Merge(merge) => LayerRef::Merge(merge),
+        };
+        layers.insert(name.to_string(), layer);
+    }
+    for node in array("nodes")? {
+        let name = node["layer"].as_str().unwrap_or_default();
+        let layer = layers
+            .get(name)
+            .ok_or_else(|| bad(&format!("a node of unknown layer {name:?}")))?;
+        let args: Vec<&Node> = node["args"]
+            .as_array()
+            .ok_or_else(|| bad(&format!("node of {name:?} without \"args\"")))?
+            .iter()
+            .map(|a| {
+                a.as_u64()
+                    .and_then(|a| values.get(a as usize))
+                    .ok_or_else(|| bad(&format!("node of {name:?} reads a value not computed yet")))
+            })
+            .collect::<Result<_>>()?;
+        let output = match layer {
+            LayerRef::Single(layer) => match args.as_slice() {
+                [x] => layer.apply(x)?,
+                _ => {
+                    return Err(bad(&format!(
+                        "layer {name:?} applied to {} values",
+                        args.len()
+                    )));
+                }
+            },
+            LayerRef::Merge(merge) => apply_merge(merge.clone(), &args)?,
+        };
+        values.push(output);
+    }
+    let outputs: Vec<&Node> = array("outputs")?
+        .iter()
+        .map(|o| {
+            o.as_u64()
+                .and_then(|o| values.get(o as usize))
+                .ok_or_else(|| bad("an output that is not a value"))
+        })
+        .collect::<Result<_>>()?;
+    let model = Model::new(&inputs.iter().collect::<Vec<_>>(), &outputs)?;
+    let name = config["name"].as_str().unwrap_or("model");
+    Ok(model.named(name).on(device))
+}

@@ -1,0 +1,335 @@
+//! Training and evaluation: `compile`, `train_on_batch`, `fit` (with callbacks) and `evaluate`.
+
+use std::time::Instant;
+
+use kiln_autograd::{Tensor, no_grad};
+use kiln_device::{BinaryOp, DType, Error, RawTensor, Result};
+
+use super::fit_config::{Evaluation, FitConfig, History};
+use super::progress::{epoch_loss, progress_bar, progress_line};
+use super::run::ModelInputs;
+use super::{Compiled, Model};
+use crate::callbacks::{Callback, Control, EpochLogs};
+use crate::data::{Dataset, Targets};
+use crate::layers::Activation;
+use crate::loss::Loss;
+use crate::metrics::{Metric, MetricTotals};
+use crate::optim::Optimizer;
+
+/// Targets as the loss takes them: for every loss but the categorical cross-entropies (which read
+/// class labels), 0/1 labels (u32) become f32 values and `[batch]` targets become `[batch, 1]` for a
+/// model with one output value, as in Keras.
+fn adapt_targets(loss: Loss, scores: &Tensor, y: &Tensor) -> Result<Tensor> {
+    if matches!(
+        loss,
+        Loss::SparseCategoricalCrossentropy
+            | Loss::CategoricalCrossentropy
+            | Loss::SparseCategoricalCrossentropySmoothed(_)
+    ) {
+        return Ok(y.clone());
+    }
+    let y = if y.dtype() == DType::F32 {
+        y.clone()
+    } else {
+        Tensor::from_raw(y.raw().cast(DType::F32)?)
+    };
+    match (y.dims(), scores.dims()) {
+        (&[n], &[m, 1]) if n == m => y.reshape([n, 1]),
+        _ => Ok(y),
+    }
+}
+
+/// Each sample's weight from `class_weight` (one per class, Keras's `class_weight`) and its targets
+/// as the loss takes them: class labels pick their class's weight, 0/1 values pick class 0's or 1's,
+/// one-hot rows their class's.
+fn class_weights(class_weight: &[f32], y: &Tensor) -> Result<Tensor> {
+    let n = y.dims().first().copied().unwrap_or(0);
+    let weights = Tensor::from_slice(class_weight, [class_weight.len()], y.device())?;
+    let wrong = |what: String| {
+        Err(Error::invalid(
+            "fit",
+            format!("class_weight has {} weights, {what}", class_weight.len()),
+        ))
+    };
+    if y.dtype() == DType::U32 {
+        return y.one_hot(class_weight.len())?.mul(&weights)?.sum(1, false);
+    }
+    match y.dims() {
+        [_, 1] if class_weight.len() == 2 => {
+            // w0 + (w1 - w0) · y
+            y.reshape([n])?
+                .mul_scalar(class_weight[1] - class_weight[0])?
+                .add_scalar(class_weight[0])
+        }
+        [_, 1] => wrong("but 0/1 targets need two (class 0's, class 1's)".to_string()),
+        [_, c] if *c == class_weight.len() => y.mul(&weights)?.sum(1, false),
+        _ => wrong(format!("but the targets are {}", y.shape())),
+    }
+}
+
+/// The batch's mean loss, weighted per sample when `weights` (`[N]`) are given.
+fn batch_loss(loss: Loss, scores: &Tensor, y: &Tensor, weights: Option<&Tensor>) -> Result<Tensor> {
+    match weights {
+        Some(w) => loss.compute_weighted(scores, y, w),
+        None => loss.compute(scores, y),
+    }
+}
+
+impl Model {
+    /// Chooses the optimizer, the loss and the metrics, and moves the model to its device.
+    pub fn compile(
+        &mut self,
+        optimizer: impl Optimizer + 'static,
+        loss: Loss,
+        metrics: &[Metric],
+    ) -> Result<()> {
+        self.single_output("compile")?;
+        self.compiled = Some(Compiled {
+            optimizer: Box::new(optimizer),
+            loss,
+            metrics: metrics.to_vec(),
+            state_device: None,
+        });
+        self.place()?;
+        Ok(())
+    }
+
+    /// The current learning rate.
+    pub fn learning_rate(&self) -> Result<f32> {
+        Ok(self.compiled("learning_rate")?.optimizer.learning_rate())
+    }
+
+    /// Changes the learning rate.
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.compiled("set_learning_rate")?;
+        if let Some(compiled) = self.compiled.as_mut() {
+            compiled.optimizer.set_learning_rate(lr);
+        }
+        Ok(())
+    }
+
+    /// Whether the loss absorbs the last layer's activation (softmax + cross-entropy, ...).
+    fn fused(&self, loss: Loss) -> bool {
+        loss.fused_activation() == Some(self.final_activation())
+    }
+
+    /// Scores for the loss and metrics (before a fused activation), and the threshold at which a
+    /// single score means class 1.
+    fn scores(&self, inputs: Vec<Tensor>, training: bool, loss: Loss) -> Result<(Tensor, f32)> {
+        let fused = self.fused(loss);
+        let threshold = if fused || self.final_activation() == Activation::Linear {
+            0.0
+        } else {
+            0.5
+        };
+        Ok((self.forward(inputs, training, fused)?.remove(0), threshold))
+    }
+
+    /// One optimizer step on a batch (`x`: one tensor, or one per input); returns the batch's mean
+    /// loss (on the device).
+    pub fn train_on_batch(&mut self, x: impl ModelInputs, y: &Tensor) -> Result<Tensor> {
+        let device = self.place()?;
+        let inputs = self.prepare(x.into_tensors(), &device)?;
+        let y = super::device::on_device(y, &device)?;
+        Ok(self.train_step(inputs, &y, None, None)?.0)
+    }
+
+    /// One optimizer step on prepared inputs; returns the loss, the scores the metrics read, the
+    /// targets as the loss took them, and the threshold.
+    /// `weights` are the samples' loss weights, `class_weight` one weight per class.
+    fn train_step(
+        &mut self,
+        inputs: Vec<Tensor>,
+        y: &Tensor,
+        weights: Option<&Tensor>,
+        class_weight: Option<&[f32]>,
+    ) -> Result<(Tensor, Tensor, Tensor, f32)> {
+        let loss_fn = self.compiled("train_on_batch")?.loss;
+        let device = self.place()?;
+        self.place_optimizer_state(&device)?;
+        let (scores, threshold) = self.scores(inputs, true, loss_fn)?;
+        let y = adapt_targets(loss_fn, &scores, y)?;
+        let weights = match (class_weight, weights) {
+            (Some(cw), Some(w)) => Some(class_weights(cw, &y)?.mul(w)?),
+            (Some(cw), None) => Some(class_weights(cw, &y)?),
+            (None, w) => w.cloned(),
+        };
+        let loss = batch_loss(loss_fn, &scores, &y, weights.as_ref())?;
+        let grads = loss.backward()?;
+        let params = self.trainable_parameters();
+        if let Some(compiled) = self.compiled.as_mut() {
+            compiled.optimizer.step(&params, &grads)?;
+        }
+        Ok((loss.detach(), scores.detach(), y, threshold))
+    }
+
+    /// Refuses data `fit` or `evaluate` cannot use with this loss, before any work.
+    fn check_targets(&self, op: &'static str, data: &Dataset, loss: Loss) -> Result<()> {
+        match data.targets() {
+            Targets::None => Err(Error::invalid(
+                op,
+                "the data set has no targets (Targets::None); give it labels or values".to_string(),
+            )),
+            Targets::Classes { classes, .. }
+                if matches!(
+                    loss,
+                    Loss::BinaryCrossentropy | Loss::BinaryCrossentropyPosWeight(_)
+                ) && *classes > 2 =>
+            {
+                Err(Error::invalid(
+                    op,
+                    format!(
+                        "binary cross-entropy takes 0/1 labels, but the data set has {classes} \
+                         classes: use Loss::SparseCategoricalCrossentropy with {classes} outputs"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Trains on `data` as Keras's `fit` does, calling `config.callbacks` around each epoch;
+    /// returns the per-epoch history.
+    pub fn fit(&mut self, data: &Dataset, config: &FitConfig<'_>) -> Result<History> {
+        self.fit_with(data, config, &mut [])
+    }
+
+    /// [`Model::fit`] with more callbacks, called after those of `config`.
+    pub fn fit_with(
+        &mut self,
+        data: &Dataset,
+        config: &FitConfig<'_>,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<History> {
+        let compiled = self.compiled("fit")?;
+        let (loss_fn, metric_list) = (compiled.loss, compiled.metrics.clone());
+        if config.batch_size == 0 || data.is_empty() {
+            return Err(Error::invalid(
+                "fit",
+                format!(
+                    "needs a batch size >= 1 and data (got {} and {} samples)",
+                    config.batch_size,
+                    data.len()
+                ),
+            ));
+        }
+        self.check_targets("fit", data, loss_fn)?;
+        let columns = self.column_order("fit", data)?;
+        let mut own_callbacks = config.callbacks.borrow()?;
+        let mut all_callbacks: Vec<&mut dyn Callback> = own_callbacks
+            .iter_mut()
+            .map(|c| &mut **c as &mut dyn Callback)
+            .chain(callbacks.iter_mut().map(|c| &mut **c as &mut dyn Callback))
+            .collect();
+        let held_out = (data.len() as f32 * config.validation_split.clamp(0.0, 1.0)) as usize;
+        let (train, split_off) = data.split_at(data.len() - held_out);
+        let validation = config.validation_data.unwrap_or(&split_off);
+        let steps = train.len().div_ceil(config.batch_size);
+        let mut history = History::default();
+        let device = self.place()?;
+        for epoch in config.initial_epoch..config.epochs {
+            for callback in all_callbacks.iter_mut() {
+                callback.on_epoch_begin(epoch, self)?;
+            }
+            let started = Instant::now();
+            let mut totals = MetricTotals::new(&metric_list);
+            // Per-batch losses stay on the device until the epoch ends: one readback then.
+            let mut batch_losses: Vec<(RawTensor, usize)> = Vec::new();
+            let seed = config.shuffle.map(|s| s.wrapping_add(epoch as u64));
+            let bar = progress_bar(config.verbose, steps, epoch, config.epochs);
+            train.for_each_batch(&columns, config.batch_size, seed, &device, |batch| {
+                let y = batch
+                    .targets
+                    .ok_or_else(|| Error::invalid("fit", "a batch without targets"))?;
+                let inputs = self.prepare(batch.inputs, &device)?;
+                // Metrics read the scores of the training forward pass, as Keras's do.
+                let (loss, scores, y, threshold) = self.train_step(
+                    inputs,
+                    &y,
+                    batch.weights.as_ref(),
+                    config.class_weight.as_deref(),
+                )?;
+                bar.inc(1);
+                batch_losses.push((loss.raw().reshape([1])?, batch.len));
+                totals.add(&scores, &y, threshold)
+            })?;
+            let evaluation = Evaluation {
+                loss: epoch_loss(&batch_losses, epoch)?,
+                metrics: totals.finish()?,
+            };
+            let validation_eval = if validation.is_empty() {
+                None
+            } else {
+                Some(self.evaluate(validation, config.batch_size)?)
+            };
+            if config.verbose {
+                println!("Epoch {}/{}", epoch + 1, config.epochs);
+                println!(
+                    "{}",
+                    progress_line(
+                        steps,
+                        started.elapsed().as_secs_f64(),
+                        &evaluation,
+                        validation_eval.as_ref()
+                    )
+                );
+            }
+            // With the profiler on (KILN_PROFILE=1), each epoch ends with its per-kernel table.
+            if let Some(profile) = device.take_profile()?
+                && !profile.rows.is_empty()
+            {
+                eprintln!("Epoch {}/{}: {profile}", epoch + 1, config.epochs);
+            }
+            let logs = EpochLogs {
+                train: &evaluation,
+                validation: validation_eval.as_ref(),
+            };
+            let mut stop = false;
+            for callback in all_callbacks.iter_mut() {
+                stop |= callback.on_epoch_end(epoch, &logs, self)? == Control::Stop;
+            }
+            history.train.push(evaluation);
+            history.validation.extend(validation_eval);
+            if stop {
+                break;
+            }
+        }
+        Ok(history)
+    }
+
+    /// Loss and metrics on `data`, without training.
+    pub fn evaluate(&self, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
+        let compiled = self.compiled("evaluate")?;
+        let (loss_fn, mut totals) = (compiled.loss, MetricTotals::new(&compiled.metrics));
+        self.check_targets("evaluate", data, loss_fn)?;
+        let columns = self.column_order("evaluate", data)?;
+        let device = self.place()?;
+        let mut loss_sum: Option<RawTensor> = None;
+        no_grad(|| {
+            data.for_each_batch(&columns, batch_size.max(1), None, &device, |batch| {
+                let y = batch
+                    .targets
+                    .ok_or_else(|| Error::invalid("evaluate", "a batch without targets"))?;
+                let inputs = self.prepare(batch.inputs, &device)?;
+                let (scores, threshold) = self.scores(inputs, false, loss_fn)?;
+                let y = adapt_targets(loss_fn, &scores, &y)?;
+                let weighted = batch_loss(loss_fn, &scores, &y, batch.weights.as_ref())?
+                    .raw()
+                    .scalar(BinaryOp::Mul, batch.len as f32)?;
+                loss_sum = Some(match loss_sum.take() {
+                    Some(s) => s.binary(BinaryOp::Add, &weighted)?,
+                    None => weighted,
+                });
+                totals.add(&scores, &y, threshold)
+            })
+        })?;
+        let loss = match loss_sum {
+            Some(s) => s.to_f32_vec()?[0] / data.len() as f32,
+            None => f32::NAN,
+        };
+        Ok(Evaluation {
+            loss,
+            metrics: totals.finish()?,
+        })
+    }
+}
