@@ -345,3 +345,72 @@ fn sample_and_class_weights_scale_each_samples_loss() {
     assert!(data().with_sample_weights(vec![1.0]).is_err());
     assert!(data().with_sample_weights(vec![1.0, f32::NAN]).is_err());
 }
+
+#[test]
+fn reduce_lr_on_plateau_follows_keras() {
+    use kiln::nn::callbacks::EpochLogs;
+    let cpu = Device::cpu();
+    let mut model = Sequential::new([1]).on(&cpu).add(Dense::new(1)).unwrap();
+    model
+        .compile(Sgd::new(1.0), Loss::MeanSquaredError, &[])
+        .unwrap();
+    let mut callback = ReduceLROnPlateau::new(Monitor::Loss)
+        .factor(0.5)
+        .patience(2)
+        .cooldown(1)
+        .min_lr(0.2);
+    let mut rates = Vec::new();
+    // the loss improves once, then stalls
+    for (epoch, loss) in [1.0f32, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+        .into_iter()
+        .enumerate()
+    {
+        let train = Evaluation {
+            loss,
+            metrics: Vec::new(),
+        };
+        let logs = EpochLogs {
+            train: &train,
+            validation: None,
+        };
+        callback.on_epoch_end(epoch, &logs, &mut model).unwrap();
+        rates.push(model.learning_rate().unwrap());
+    }
+    // no improvement at epochs 2, 3 -> halve; epoch 4 ends the cooldown and counts (as in Keras);
+    // 4, 5 -> halve; 6, 7 -> halve, floored at min_lr
+    assert_eq!(rates, vec![1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.2]);
+}
+
+#[test]
+fn ids_outside_the_embedding_are_refused_before_training() {
+    let cpu = Device::cpu();
+    let mut model = Sequential::new([3])
+        .on(&cpu)
+        .add(Embedding::new(5, 2))
+        .unwrap()
+        .add(Flatten::new())
+        .unwrap()
+        .add(Dense::new(1))
+        .unwrap();
+    model
+        .compile(Adam::new(0.01), Loss::MeanSquaredError, &[])
+        .unwrap();
+    let data = Dataset::from_columns(
+        vec![Column::ids(vec![0, 1, 2, 3, 4, 7], [3])],
+        Targets::Values {
+            values: vec![0.0, 1.0],
+            width: 1,
+        },
+    )
+    .unwrap();
+    let err = model
+        .fit(&data, &FitConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("id 7") && err.contains("Embedding::new(8"),
+        "{err}"
+    );
+    let err = model.evaluate(&data, 2).unwrap_err().to_string();
+    assert!(err.contains("id 7"), "{err}");
+}

@@ -290,3 +290,108 @@ impl<F: FnMut(usize, f32) -> f32> Callback for LearningRateScheduler<F> {
         Ok(Control::Continue)
     }
 }
+
+/// Keras's `ReduceLROnPlateau`: multiplies the learning rate by `factor` when the monitored value
+/// has not improved by `min_delta` for `patience` epochs, then waits `cooldown` epochs before
+/// counting again; never below `min_lr`.
+#[derive(Debug, Clone)]
+pub struct ReduceLROnPlateau {
+    monitor: Monitor,
+    factor: f32,
+    patience: usize,
+    min_delta: f32,
+    cooldown: usize,
+    min_lr: f32,
+    best: Option<f32>,
+    wait: usize,
+    cooling: usize,
+}
+
+impl ReduceLROnPlateau {
+    /// Watches `monitor`; Keras's defaults: factor 0.1, patience 10, min_delta 1e-4, no cooldown,
+    /// min_lr 0.
+    pub fn new(monitor: Monitor) -> Self {
+        ReduceLROnPlateau {
+            monitor,
+            factor: 0.1,
+            patience: 10,
+            min_delta: 1e-4,
+            cooldown: 0,
+            min_lr: 0.0,
+            best: None,
+            wait: 0,
+            cooling: 0,
+        }
+    }
+
+    /// Sets the factor the rate is multiplied by (below 1).
+    pub fn factor(mut self, factor: f32) -> Self {
+        self.factor = factor;
+        self
+    }
+
+    /// Sets the epochs without improvement before a reduction.
+    pub fn patience(mut self, patience: usize) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    /// Sets the least change that counts as an improvement.
+    pub fn min_delta(mut self, min_delta: f32) -> Self {
+        self.min_delta = min_delta;
+        self
+    }
+
+    /// Sets the epochs after a reduction before epochs without improvement count again.
+    pub fn cooldown(mut self, cooldown: usize) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// Sets the lowest rate.
+    pub fn min_lr(mut self, min_lr: f32) -> Self {
+        self.min_lr = min_lr;
+        self
+    }
+}
+
+impl Callback for ReduceLROnPlateau {
+    fn on_epoch_end(
+        &mut self,
+        _epoch: usize,
+        logs: &EpochLogs<'_>,
+        model: &mut Model,
+    ) -> Result<Control> {
+        if !(0.0..1.0).contains(&self.factor) {
+            return Err(Error::invalid(
+                "ReduceLROnPlateau",
+                format!("factor {} must be in [0, 1)", self.factor),
+            ));
+        }
+        let score = self.monitor.require(logs)?;
+        if self.cooling > 0 {
+            self.cooling -= 1;
+            self.wait = 0;
+        }
+        match self.best {
+            Some(best) if score >= best - self.min_delta => {
+                if self.cooling == 0 {
+                    self.wait += 1;
+                }
+            }
+            _ => {
+                self.best = Some(score);
+                self.wait = 0;
+            }
+        }
+        if self.wait >= self.patience {
+            let lr = model.learning_rate()?;
+            if lr > self.min_lr {
+                model.set_learning_rate((lr * self.factor).max(self.min_lr))?;
+                self.cooling = self.cooldown;
+                self.wait = 0;
+            }
+        }
+        Ok(Control::Continue)
+    }
+}

@@ -37,6 +37,7 @@ pub use shape::IntoShape;
 pub mod prelude {
     pub use crate::callbacks::{
         Callback, CsvLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint, Monitor,
+        ReduceLROnPlateau,
     };
     pub use crate::data::{Batch, Column, Dataset, Targets, to_categorical};
     pub use crate::functional::{

@@ -320,6 +320,44 @@ impl Model {
                 ));
             }
         }
+        self.check_ids(op, data, &order)?;
         Ok(order)
+    }
+
+    /// Refuses ids an `Embedding` reading an input directly has no row for, before any batch runs
+    /// (on a GPU such an id would otherwise only be reported when the epoch's results are read).
+    fn check_ids(&self, op: &'static str, data: &Dataset, order: &[usize]) -> Result<()> {
+        let n_inputs = self.graph.inputs.len();
+        for step in &self.graph.steps {
+            let layer = &self.graph.layers[step.layer];
+            let (Some(&input), "embedding") = (step.args.first(), layer.layer.kind()) else {
+                continue;
+            };
+            let Some(rows) = layer.layer.config()["input_dim"].as_u64() else {
+                continue;
+            };
+            if input >= n_inputs {
+                continue;
+            }
+            let column = data.column(order[input]);
+            let largest = match (column.as_ids(), column.as_features()) {
+                (Some(ids), _) => ids.iter().max().map(|&id| f64::from(id)),
+                (None, Some(values)) => values.iter().map(|&v| f64::from(v)).reduce(f64::max),
+                (None, None) => None,
+            };
+            if let Some(largest) = largest.filter(|&l| l >= rows as f64) {
+                return Err(Error::invalid(
+                    op,
+                    format!(
+                        "input {:?} holds id {largest} but layer {:?} (Embedding) has {rows} rows \
+                         (ids 0..{rows}): build it with Embedding::new({}, ..) or remap the ids",
+                        self.graph.inputs[input].name,
+                        layer.name,
+                        largest as u64 + 1
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
