@@ -3,15 +3,45 @@
 use half::f16;
 
 use super::CpuData;
+use crate::layout::coalesce_dims;
 use crate::{DType, Layout};
 
-/// The elements of `layout` over `data`, in row-major order.
+/// The elements of `layout` over `data`, in row-major order: row by row of the innermost (merged)
+/// dimension, a slice copy where that dimension is contiguous, a strided loop otherwise.
 pub(crate) fn gather<T: Copy + Send + Sync>(data: &[T], layout: &Layout) -> Vec<T> {
+    let numel = layout.shape().numel();
     if layout.is_contiguous() {
         let start = layout.offset();
-        return data[start..start + layout.shape().numel()].to_vec();
+        return data[start..start + numel].to_vec();
     }
-    layout.indices().map(|i| data[i]).collect()
+    let (dims, strides) = coalesce_dims(layout.shape().dims(), &[layout.strides()]);
+    let strides = &strides[0];
+    let (Some(&inner), Some(&inner_stride)) = (dims.last(), strides.last()) else {
+        // every dimension has size 1: one element
+        return vec![data[layout.offset()]; numel];
+    };
+    let (outer_dims, outer_strides) = (&dims[..dims.len() - 1], &strides[..strides.len() - 1]);
+    let mut out = Vec::with_capacity(numel);
+    let mut position = vec![0usize; outer_dims.len()];
+    let mut base = layout.offset();
+    for _ in 0..numel / inner.max(1) {
+        if inner_stride == 1 {
+            out.extend_from_slice(&data[base..base + inner]);
+        } else {
+            out.extend((0..inner).map(|c| data[base + c * inner_stride]));
+        }
+        // the next row: an odometer over the outer dimensions
+        for d in (0..outer_dims.len()).rev() {
+            position[d] += 1;
+            base += outer_strides[d];
+            if position[d] < outer_dims[d] {
+                break;
+            }
+            base -= outer_strides[d] * outer_dims[d];
+            position[d] = 0;
+        }
+    }
+    out
 }
 
 /// The elements of `layout` over `data` as a contiguous buffer of the same dtype.

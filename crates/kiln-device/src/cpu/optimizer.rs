@@ -17,36 +17,25 @@ pub(crate) fn adam(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c1 = 1.0 - c.beta1.powi(step as i32);
     let c2 = 1.0 - c.beta2.powi(step as i32);
-    let n = p.len();
-    let (mut p2, mut m2, mut v2) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    // Chunk `k` of the update, its slices zipped so the loop vectorises without bounds checks.
-    let update = |k: usize, p2: &mut [f32], m2: &mut [f32], v2: &mut [f32]| {
-        let range = k * CHUNK..(k * CHUNK + p2.len());
-        let inputs = p[range.clone()]
-            .iter()
-            .zip(&g[range.clone()])
-            .zip(m[range.clone()].iter().zip(&v[range]));
-        let outputs = p2.iter_mut().zip(m2.iter_mut()).zip(v2.iter_mut());
-        for (((p2, m2), v2), ((&pi, &gi), (&mi, &vi))) in outputs.zip(inputs) {
-            let (mut pi, mut gi) = (pi, gi);
-            if c.decoupled {
-                pi *= 1.0 - c.lr * c.weight_decay;
-            } else {
-                gi += c.weight_decay * pi;
-            }
-            let mi = c.beta1 * mi + (1.0 - c.beta1) * gi;
-            let vi = c.beta2 * vi + (1.0 - c.beta2) * gi * gi;
-            *p2 = pi - c.lr * (mi / c1) / ((vi / c2).sqrt() + c.eps);
-            *m2 = mi;
-            *v2 = vi;
+    let update = |((&pi, &gi), (&mi, &vi)): ((&f32, &f32), (&f32, &f32))| {
+        let (mut pi, mut gi) = (pi, gi);
+        if c.decoupled {
+            pi *= 1.0 - c.lr * c.weight_decay;
+        } else {
+            gi += c.weight_decay * pi;
         }
+        let mi = c.beta1 * mi + (1.0 - c.beta1) * gi;
+        let vi = c.beta2 * vi + (1.0 - c.beta2) * gi * gi;
+        (pi - c.lr * (mi / c1) / ((vi / c2).sqrt() + c.eps), (mi, vi))
     };
-    p2.par_chunks_mut(CHUNK)
-        .zip(m2.par_chunks_mut(CHUNK))
-        .zip(v2.par_chunks_mut(CHUNK))
-        .enumerate()
-        .with_min_len(2)
-        .for_each(|(k, ((p2, m2), v2))| update(k, p2, m2, v2));
+    // Chunks of the parameters in parallel, each output written once (no zero-fill first).
+    let (p2, (m2, v2)) = p
+        .par_iter()
+        .zip(g)
+        .zip(m.par_iter().zip(v))
+        .with_min_len(CHUNK)
+        .map(update)
+        .unzip();
     (p2, m2, v2)
 }
 
