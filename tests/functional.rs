@@ -214,6 +214,27 @@ fn a_frozen_layer_does_not_change_and_counts_as_non_trainable() {
     assert_eq!(before[0], after[0], "the frozen kernel moved");
     assert_eq!(before[1], after[1], "the frozen bias moved");
     assert_ne!(before[2], after[2], "the trainable kernel did not move");
+    // No gradient is computed for a frozen weight, and an optimizer refuses to step one.
+    let frozen: Vec<Var> = model
+        .get_layer("dense")
+        .unwrap()
+        .parameters()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let grads = model
+        .call(&inputs, true)
+        .unwrap()
+        .mse(&targets)
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(grads.get(&frozen[0].tensor()).is_none());
+    let err = Adam::new(0.1)
+        .step(&frozen, &grads)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("frozen layer"), "{err}");
 
     // Unfrozen through get_layer, it trains.
     model.get_layer("dense").unwrap().set_trainable(true);

@@ -1,6 +1,7 @@
 //! `Var`: a trainable parameter — a leaf tensor that requires grad, whose value optimizers replace in
 //! place while its identity (and so its key in [`crate::Gradients`]) stays the same.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use kiln_device::{Error, RawTensor, Result};
@@ -12,6 +13,8 @@ use crate::{Tensor, TensorId};
 pub struct Var {
     current: Arc<RwLock<Tensor>>,
     id: TensorId,
+    /// Frozen parameters take no gradient and refuse optimizer steps.
+    frozen: Arc<AtomicBool>,
 }
 
 impl Var {
@@ -21,7 +24,21 @@ impl Var {
         Var {
             current: Arc::new(RwLock::new(Tensor::leaf(initial.raw().clone(), true, id))),
             id,
+            frozen: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Freezes the parameter (Keras's `trainable = False`): it no longer requires grad, so no
+    /// gradient is computed for it, and optimizers refuse to step it. `false` unfreezes it.
+    pub fn set_frozen(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::Relaxed);
+        let mut current = self.current.write().unwrap();
+        *current = Tensor::leaf(current.raw().clone(), !frozen, self.id);
+    }
+
+    /// Whether the parameter is frozen.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Relaxed)
     }
 
     /// The parameter as a tensor to compute with (a leaf that requires grad).
@@ -49,7 +66,7 @@ impl Var {
                 ),
             ));
         }
-        *current = Tensor::leaf(value, true, self.id);
+        *current = Tensor::leaf(value, !self.is_frozen(), self.id);
         Ok(())
     }
 }

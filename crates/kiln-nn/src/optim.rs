@@ -22,6 +22,21 @@ pub trait Optimizer: Send {
     fn load_state(&mut self, steps: u32, state: HashMap<TensorId, Vec<RawTensor>>) -> Result<()>;
 }
 
+/// `Err` when a parameter is frozen: an optimizer is given what it may train.
+fn check_trainable(optimizer: &str, params: &[Var]) -> Result<()> {
+    match params.iter().position(Var::is_frozen) {
+        None => Ok(()),
+        Some(i) => Err(kiln_device::Error::invalid(
+            "optimizer step",
+            format!(
+                "{optimizer}: parameter {i} ({}) belongs to a frozen layer (trainable(false)); \
+                 pass model.trainable_parameters(), or unfreeze the layer",
+                params[i].tensor().shape()
+            ),
+        )),
+    }
+}
+
 /// Adam / AdamW with Keras's defaults (lr 0.001, β 0.9 / 0.999, eps 1e-7) and PyTorch's update.
 pub struct Adam {
     config: AdamConfig,
@@ -77,6 +92,7 @@ impl Adam {
 
 impl Optimizer for Adam {
     fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
+        check_trainable("Adam", params)?;
         self.step += 1;
         // Every parameter with a gradient, updated together (one launch for up to four on a GPU).
         let mut updating = Vec::new();
@@ -182,6 +198,7 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
+        check_trainable("SGD", params)?;
         let mut updating = Vec::new();
         for p in params {
             let Some(g) = grads.get_raw(p.id()) else {
@@ -343,6 +360,7 @@ impl RmsProp {
 
 impl Optimizer for RmsProp {
     fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
+        check_trainable("RMSprop", params)?;
         for p in params {
             let Some(g) = grads.get_raw(p.id()) else {
                 continue;
@@ -404,6 +422,7 @@ impl Adagrad {
 
 impl Optimizer for Adagrad {
     fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
+        check_trainable("Adagrad", params)?;
         for p in params {
             let Some(g) = grads.get_raw(p.id()) else {
                 continue;

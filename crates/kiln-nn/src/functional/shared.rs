@@ -119,6 +119,9 @@ impl SharedLayer {
     /// training step.
     pub fn set_trainable(&self, trainable: bool) {
         self.meta().trainable = trainable;
+        for (_, p) in self.layer().parameters() {
+            p.set_frozen(!trainable);
+        }
     }
 
     /// Whether the optimizer trains this layer.
@@ -191,6 +194,11 @@ impl SharedLayer {
                 // Built on the CPU (initialisers give the same values on every device); the model
                 // moves its weights to its device at compile or first use.
                 let output = self.layer().build(&name, x.shape(), &Device::cpu(), seed)?;
+                if !meta.trainable {
+                    for (_, p) in self.layer().parameters() {
+                        p.set_frozen(true);
+                    }
+                }
                 meta.built = Some(Built {
                     input: x.shape().to_vec(),
                     output: output.clone(),
