@@ -6,8 +6,12 @@
 // step) keeps the previous state through padding. Gate orders are PyTorch's (LSTM i, f, g, o; GRU r,
 // z, n); crates/kiln-device/src/cpu/recurrent.rs is the CPU twin.
 //
+// The backward adds up to three gradients of the new state: `d_state` (from outside the recurrence,
+// at an offset: one step of a [T, N, S] gradient), `d_carry` (the previous state's gradient from the
+// step after) and `d_hidden` ([N, H], the gradient through the next step's hidden GEMM).
+//
 // Params: 0 rows N  1 units H  2 has mask  3 x-gates offset  4 h-gates offset  5 state offset
-//         6 mask offset  (offsets in elements)
+//         6 mask offset  7 has d_carry  8 has d_hidden  9 d_state offset  (offsets in elements)
 
 @group(0) @binding(1) var<storage, read> x_gates: array<f32>;
 @group(0) @binding(2) var<storage, read> h_gates: array<f32>;
@@ -20,6 +24,8 @@
 @group(0) @binding(9) var<storage, read_write> d_x_gates: array<f32>;
 @group(0) @binding(10) var<storage, read_write> d_h_gates: array<f32>;
 @group(0) @binding(11) var<storage, read_write> d_state_prev: array<f32>;
+@group(0) @binding(12) var<storage, read> d_carry: array<f32>;
+@group(0) @binding(13) var<storage, read> d_hidden: array<f32>;
 
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
@@ -27,6 +33,19 @@ fn sigmoid(x: f32) -> f32 {
 
 fn tanh_safe(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
+}
+
+// The total gradient of element `i` of the new state [N, width]; `hidden` is its index in [N, H]
+// when it belongs to the hidden state.
+fn incoming(i: u32, hidden: u32, is_hidden: bool) -> f32 {
+    var g = d_state[word(9u) + i];
+    if word(7u) == 1u {
+        g = g + d_carry[i];
+    }
+    if is_hidden && word(8u) == 1u {
+        g = g + d_hidden[hidden];
+    }
+    return g;
 }
 
 // 1 for a real step, 0 for padding (always 1 without a mask).
@@ -85,8 +104,8 @@ fn lstm_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let c_prev = state_prev[word(5u) + n * 2u * h + h + j];
     let tanh_c = tanh_safe(f * c_prev + i * g);
     let m = keep(n);
-    let dh = d_state[n * 2u * h + j];
-    let dc_in = d_state[n * 2u * h + h + j];
+    let dh = incoming(n * 2u * h + j, n * h + j, true);
+    let dc_in = incoming(n * 2u * h + h + j, 0u, false);
     let dh_new = m * dh;
     let dc = m * dc_in + dh_new * o * (1.0 - tanh_c * tanh_c);
     d_x_gates[s] = dc * g * i * (1.0 - i);
@@ -141,7 +160,7 @@ fn gru_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let hn = saved[s + 3u * h];
     let h_prev = state_prev[word(5u) + n * h + j];
     let m = keep(n);
-    let dh = d_state[n * h + j];
+    let dh = incoming(n * h + j, n * h + j, true);
     let dh_new = m * dh;
     let d_pre_n = dh_new * (1.0 - z) * (1.0 - candidate * candidate);
     let d_pre_r = d_pre_n * hn * r * (1.0 - r);

@@ -414,3 +414,47 @@ fn ids_outside_the_embedding_are_refused_before_training() {
     let err = model.evaluate(&data, 2).unwrap_err().to_string();
     assert!(err.contains("id 7"), "{err}");
 }
+
+/// Back-propagation through time with a padding mask, against finite differences: every output
+/// (the sequence, the last states) feeds the loss, so every gradient path of the recurrence counts.
+#[test]
+fn masked_recurrent_gradients_match_finite_differences() {
+    let cpu = Device::cpu();
+    let value =
+        |shape: &[usize], seed| Tensor::uniform(shape.to_vec(), -0.8, 0.8, seed, &cpu).unwrap();
+    let mask =
+        Tensor::from_slice(&[1.0f32, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0], [2, 4], &cpu).unwrap();
+    for (gates, lstm) in [(4, true), (3, false)] {
+        let inputs = [
+            value(&[2, 4, 3], 1),
+            value(&[gates * 2, 3], 2),
+            value(&[gates * 2, 2], 3),
+            value(&[gates * 2], 4),
+            value(&[gates * 2], 5),
+        ];
+        let loss = |t: &[Tensor]| {
+            let weights = RecurrentWeights {
+                w_ih: &t[1],
+                w_hh: &t[2],
+                b_ih: Some(&t[3]),
+                b_hh: Some(&t[4]),
+            };
+            let out = if lstm {
+                t[0].lstm(&weights, Some(&mask))?
+            } else {
+                t[0].gru(&weights, Some(&mask))?
+            };
+            let mut total = out
+                .sequence
+                .mul(&out.sequence)?
+                .sum_all()?
+                .add(&out.last_h.sum_all()?)?;
+            if let Some(c) = out.last_c {
+                total = total.add(&c.mul_scalar(0.5)?.sum_all()?)?;
+            }
+            Ok(total)
+        };
+        let report = check_gradients(loss, &inputs, 1e-3, 2e-3).unwrap();
+        assert!(report.passed(), "lstm {lstm}: {report:?}");
+    }
+}

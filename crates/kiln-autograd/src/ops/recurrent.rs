@@ -2,7 +2,7 @@
 //! step is one `[N, H] × [H, G·H]` GEMM and one fused cell kernel (`RawTensor::recurrent_cell`),
 //! recorded so that autograd differentiates through time with one cell kernel per step backward.
 
-use kiln_device::{CellKind, Error, RawTensor, Result};
+use kiln_device::{CellKind, DType, Error, RawTensor, Result};
 
 use crate::Tensor;
 
@@ -73,56 +73,83 @@ impl RecurrentWeights<'_> {
         }
         Ok((t, n, h))
     }
-
-    /// `x W_ihᵀ + bias` for every step at once, as `[T, N, G·H]` (each step a contiguous block).
-    fn project_inputs(
-        &self,
-        x: &Tensor,
-        (t, n): (usize, usize),
-        bias: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let rows = x
-            .permute(&[1, 0, 2])?
-            .reshape([t * n, x.numel() / (t * n).max(1)])?;
-        let projected = rows.linear(self.w_ih, bias)?;
-        let gh = projected.dims()[1];
-        projected.reshape([t, n, gh])
-    }
 }
 
-/// Step `t` of a `[T, N, G]` projection as `[N, G]` (a view).
-fn step(projected: &Tensor, t: usize) -> Result<Tensor> {
-    let dims = projected.dims();
-    projected.narrow(0, t, 1)?.reshape([dims[1], dims[2]])
+/// What the backward of a recurrence needs from its forward.
+struct Tape {
+    kind: CellKind,
+    /// The state before each step (`[N, S]`, the first all zeros).
+    states: Vec<RawTensor>,
+    /// Each step's saved values.
+    saved: Vec<RawTensor>,
+    /// Each step's mask as `[N]`, when masked.
+    masks: Vec<RawTensor>,
+    /// The inputs as rows `[T·N, F]`, and the weights.
+    x_rows: RawTensor,
+    w_ih: RawTensor,
+    w_hh: RawTensor,
+    units: usize,
+}
+
+impl Tape {
+    /// Back-propagation through time from `d_all`, the gradient of every step's new state
+    /// (`[T, N, S]`): one cell kernel and one GEMM per step, then the weight and input gradients as
+    /// one GEMM each over all steps. Returns `(d x_rows, d w_ih, d w_hh, d input bias rows,
+    /// d hidden-gate rows)`: the last two are `[T·N, G·H]`, summed over rows by the caller as needed.
+    fn backward(&self, d_all: &RawTensor) -> Result<[RawTensor; 5]> {
+        let (steps, h) = (self.states.len(), self.units);
+        let d_all = d_all.contiguous()?;
+        let n = self.states[0].shape().dims()[0];
+        let width = self.kind.state_width(h);
+        let (mut carry, mut d_hidden): (Option<RawTensor>, Option<RawTensor>) = (None, None);
+        let (mut d_x_gates, mut d_h_gates) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
+        for t in (0..steps).rev() {
+            let d_state = d_all.narrow(0, t, 1)?.reshape([n, width])?;
+            let (d_x, d_h, d_prev) = RawTensor::recurrent_cell_backward(
+                self.kind,
+                &d_state,
+                &self.saved[t],
+                &self.states[t],
+                self.masks.get(t),
+                carry.as_ref(),
+                d_hidden.as_ref(),
+            )?;
+            if t > 0 {
+                // through this step's hidden GEMM into the previous hidden state
+                d_hidden = Some(d_h.matmul(&self.w_hh)?);
+                carry = Some(d_prev);
+            }
+            d_x_gates.push(d_x);
+            d_h_gates.push(d_h);
+        }
+        d_x_gates.reverse();
+        d_h_gates.reverse();
+        let rows = |parts: &[RawTensor]| RawTensor::concat(&parts.iter().collect::<Vec<_>>(), 0);
+        let d_x_gates = rows(&d_x_gates)?;
+        let d_h_gates = if self.kind == CellKind::Lstm {
+            d_x_gates.clone()
+        } else {
+            rows(&d_h_gates)?
+        };
+        // the hidden state entering each step, as rows [T·N, H]
+        let hidden_before = RawTensor::stack(&self.states.iter().collect::<Vec<_>>(), 0)?
+            .narrow(2, 0, h)?
+            .reshape([steps * n, h])?;
+        let t = |m: &RawTensor| m.transpose(0, 1);
+        Ok([
+            d_x_gates.matmul(&self.w_ih)?,
+            t(&d_x_gates)?.matmul(&self.x_rows)?,
+            t(&d_h_gates)?.matmul(&hidden_before)?,
+            d_x_gates,
+            d_h_gates,
+        ])
+    }
 }
 
 impl Tensor {
-    /// One fused cell step (`RawTensor::recurrent_cell`) recorded for autograd: `self` is the step's
-    /// input gates, `h_gates` the hidden state's, `state` the previous state.
-    fn cell_step(
-        &self,
-        kind: CellKind,
-        h_gates: &Tensor,
-        state: &Tensor,
-        mask: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let mask = mask.map(|m| m.raw().clone());
-        let (new_state, saved) =
-            RawTensor::recurrent_cell(kind, self.raw(), h_gates.raw(), state.raw(), mask.as_ref())?;
-        let previous = state.raw().clone();
-        Ok(Tensor::from_op(
-            kind_name(kind),
-            new_state,
-            &[self, h_gates, state],
-            move |g| {
-                let (d_x, d_h, d_state) =
-                    RawTensor::recurrent_cell_backward(kind, g, &saved, &previous, mask.as_ref())?;
-                Ok(vec![Some(d_x), Some(d_h), Some(d_state)])
-            },
-        ))
-    }
-
-    /// Runs `kind` over every step of `self` (`[N, T, F]`) from a zero state.
+    /// Runs `kind` over every step of `self` (`[N, T, F]`) from a zero state, recorded as one op:
+    /// the input projection of all steps is one GEMM, each step one hidden GEMM and one fused cell
+    /// kernel (`RawTensor::recurrent_cell`); the backward runs through time in one pass.
     fn recurrence(
         &self,
         kind: CellKind,
@@ -131,37 +158,94 @@ impl Tensor {
     ) -> Result<RecurrentOutput> {
         let op = kind_name(kind);
         let (steps, n, h) = weights.check(op, self, kind.gates(), mask)?;
+        if steps == 0 {
+            return Err(Error::invalid(
+                op,
+                format!("needs at least one step, got {}", self.shape()),
+            ));
+        }
         // An LSTM's two biases add up; a GRU keeps b_hh inside its reset gate.
-        let lstm_bias = match (kind, weights.b_ih, weights.b_hh) {
+        let input_bias = match (kind, weights.b_ih, weights.b_hh) {
             (CellKind::Lstm, Some(a), Some(b)) => Some(a.add(b)?),
             (CellKind::Lstm, a, b) => a.or(b).cloned(),
-            (CellKind::Gru, ..) => None,
-        };
-        let input_bias = if kind == CellKind::Lstm {
-            lstm_bias.as_ref()
-        } else {
-            weights.b_ih
+            (CellKind::Gru, a, _) => a.cloned(),
         };
         let hidden_bias = if kind == CellKind::Gru {
             weights.b_hh
         } else {
             None
         };
-        let projected = weights.project_inputs(self, (steps, n), input_bias)?;
-        let mut state = Tensor::zeros([n, kind.state_width(h)], self.device())?;
-        let mut outputs = Vec::with_capacity(steps);
+        let x_rows = self
+            .permute(&[1, 0, 2])?
+            .reshape([steps * n, self.dims()[2]])?;
+        let projected = x_rows.raw().linear(
+            weights.w_ih.raw(),
+            input_bias.as_ref().map(Tensor::raw),
+            false,
+        )?;
+        let masks: Vec<RawTensor> = match mask {
+            None => Vec::new(),
+            Some(m) => {
+                let by_step = m.raw().transpose(0, 1)?.contiguous()?;
+                (0..steps)
+                    .map(|t| by_step.narrow(0, t, 1)?.reshape([n]))
+                    .collect::<Result<_>>()?
+            }
+        };
+        let mut states = vec![RawTensor::zeros(
+            [n, kind.state_width(h)],
+            DType::F32,
+            self.device(),
+        )?];
+        let mut saved = Vec::with_capacity(steps);
         for t in 0..steps {
-            let hidden = state.narrow(1, 0, h)?;
-            let h_gates = hidden.linear(weights.w_hh, hidden_bias)?;
-            let m = mask.map(|m| m.narrow(1, t, 1)).transpose()?;
-            state = step(&projected, t)?.cell_step(kind, &h_gates, &state, m.as_ref())?;
-            outputs.push(state.narrow(1, 0, h)?);
+            let hidden = states[t].narrow(1, 0, h)?;
+            let h_gates = hidden.linear(weights.w_hh.raw(), hidden_bias.map(Tensor::raw), false)?;
+            let (state, kept) = RawTensor::recurrent_cell(
+                kind,
+                &projected.narrow(0, t * n, n)?,
+                &h_gates,
+                &states[t],
+                masks.get(t),
+            )?;
+            states.push(state);
+            saved.push(kept);
         }
+        let all = RawTensor::stack(&states[1..].iter().collect::<Vec<_>>(), 0)?;
+        states.pop();
+        let tape = Tape {
+            kind,
+            states,
+            saved,
+            masks,
+            x_rows: x_rows.raw().clone(),
+            w_ih: weights.w_ih.raw().clone(),
+            w_hh: weights.w_hh.raw().clone(),
+            units: h,
+        };
+        let mut inputs = vec![&x_rows, weights.w_ih, weights.w_hh];
+        inputs.extend(input_bias.as_ref());
+        inputs.extend(hidden_bias);
+        let (has_input_bias, has_hidden_bias) = (input_bias.is_some(), hidden_bias.is_some());
+        let all = Tensor::from_op(op, all, &inputs, move |g| {
+            let [d_x, d_w_ih, d_w_hh, d_x_gates, d_h_gates] = tape.backward(g)?;
+            let mut grads = vec![Some(d_x), Some(d_w_ih), Some(d_w_hh)];
+            if has_input_bias {
+                grads.push(Some(d_x_gates.sum(Some(0), false)?));
+            }
+            if has_hidden_bias {
+                grads.push(Some(d_h_gates.sum(Some(0), false)?));
+            }
+            Ok(grads)
+        });
+        let last = all
+            .narrow(0, steps - 1, 1)?
+            .reshape([n, kind.state_width(h)])?;
         Ok(RecurrentOutput {
-            sequence: Tensor::stack(&outputs.iter().collect::<Vec<_>>(), 1)?,
-            last_h: state.narrow(1, 0, h)?,
+            sequence: all.narrow(2, 0, h)?.permute(&[1, 0, 2])?,
+            last_h: last.narrow(1, 0, h)?,
             last_c: (kind == CellKind::Lstm)
-                .then(|| state.narrow(1, h, h))
+                .then(|| last.narrow(1, h, h))
                 .transpose()?,
         })
     }

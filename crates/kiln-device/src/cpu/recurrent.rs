@@ -68,18 +68,37 @@ pub(crate) fn forward(kind: CellKind, step: &Step<'_>) -> (Vec<f32>, Vec<f32>) {
     (state, saved)
 }
 
-/// Gradients of one step: `(d x_gates, d h_gates, d state_prev)` from the gradient of the new state.
-/// `step.x_gates` and `step.h_gates` are unused (the saved values replace them).
+/// The gradients reaching a new state: from outside, carried from the step after, and through the
+/// next step's hidden GEMM (`[N, H]`, hidden part only).
+pub(crate) struct Incoming<'a> {
+    pub(crate) d_state: &'a [f32],
+    pub(crate) carry: Option<&'a [f32]>,
+    pub(crate) hidden: Option<&'a [f32]>,
+}
+
+/// Gradients of one step: `(d x_gates, d h_gates, d state_prev)` from the gradients of the new
+/// state. `step.x_gates` and `step.h_gates` are unused (the saved values replace them).
 pub(crate) fn backward(
     kind: CellKind,
     step: &Step<'_>,
-    d_state: &[f32],
+    incoming: &Incoming<'_>,
     saved: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let h = step.units;
     let rows = step.rows(kind);
     let g = kind.gates() * h;
     let width = kind.state_width(h);
+    let mut d_state = incoming.d_state[..rows * width].to_vec();
+    if let Some(carry) = incoming.carry {
+        d_state.iter_mut().zip(carry).for_each(|(d, c)| *d += c);
+    }
+    if let Some(hidden) = incoming.hidden {
+        for n in 0..rows {
+            for j in 0..h {
+                d_state[n * width + j] += hidden[n * h + j];
+            }
+        }
+    }
     let mut d_x = vec![0.0; rows * g];
     let mut d_h = vec![0.0; rows * g];
     let mut d_prev = vec![0.0; rows * width];

@@ -20,8 +20,16 @@ pub(crate) struct GpuStep<'a> {
     pub(crate) mask: Option<(&'a GpuBuffer, usize)>,
 }
 
+/// The gradients reaching a new state on the device (see `shaders/recurrent.wgsl`): from outside at
+/// an element offset, carried from the step after, through the next step's hidden GEMM.
+pub(crate) struct GpuIncoming<'a> {
+    pub(crate) d_state: (&'a GpuBuffer, usize),
+    pub(crate) carry: Option<&'a GpuBuffer>,
+    pub(crate) hidden: Option<&'a GpuBuffer>,
+}
+
 impl GpuStep<'_> {
-    fn params(&self, op: &'static str) -> Result<Params> {
+    fn params(&self, op: &'static str, incoming: Option<&GpuIncoming<'_>>) -> Result<Params> {
         Params::new().with_words(
             op,
             0,
@@ -33,6 +41,9 @@ impl GpuStep<'_> {
                 self.h_gates.1,
                 self.state.1,
                 self.mask.map_or(0, |m| m.1),
+                usize::from(incoming.is_some_and(|i| i.carry.is_some())),
+                usize::from(incoming.is_some_and(|i| i.hidden.is_some())),
+                incoming.map_or(0, |i| i.d_state.1),
             ],
         )
     }
@@ -65,7 +76,7 @@ pub(crate) fn forward(
     ctx.dispatch(
         op,
         &Kernel::new(Shader::Recurrent, entry(kind, false), DType::F32),
-        &step.params(op)?,
+        &step.params(op, None)?,
         &[
             (1, step.x_gates.0),
             (2, step.h_gates.0),
@@ -84,7 +95,7 @@ pub(crate) fn backward(
     ctx: &Arc<GpuContext>,
     kind: CellKind,
     step: &GpuStep<'_>,
-    d_state: &GpuBuffer,
+    incoming: &GpuIncoming<'_>,
     saved: &GpuBuffer,
 ) -> Result<(GpuBuffer, Option<GpuBuffer>, GpuBuffer)> {
     let op = "recurrent_cell_backward";
@@ -100,13 +111,23 @@ pub(crate) fn backward(
         Some((m, _)) => *m,
         None => &placeholder,
     };
+    let carry: &dyn Bindable = match incoming.carry {
+        Some(b) => b,
+        None => &placeholder,
+    };
+    let hidden: &dyn Bindable = match incoming.hidden {
+        Some(b) => b,
+        None => &placeholder,
+    };
     let mut bindings: Vec<(u32, &dyn Bindable)> = vec![
         (3, step.state.0),
         (4, mask),
-        (7, d_state),
+        (7, incoming.d_state.0),
         (8, saved),
         (9, &d_x),
         (11, &d_prev),
+        (12, carry),
+        (13, hidden),
     ];
     if let Some(d_h) = &d_h {
         bindings.push((10, d_h));
@@ -114,7 +135,7 @@ pub(crate) fn backward(
     ctx.dispatch(
         op,
         &Kernel::new(Shader::Recurrent, entry(kind, true), DType::F32),
-        &step.params(op)?,
+        &step.params(op, Some(incoming))?,
         &bindings,
         groups_for(n * h),
     )?;

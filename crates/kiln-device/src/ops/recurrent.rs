@@ -1,8 +1,8 @@
 //! One step of an LSTM or GRU cell after its GEMMs, fused into one kernel each way (see
 //! `shaders/recurrent.wgsl` for the layouts).
 
-use crate::cpu::recurrent::Step;
-use crate::gpu::recurrent::GpuStep;
+use crate::cpu::recurrent::{Incoming, Step};
+use crate::gpu::recurrent::{GpuIncoming, GpuStep};
 use crate::tensor::Backend;
 use crate::{DType, Error, RawTensor, Result, cpu, gpu};
 
@@ -145,15 +145,19 @@ impl RawTensor {
         })
     }
 
-    /// The gradients of one cell step from the gradient of its new state: `(d x_gates, d h_gates,
-    /// d state)`. The hidden half of `d state` holds only what passes through padded steps; the
-    /// gradient through `h_gates`' GEMM is added by the caller.
+    /// The gradients of one cell step from the gradients of its new state: `(d x_gates, d h_gates,
+    /// d state)`. The new state's gradient is the sum of `d_state`, `carry` (same shape: what the
+    /// step after passed back) and `d_hidden` (`[N, H]`, added to the hidden part: the gradient
+    /// through the next step's hidden GEMM). The hidden half of the returned `d state` holds only
+    /// what passes through padded steps; the caller adds the gradient through `h_gates`' GEMM.
     pub fn recurrent_cell_backward(
         kind: CellKind,
         d_state: &RawTensor,
         saved: &RawTensor,
         state: &RawTensor,
         mask: Option<&RawTensor>,
+        carry: Option<&RawTensor>,
+        d_hidden: Option<&RawTensor>,
     ) -> Result<(RawTensor, RawTensor, RawTensor)> {
         let op = kind.op(true);
         let &[n, width] = state.shape().dims() else {
@@ -167,12 +171,18 @@ impl RawTensor {
         } else {
             width
         };
-        if d_state.shape() != state.shape() || saved.shape().dims() != [n, 4 * units] {
+        let fits = d_state.shape() == state.shape()
+            && carry.is_none_or(|c| c.shape() == state.shape())
+            && d_hidden.is_none_or(|d| d.shape().dims() == [n, units])
+            && saved.shape().dims() == [n, 4 * units];
+        if !fits {
             return Err(Error::invalid(
                 op,
                 format!(
-                    "gradient {} and saved values {} do not fit state {}",
+                    "gradients {}, {:?}, {:?} and saved values {} do not fit state {}",
                     d_state.shape(),
+                    carry.map(|c| c.shape().to_string()),
+                    d_hidden.map(|d| d.shape().to_string()),
                     saved.shape(),
                     state.shape()
                 ),
@@ -180,6 +190,8 @@ impl RawTensor {
         }
         let (ds, sv, st) = (packed(d_state)?, packed(saved)?, packed(state)?);
         let mask = mask.map(packed).transpose()?;
+        let carry = carry.map(RawTensor::contiguous).transpose()?;
+        let d_hidden = d_hidden.map(RawTensor::contiguous).transpose()?;
         let gates_shape = [n, kind.gates() * units];
         Ok(match st.backend() {
             Backend::Cpu(cpu) => {
@@ -190,8 +202,13 @@ impl RawTensor {
                     state: st.host_f32(),
                     mask: mask.as_ref().map(RawTensor::host_f32),
                 };
+                let incoming = Incoming {
+                    d_state: ds.host_f32(),
+                    carry: carry.as_ref().map(RawTensor::host_f32),
+                    hidden: d_hidden.as_ref().map(RawTensor::host_f32),
+                };
                 let (d_x, d_h, d_prev) =
-                    cpu::recurrent::backward(kind, &step, ds.host_f32(), sv.host_f32());
+                    cpu::recurrent::backward(kind, &step, &incoming, sv.host_f32());
                 (
                     RawTensor::from_host_f32(d_x, gates_shape, cpu),
                     RawTensor::from_host_f32(d_h, gates_shape, cpu),
@@ -200,8 +217,13 @@ impl RawTensor {
             }
             Backend::Gpu(ctx) => {
                 let step = gpu_step(n, units, &st, &st, &st, mask.as_ref());
+                let incoming = GpuIncoming {
+                    d_state: (ds.buffer(), ds.layout().offset()),
+                    carry: carry.as_ref().map(RawTensor::buffer),
+                    hidden: d_hidden.as_ref().map(RawTensor::buffer),
+                };
                 let (d_x, d_h, d_prev) =
-                    gpu::recurrent::backward(ctx, kind, &step, ds.buffer(), sv.buffer())?;
+                    gpu::recurrent::backward(ctx, kind, &step, &incoming, sv.buffer())?;
                 let d_x = RawTensor::from_gpu(d_x, gates_shape, DType::F32, &st);
                 // an LSTM's two gate gradients are equal: one buffer serves both
                 let d_h = match d_h {
