@@ -28,12 +28,14 @@ pub(crate) enum Shader {
     TopK,
     /// `shaders/recurrent.wgsl`: one LSTM or GRU cell step, forward and backward.
     Recurrent,
+    /// `shaders/norm.wgsl`: per-channel sums and affine maps (batch normalisation).
+    Norm,
 }
 
 impl Shader {
     /// Every shader file.
     #[cfg(test)]
-    pub(crate) const ALL: [Shader; 12] = [
+    pub(crate) const ALL: [Shader; 13] = [
         Shader::Elementwise,
         Shader::Copy,
         Shader::Gemm,
@@ -46,6 +48,7 @@ impl Shader {
         Shader::Index,
         Shader::TopK,
         Shader::Recurrent,
+        Shader::Norm,
     ];
 
     /// The file name under `shaders/`.
@@ -63,6 +66,7 @@ impl Shader {
             Shader::Index => "index.wgsl",
             Shader::TopK => "topk.wgsl",
             Shader::Recurrent => "recurrent.wgsl",
+            Shader::Norm => "norm.wgsl",
         }
     }
 
@@ -93,6 +97,7 @@ impl Shader {
             Shader::Index => include_str!("../../../shaders/index.wgsl"),
             Shader::TopK => include_str!("../../../shaders/topk.wgsl"),
             Shader::Recurrent => include_str!("../../../shaders/recurrent.wgsl"),
+            Shader::Norm => include_str!("../../../shaders/norm.wgsl"),
         }
     }
 }
@@ -134,10 +139,10 @@ mod tests {
                     .to_vec(),
                 _ => vec![String::new()],
             };
-            let modes: Vec<Vec<(&str, f64)>> = if shader == Shader::Gemm {
-                (0..4).map(|mode| vec![("MODE", f64::from(mode))]).collect()
-            } else {
-                vec![vec![]]
+            let modes: Vec<Vec<(&str, f64)>> = match shader {
+                Shader::Gemm => (0..4).map(|mode| vec![("MODE", f64::from(mode))]).collect(),
+                Shader::Norm => (0..2).map(|mode| vec![("MODE", f64::from(mode))]).collect(),
+                _ => vec![vec![]],
             };
             for header in &headers {
                 let source = shader.source_with(header);

@@ -1,9 +1,14 @@
 //! Normalisation: layer norm and batch norm, composed from elementwise and reduction kernels (their
 //! gradients follow through autograd).
 
-use kiln_device::{BinaryOp, Error, RawTensor, Result};
+use kiln_device::{BinaryOp, DType, Error, RawTensor, Result, UnaryOp};
 
-use crate::{Tensor, no_grad};
+use crate::Tensor;
+
+/// `1 / t`, elementwise.
+fn reciprocal(t: &RawTensor) -> Result<RawTensor> {
+    RawTensor::ones(t.shape().clone(), DType::F32, t.device())?.binary(BinaryOp::Div, t)
+}
 
 /// Batch statistics of one batch-norm training step, for the moving averages.
 pub struct BatchNormStats {
@@ -54,8 +59,8 @@ impl Tensor {
         normed.mul(weight)?.add(bias)
     }
 
-    /// The channel axis (1) and the axes batch norm reduces over, checking the `[C]` parameters.
-    fn batch_norm_axes(&self, params: &[(&str, &Tensor)]) -> Result<(Vec<usize>, Vec<usize>)> {
+    /// Checks that the input is `[N, C, ..]` and each parameter `[C]`.
+    fn check_batch_norm(&self, params: &[(&str, &Tensor)]) -> Result<()> {
         let op = "batch_norm";
         let dims = self.dims();
         if dims.len() < 2 {
@@ -77,15 +82,14 @@ impl Tensor {
                 ));
             }
         }
-        let axes = (0..dims.len()).filter(|&a| a != 1).collect();
-        let mut param_shape = vec![1; dims.len()];
-        param_shape[1] = c;
-        Ok((axes, param_shape))
+        Ok(())
     }
 
     /// Batch normalisation in training mode over `[N, C, ..]` (statistics per channel over every
     /// other axis, biased variance), returning the output and the updated running statistics
     /// (`momentum` is PyTorch's: the weight of the new batch; Keras's `momentum = m` is `1 - m` here).
+    /// Recorded as one op: two passes over the data forward (`channel_moments`, `channel_affine`)
+    /// and two backward (`channel_grad_sums`, `channel_affine`).
     pub fn batch_norm_train(
         &self,
         weight: &Tensor,
@@ -94,8 +98,9 @@ impl Tensor {
         momentum: f32,
         eps: f32,
     ) -> Result<(Tensor, BatchNormStats)> {
-        let (axes, param_shape) = self.batch_norm_axes(&[("weight", weight), ("bias", bias)])?;
-        let count: usize = axes.iter().map(|&a| self.dims()[a]).product();
+        self.check_batch_norm(&[("weight", weight), ("bias", bias)])?;
+        let c = self.dims()[1];
+        let count = self.numel() / c.max(1);
         if count < 2 {
             return Err(Error::invalid(
                 "batch_norm",
@@ -105,27 +110,18 @@ impl Tensor {
                 ),
             ));
         }
-        let (mean, var) = self.moments(&axes)?;
-        let normed = self.sub(&mean)?.div(&var.add_scalar(eps)?.sqrt()?)?;
-        let out = normed
-            .mul(&weight.reshape(param_shape.clone())?)?
-            .add(&bias.reshape(param_shape)?)?;
-        let c = self.dims()[1];
-        let stats = no_grad(|| -> Result<BatchNormStats> {
-            let update = |old: &RawTensor, batch: &RawTensor| -> Result<RawTensor> {
-                old.scalar(BinaryOp::Mul, 1.0 - momentum)?.binary(
-                    BinaryOp::Add,
-                    &batch.reshape([c])?.scalar(BinaryOp::Mul, momentum)?,
-                )
-            };
-            let unbiased = var
-                .raw()
-                .scalar(BinaryOp::Mul, count as f32 / (count - 1) as f32)?;
-            Ok(BatchNormStats {
-                running_mean: update(running_mean, mean.raw())?,
-                running_var: update(running_var, &unbiased)?,
-            })
-        })?;
+        let (mean, var) = self.raw().channel_moments()?;
+        let inv_std = reciprocal(&var.scalar(BinaryOp::Add, eps)?.unary(UnaryOp::Sqrt)?)?;
+        let out = self.channel_normalise(weight, bias, (&mean, inv_std), true)?;
+        let update = |old: &RawTensor, batch: &RawTensor| -> Result<RawTensor> {
+            old.scalar(BinaryOp::Mul, 1.0 - momentum)?
+                .binary(BinaryOp::Add, &batch.scalar(BinaryOp::Mul, momentum)?)
+        };
+        let unbiased = var.scalar(BinaryOp::Mul, count as f32 / (count - 1) as f32)?;
+        let stats = BatchNormStats {
+            running_mean: update(running_mean, &mean)?,
+            running_var: update(running_var, &unbiased)?,
+        };
         Ok((out, stats))
     }
 
@@ -137,16 +133,77 @@ impl Tensor {
         (running_mean, running_var): (&RawTensor, &RawTensor),
         eps: f32,
     ) -> Result<Tensor> {
-        let mean = Tensor::from_raw(running_mean.clone());
-        let var = Tensor::from_raw(running_var.clone());
-        let (_, param_shape) = self.batch_norm_axes(&[
+        let (mean, var) = (
+            Tensor::from_raw(running_mean.clone()),
+            Tensor::from_raw(running_var.clone()),
+        );
+        self.check_batch_norm(&[
             ("weight", weight),
             ("bias", bias),
             ("running_mean", &mean),
             ("running_var", &var),
         ])?;
-        let shaped = |t: &Tensor| t.reshape(param_shape.clone());
-        let scale = shaped(weight)?.div(&shaped(&var)?.add_scalar(eps)?.sqrt()?)?;
-        self.sub(&shaped(&mean)?)?.mul(&scale)?.add(&shaped(bias)?)
+        let inv_std = reciprocal(
+            &running_var
+                .scalar(BinaryOp::Add, eps)?
+                .unary(UnaryOp::Sqrt)?,
+        )?;
+        self.channel_normalise(weight, bias, (running_mean, inv_std), false)
+    }
+
+    /// `(x - mean[c]) · inv_std[c] · weight[c] + bias[c]` per channel of `[N, C, ..]`, as one op.
+    /// With `trains_statistics` `mean` and `inv_std` are the batch's own, so their gradient is part
+    /// of the input gradient; otherwise (inference) they are constants.
+    fn channel_normalise(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        (mean, inv_std): (&RawTensor, RawTensor),
+        trains_statistics: bool,
+    ) -> Result<Tensor> {
+        let c = self.dims()[1];
+        let (w, b) = (weight.raw().clone(), bias.raw());
+        let scale = w.binary(BinaryOp::Mul, &inv_std)?;
+        let shift = b.binary(BinaryOp::Sub, &mean.binary(BinaryOp::Mul, &scale)?)?;
+        let zeros = RawTensor::zeros([c], DType::F32, self.device())?;
+        let coef = RawTensor::stack(&[&scale, &zeros, &zeros, &shift], 0)?;
+        let y = RawTensor::channel_affine(self.raw(), None, &coef)?;
+        let (x, mean) = (self.raw().clone(), mean.clone());
+        let count = (self.numel() / c.max(1)) as f32;
+        Ok(Tensor::from_op(
+            "batch_norm",
+            y,
+            &[self, weight, bias],
+            move |g| {
+                let (sum_dy, sum_dy_centred) = RawTensor::channel_grad_sums(g, &x, &mean)?;
+                let d_weight = sum_dy_centred.binary(BinaryOp::Mul, &inv_std)?;
+                let d_x = if trains_statistics {
+                    // dx = w·s·(dy - Σdy/M - x̂·Σ(dy·x̂)/M), with s = 1/σ and x̂ = (x - μ)·s
+                    let k1 = scale.clone();
+                    let k2 = scale
+                        .binary(BinaryOp::Mul, &inv_std)?
+                        .binary(BinaryOp::Mul, &inv_std)?
+                        .binary(BinaryOp::Mul, &sum_dy_centred)?
+                        .scalar(BinaryOp::Mul, -1.0 / count)?;
+                    let k3 = scale
+                        .binary(BinaryOp::Mul, &sum_dy)?
+                        .scalar(BinaryOp::Mul, -1.0 / count)?;
+                    RawTensor::channel_affine(
+                        g,
+                        Some(&x),
+                        &RawTensor::stack(&[&k1, &k2, &mean, &k3], 0)?,
+                    )?
+                } else {
+                    let zeros =
+                        RawTensor::zeros(scale.shape().clone(), DType::F32, scale.device())?;
+                    RawTensor::channel_affine(
+                        g,
+                        None,
+                        &RawTensor::stack(&[&scale, &zeros, &zeros, &zeros], 0)?,
+                    )?
+                };
+                Ok(vec![Some(d_x), Some(d_weight), Some(sum_dy)])
+            },
+        ))
     }
 }

@@ -6,6 +6,7 @@ pub(crate) mod elementwise;
 mod gemm;
 pub(crate) mod loss;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod optimizer;
 pub(crate) mod pool;
 pub(crate) mod random;

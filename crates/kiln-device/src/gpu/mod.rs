@@ -10,6 +10,7 @@ pub(crate) mod gemm;
 pub(crate) mod index;
 pub(crate) mod loss;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod optimizer;
 mod params;
 pub(crate) mod pipelines;

@@ -7,6 +7,7 @@ pub(crate) mod elementwise;
 pub(crate) mod index;
 pub(crate) mod loss;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod optimizer;
 pub(crate) mod pool;
 pub(crate) mod random;
