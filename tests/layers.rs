@@ -458,3 +458,54 @@ fn masked_recurrent_gradients_match_finite_differences() {
         assert!(report.passed(), "lstm {lstm}: {report:?}");
     }
 }
+
+/// `evaluate` reports the new metrics by name, computed over the whole data set (the AUC of a model
+/// that ranks by one feature is that feature's AUC).
+#[test]
+fn evaluate_reports_metrics_by_name() {
+    let cpu = Device::cpu();
+    let xs = vec![0.1f32, 0.4, 0.35, 0.8, 0.7, 0.2];
+    let labels = vec![0.0f32, 0.0, 1.0, 1.0, 1.0, 0.0];
+    let data = Dataset::new(
+        xs.clone(),
+        [1],
+        Targets::Values {
+            values: labels.clone(),
+            width: 1,
+        },
+    )
+    .unwrap();
+    let mut model = Sequential::new([1])
+        .on(&cpu)
+        .add(Dense::new(1).activation(Activation::Sigmoid))
+        .unwrap();
+    model
+        .set_weight(
+            "dense.weight",
+            &RawTensor::from_slice(&[5.0f32], [1, 1], &cpu).unwrap(),
+        )
+        .unwrap();
+    let metrics = [
+        Metric::Auc,
+        Metric::PrAuc,
+        Metric::F1,
+        Metric::RecallAt(0.9),
+    ];
+    model
+        .compile(Sgd::new(0.0), Loss::BinaryCrossentropy, &metrics)
+        .unwrap();
+    let result = model.evaluate(&data, 2).unwrap();
+    let ids: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+    let want_auc = kiln::nn::metrics::roc_auc(&xs, &ids).unwrap() as f32;
+    assert!(
+        (result.get("auc").unwrap() - want_auc).abs() < 1e-6,
+        "{result:?}"
+    );
+    assert!(result.get("pr_auc").is_some() && result.get("f1_score").is_some());
+    // sigmoid(5x) > 0.9 only for x > 0.44: 0.8 and 0.7, two of three positives
+    assert!(
+        (result.get("recall").unwrap() - 2.0 / 3.0).abs() < 1e-6,
+        "{result:?}"
+    );
+    assert!(result.get("loss").is_some() && result.get("nope").is_none());
+}

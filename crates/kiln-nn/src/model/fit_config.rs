@@ -116,6 +116,18 @@ impl Evaluation {
             .find(|(m, _)| *m == metric)
             .map(|(_, v)| *v)
     }
+
+    /// A value by its Keras name: `"loss"` or a metric's (`"accuracy"`, `"auc"`, `"f1_score"`, ...;
+    /// the first metric of that name when several share it).
+    pub fn get(&self, name: &str) -> Option<f32> {
+        if name == "loss" {
+            return Some(self.loss);
+        }
+        self.metrics
+            .iter()
+            .find(|(m, _)| m.name() == name)
+            .map(|(_, v)| *v)
+    }
 }
 
 /// What `fit` measured, epoch by epoch.
