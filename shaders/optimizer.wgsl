@@ -6,13 +6,20 @@
 //   sgd_main   SGD with momentum: g += wd·p; buf' = μ buf + (1 - dampening) g (buf' = g on the first
 //              step); nesterov: g += μ buf', else g = buf'; p' = p - lr g
 //
+//   rmsprop_main  RMSprop (PyTorch's): g += wd·p; a' = ρ a + (1-ρ) g²; centred: ḡ' = ρ ḡ + (1-ρ) g and
+//              a' - ḡ'² under the root; s = g / (sqrt(..) + eps); with momentum buf' = μ buf + s, p' = p -
+//              lr buf', else p' = p - lr s. State 1 = a, state 2 = buf, state 3 = ḡ (read and written
+//              only when used)
+//   adagrad_main  Adagrad: acc' = acc + g²; p' = p - lr g / (sqrt(acc') + eps). State 1 = acc
+//
 //   adam_multi, sgd_multi  the same for up to four parameters in one launch (a model's whole update),
 //              each in its own buffers: parameter k gets its own run of workgroups, so which buffers a
 //              thread reads is the same across its workgroup
 //
 // Params (see crates/kiln-device/src/gpu/optimizer.rs), floats as f32 bits:
 //   0 elements  1 lr  2 β1 | momentum  3 β2 | dampening  4 eps  5 weight decay  6 c1  7 c2
-//   8 flags: bit 0 decoupled (AdamW), bit 1 nesterov, bit 2 first step
+//   8 flags: bit 0 decoupled (AdamW), bit 1 nesterov, bit 2 first step, bit 3 centred, bit 4 momentum
+//   (RMSprop: 2 ρ, 3 momentum; Adagrad: 1 lr, 4 eps)
 //   multi: 9 parameters in this launch  10..14 each one's first workgroup  14..18 each one's elements
 
 @group(0) @binding(1) var<storage, read> param: array<f32>;
@@ -81,6 +88,54 @@ fn adam_main(
     param_out[i] = u.param;
     state1_out[i] = u.state1;
     state2_out[i] = u.state2;
+}
+
+@group(0) @binding(36) var<storage, read> state3: array<f32>;
+@group(0) @binding(37) var<storage, read_write> state3_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn rmsprop_main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = thread_index(wid, groups, lid);
+    if i >= word(0u) {
+        return;
+    }
+    let rho = float_word(2u);
+    let p = param[i];
+    let g = grad[i] + float_word(5u) * p;
+    let square_avg = rho * state1[i] + (1.0 - rho) * g * g;
+    state1_out[i] = square_avg;
+    var variance = square_avg;
+    if (word(8u) & 8u) != 0u {
+        let grad_avg = rho * state3[i] + (1.0 - rho) * g;
+        state3_out[i] = grad_avg;
+        variance = variance - grad_avg * grad_avg;
+    }
+    var step = g / (sqrt(variance) + float_word(4u));
+    if (word(8u) & 16u) != 0u {
+        step = float_word(3u) * state2[i] + step;
+        state2_out[i] = step;
+    }
+    param_out[i] = p - float_word(1u) * step;
+}
+
+@compute @workgroup_size(256)
+fn adagrad_main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = thread_index(wid, groups, lid);
+    if i >= word(0u) {
+        return;
+    }
+    let g = grad[i];
+    let sum = state1[i] + g * g;
+    state1_out[i] = sum;
+    param_out[i] = param[i] - float_word(1u) * g / (sqrt(sum) + float_word(4u));
 }
 
 @compute @workgroup_size(256)

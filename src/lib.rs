@@ -28,7 +28,7 @@ pub mod prelude {
     };
     pub use kiln_device::{
         AdamConfig, Backend, BinaryOp, Conv2dParams, DType, Device, DeviceInfo, Error, GpuOptions,
-        Pool2dParams, RawTensor, ReduceOp, Result, SgdConfig, Shape, UnaryOp,
+        Pool2dParams, RawTensor, ReduceOp, Result, RmsPropConfig, SgdConfig, Shape, UnaryOp,
     };
     pub use kiln_nn::prelude::*;
 }

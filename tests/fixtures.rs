@@ -542,14 +542,18 @@ fn layer_case(op: &str, attrs: &Value, x: &[Tensor]) -> Option<Result<Vec<Tensor
 fn layer_procedure(op: &str, attrs: &Value, x: &[RawTensor]) -> Option<Result<Vec<RawTensor>>> {
     Some(match op {
         "rmsprop_steps" => (|| {
-            let mut optimizer = RmsProp::new(float(attrs, "lr"));
-            optimizer.rho = float(attrs, "alpha");
-            optimizer.eps = float(attrs, "eps");
-            optimizer.momentum = float(attrs, "momentum");
-            optimizer.centered = attrs["centered"].as_bool().unwrap();
-            let (mut param, mut state) = (x[0].clone(), Vec::new());
+            let config = RmsPropConfig {
+                lr: float(attrs, "lr"),
+                rho: float(attrs, "alpha"),
+                eps: float(attrs, "eps"),
+                momentum: float(attrs, "momentum"),
+                centered: attrs["centered"].as_bool().unwrap(),
+                weight_decay: 0.0,
+            };
+            let (mut param, mut state) = (x[0].clone(), None);
             for grad in &x[1..] {
-                (param, state) = optimizer.update(&param, grad, &state)?;
+                let (p, s) = RawTensor::rmsprop_step(&param, grad, state.as_ref(), &config)?;
+                (param, state) = (p, Some(s));
             }
             Ok(vec![param])
         })(),

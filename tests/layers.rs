@@ -509,3 +509,16 @@ fn evaluate_reports_metrics_by_name() {
     );
     assert!(result.get("loss").is_some() && result.get("nope").is_none());
 }
+
+device_test!(adagrad_steps_follow_the_formula, |device| {
+    let param = RawTensor::from_slice(&[0.5f32, -1.0], [2], &device).unwrap();
+    let grad = RawTensor::from_slice(&[0.2f32, 0.4], [2], &device).unwrap();
+    let sum = RawTensor::full([2], 0.1, DType::F32, &device).unwrap();
+    let (p, s) = RawTensor::adagrad_step(&param, &grad, &sum, 0.1, 1e-7).unwrap();
+    let (p, s) = (p.to_vec::<f32>().unwrap(), s.to_vec::<f32>().unwrap());
+    for (i, (x, g)) in [(0.5f32, 0.2f32), (-1.0, 0.4)].into_iter().enumerate() {
+        let acc = 0.1 + g * g;
+        assert!((s[i] - acc).abs() < 1e-6);
+        assert!((p[i] - (x - 0.1 * g / (acc.sqrt() + 1e-7))).abs() < 1e-6, "{p:?}");
+    }
+});

@@ -33,7 +33,7 @@ pub use gpu::{
 pub use layout::{Layout, StridedIndices};
 pub use ops::{
     AdamConfig, BinaryOp, CellKind, Conv2dGrads, Conv2dParams, Conv2dWanted, Pool2dParams,
-    ReduceOp, SgdConfig, UnaryOp,
+    ReduceOp, RmsPropConfig, RmsPropState, SgdConfig, UnaryOp,
 };
 pub use shape::Shape;
 pub use storage::Storage;

@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 
 use kiln_autograd::{Gradients, TensorId, Var};
-use kiln_device::{AdamConfig, BinaryOp, DType, RawTensor, Result, SgdConfig, Shape, UnaryOp};
+use kiln_device::{
+    AdamConfig, BinaryOp, DType, RawTensor, Result, RmsPropConfig, RmsPropState, SgdConfig, Shape,
+    UnaryOp,
+};
 
 /// Updates parameters from their gradients.
 pub trait Optimizer: Send {
@@ -269,92 +272,60 @@ fn load_states(name: &'static str, count: usize, state: StateMap) -> Result<Stat
     Ok(state)
 }
 
-/// `a · x + b · y` for same-shaped tensors.
-fn blend(x: &RawTensor, a: f32, y: &RawTensor, b: f32) -> Result<RawTensor> {
-    x.scalar(BinaryOp::Mul, a)?
-        .binary(BinaryOp::Add, &y.scalar(BinaryOp::Mul, b)?)
-}
-
 /// RMSprop (PyTorch's update, Keras's defaults: lr 0.001, rho 0.9, eps 1e-7): a running mean of
-/// squared gradients scales each step; optional momentum and centring.
+/// squared gradients scales each step; optional momentum and centring. One fused kernel per
+/// parameter and step.
 pub struct RmsProp {
-    lr: f32,
-    /// Decay of the running mean of squared gradients (Keras's `rho`, PyTorch's `alpha`).
-    pub rho: f32,
-    /// Added to the root of the running mean.
-    pub eps: f32,
-    /// Momentum factor (0: none).
-    pub momentum: f32,
-    /// Subtract the square of the running mean gradient (centred RMSprop).
-    pub centered: bool,
-    /// L2 weight decay added to the gradient.
-    pub weight_decay: f32,
-    /// Per parameter: square average, then the momentum buffer and the mean gradient when used.
-    state: StateMap,
+    /// The hyper-parameters.
+    pub config: RmsPropConfig,
+    state: HashMap<TensorId, RmsPropState>,
 }
 
 impl RmsProp {
     /// RMSprop with learning rate `lr` and Keras's defaults.
     pub fn new(lr: f32) -> Self {
         RmsProp {
-            lr,
-            rho: 0.9,
-            eps: 1e-7,
-            momentum: 0.0,
-            centered: false,
-            weight_decay: 0.0,
+            config: RmsPropConfig {
+                lr,
+                ..RmsPropConfig::default()
+            },
             state: HashMap::new(),
         }
     }
 
-    /// One update of `param` with gradient `grad` from `state` (empty at the first step): returns
-    /// the new parameter and state — the square average, then the momentum buffer (with momentum),
-    /// then the mean gradient (centred). Composed from elementwise kernels.
-    pub fn update(
-        &self,
-        param: &RawTensor,
-        grad: &RawTensor,
-        state: &[RawTensor],
-    ) -> Result<(RawTensor, Vec<RawTensor>)> {
-        let with_momentum = self.momentum > 0.0;
-        let previous = |i: usize| match state.get(i) {
-            Some(t) => Ok(t.clone()),
-            None => RawTensor::zeros(param.shape().clone(), DType::F32, param.device()),
-        };
-        let grad = if self.weight_decay != 0.0 {
-            grad.binary(
-                BinaryOp::Add,
-                &param.scalar(BinaryOp::Mul, self.weight_decay)?,
-            )?
-        } else {
-            grad.clone()
-        };
-        let squared = grad.binary(BinaryOp::Mul, &grad)?;
-        let square_avg = blend(&previous(0)?, self.rho, &squared, 1.0 - self.rho)?;
-        let mut variance = square_avg.clone();
-        let mut new_state = vec![square_avg];
-        let grad_avg = if self.centered {
-            let avg = blend(
-                &previous(1 + usize::from(with_momentum))?,
-                self.rho,
-                &grad,
-                1.0 - self.rho,
-            )?;
-            variance = variance.binary(BinaryOp::Sub, &avg.binary(BinaryOp::Mul, &avg)?)?;
-            Some(avg)
-        } else {
-            None
-        };
-        let denominator = variance
-            .unary(UnaryOp::Sqrt)?
-            .scalar(BinaryOp::Add, self.eps)?;
-        let mut step = grad.binary(BinaryOp::Div, &denominator)?;
-        if with_momentum {
-            step = blend(&previous(1)?, self.momentum, &step, 1.0)?;
-            new_state.push(step.clone());
-        }
-        new_state.extend(grad_avg);
-        Ok((blend(param, 1.0, &step, -self.lr)?, new_state))
+    /// Sets the decay of the running mean of squared gradients (Keras's `rho`).
+    pub fn rho(mut self, rho: f32) -> Self {
+        self.config.rho = rho;
+        self
+    }
+
+    /// Sets momentum.
+    pub fn momentum(mut self, momentum: f32) -> Self {
+        self.config.momentum = momentum;
+        self
+    }
+
+    /// Centred RMSprop (normalised by the variance of the gradient instead of its second moment).
+    pub fn centered(mut self, centered: bool) -> Self {
+        self.config.centered = centered;
+        self
+    }
+
+    /// Sets epsilon.
+    pub fn epsilon(mut self, eps: f32) -> Self {
+        self.config.eps = eps;
+        self
+    }
+
+    /// Sets L2 weight decay (added to the gradient).
+    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
+        self.config.weight_decay = weight_decay;
+        self
+    }
+
+    /// How many state tensors each parameter keeps under this configuration.
+    fn state_len(&self) -> usize {
+        1 + usize::from(self.config.momentum > 0.0) + usize::from(self.config.centered)
     }
 }
 
@@ -365,8 +336,9 @@ impl Optimizer for RmsProp {
             let Some(g) = grads.get_raw(p.id()) else {
                 continue;
             };
-            let state = self.state.remove(&p.id()).unwrap_or_default();
-            let (value, state) = self.update(p.tensor().raw(), g, &state)?;
+            let previous = self.state.get(&p.id());
+            let (value, state) =
+                RawTensor::rmsprop_step(p.tensor().raw(), g, previous, &self.config)?;
             p.set(value)?;
             self.state.insert(p.id(), state);
         }
@@ -374,31 +346,58 @@ impl Optimizer for RmsProp {
     }
 
     fn learning_rate(&self) -> f32 {
-        self.lr
+        self.config.lr
     }
 
     fn set_learning_rate(&mut self, lr: f32) {
-        self.lr = lr;
+        self.config.lr = lr;
     }
 
     fn name(&self) -> &'static str {
         "rmsprop"
     }
 
+    /// Per parameter: the square average, then the momentum buffer and the mean gradient when used.
     fn state(&self) -> (u32, StateMap) {
-        (0, self.state.clone())
+        let state = self
+            .state
+            .iter()
+            .map(|(id, s)| {
+                let mut tensors = vec![s.square_avg.clone()];
+                tensors.extend(s.momentum_buffer.clone());
+                tensors.extend(s.grad_avg.clone());
+                (*id, tensors)
+            })
+            .collect();
+        (0, state)
     }
 
     fn load_state(&mut self, _steps: u32, state: StateMap) -> Result<()> {
-        let count =
-            1 + usize::from(self.momentum > 0.0 || self.centered) + usize::from(self.centered);
-        self.state = load_states("RMSprop", count, state)?;
+        let state = load_states("RMSprop", self.state_len(), state)?;
+        let (with_momentum, centered) = (self.config.momentum > 0.0, self.config.centered);
+        self.state = state
+            .into_iter()
+            .map(|(id, tensors)| {
+                let mut tensors = tensors.into_iter();
+                let square_avg = tensors.next().expect("load_states checked the count");
+                let momentum_buffer = if with_momentum { tensors.next() } else { None };
+                let grad_avg = if centered { tensors.next() } else { None };
+                (
+                    id,
+                    RmsPropState {
+                        square_avg,
+                        momentum_buffer,
+                        grad_avg,
+                    },
+                )
+            })
+            .collect();
         Ok(())
     }
 }
 
 /// Adagrad (Keras's defaults: lr 0.001, initial accumulator 0.1, eps 1e-7): each parameter's step is
-/// scaled by the root of its summed squared gradients.
+/// scaled by the root of its summed squared gradients. One fused kernel per parameter and step.
 pub struct Adagrad {
     lr: f32,
     /// The accumulator's starting value.
@@ -428,7 +427,11 @@ impl Optimizer for Adagrad {
                 continue;
             };
             let value = p.tensor().raw().clone();
-            let sum = match self.accumulators.remove(&p.id()).and_then(|mut s| s.pop()) {
+            let sum = match self
+                .accumulators
+                .get(&p.id())
+                .and_then(|s| s.first().cloned())
+            {
                 Some(sum) => sum,
                 None => RawTensor::full(
                     value.shape().clone(),
@@ -437,12 +440,8 @@ impl Optimizer for Adagrad {
                     value.device(),
                 )?,
             };
-            let sum = sum.binary(BinaryOp::Add, &g.binary(BinaryOp::Mul, g)?)?;
-            let step = g.binary(
-                BinaryOp::Div,
-                &sum.unary(UnaryOp::Sqrt)?.scalar(BinaryOp::Add, self.eps)?,
-            )?;
-            p.set(blend(&value, 1.0, &step, -self.lr)?)?;
+            let (value, sum) = RawTensor::adagrad_step(&value, g, &sum, self.lr, self.eps)?;
+            p.set(value)?;
             self.accumulators.insert(p.id(), vec![sum]);
         }
         Ok(())

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::{AdamConfig, SgdConfig};
+use crate::{AdamConfig, RmsPropConfig, SgdConfig};
 
 /// Parameters per parallel chunk: below this one thread is faster than rayon's fork/join.
 const CHUNK: usize = 1 << 14;
@@ -58,4 +58,54 @@ pub(crate) fn sgd(
         b2.push(b);
     }
     (p2, b2)
+}
+
+/// RMSprop: `(param, square average, momentum buffer, mean gradient)`, the last two only when
+/// used (see `shaders/optimizer.wgsl`).
+pub(crate) fn rmsprop(
+    [p, g, square_avg]: [&[f32]; 3],
+    (buffer, grad_avg): (Option<&[f32]>, Option<&[f32]>),
+    c: &RmsPropConfig,
+) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>, Option<Vec<f32>>) {
+    let n = p.len();
+    let with_momentum = c.momentum > 0.0;
+    let (mut p2, mut a2) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut b2 = with_momentum.then(|| Vec::with_capacity(n));
+    let mut m2 = c.centered.then(|| Vec::with_capacity(n));
+    for i in 0..n {
+        let gi = g[i] + c.weight_decay * p[i];
+        let a = c.rho * square_avg[i] + (1.0 - c.rho) * gi * gi;
+        a2.push(a);
+        let mut variance = a;
+        if let Some(m2) = m2.as_mut() {
+            let mean = c.rho * grad_avg.map_or(0.0, |m| m[i]) + (1.0 - c.rho) * gi;
+            m2.push(mean);
+            variance -= mean * mean;
+        }
+        let mut step = gi / (variance.sqrt() + c.eps);
+        if let Some(b2) = b2.as_mut() {
+            step += c.momentum * buffer.map_or(0.0, |b| b[i]);
+            b2.push(step);
+        }
+        p2.push(p[i] - c.lr * step);
+    }
+    (p2, a2, b2, m2)
+}
+
+/// Adagrad: `(param, accumulator)`.
+pub(crate) fn adagrad(
+    p: &[f32],
+    g: &[f32],
+    sum: &[f32],
+    lr: f32,
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let sums: Vec<f32> = sum.iter().zip(g).map(|(s, g)| s + g * g).collect();
+    let params = p
+        .iter()
+        .zip(g)
+        .zip(&sums)
+        .map(|((p, g), s)| p - lr * g / (s.sqrt() + eps))
+        .collect();
+    (params, sums)
 }

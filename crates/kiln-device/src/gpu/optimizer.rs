@@ -9,7 +9,7 @@ use super::params::Params;
 use super::pipelines::Kernel;
 use super::{GpuBuffer, GpuContext, groups_for};
 use crate::shaders::Shader;
-use crate::{AdamConfig, DType, Result, SgdConfig};
+use crate::{AdamConfig, DType, Result, RmsPropConfig, SgdConfig};
 
 /// Parameters one launch of `adam_multi` / `sgd_multi` updates.
 pub(crate) const MULTI: usize = 4;
@@ -105,6 +105,79 @@ pub(crate) fn sgd(
         groups_for(numel),
     )?;
     Ok((p2, b2))
+}
+
+const CENTERED: u32 = 8;
+const MOMENTUM: u32 = 16;
+
+/// Returns the updated `(param, square average, momentum buffer, mean gradient)`; the last two only
+/// when `c` uses them (their inputs are read only then).
+pub(crate) fn rmsprop(
+    ctx: &Arc<GpuContext>,
+    [p, g, square_avg]: [&GpuBuffer; 3],
+    (buffer, grad_avg): (Option<&GpuBuffer>, Option<&GpuBuffer>),
+    numel: usize,
+    c: &RmsPropConfig,
+) -> Result<(GpuBuffer, GpuBuffer, Option<GpuBuffer>, Option<GpuBuffer>)> {
+    let op = "rmsprop_step";
+    let flags = if c.centered { CENTERED } else { 0 } | if c.momentum > 0.0 { MOMENTUM } else { 0 };
+    let params = floats(
+        Params::new(),
+        1,
+        &[c.lr, c.rho, c.momentum, c.eps, c.weight_decay],
+    )
+    .set(8, flags)
+    .with_words(op, 0, &[numel])?;
+    let bytes = (numel * 4) as u64;
+    let (p2, a2) = (ctx.alloc(op, bytes)?, ctx.alloc(op, bytes)?);
+    let b2 = (c.momentum > 0.0)
+        .then(|| ctx.alloc(op, bytes))
+        .transpose()?;
+    let m2 = c.centered.then(|| ctx.alloc(op, bytes)).transpose()?;
+    // Unused states: their inputs stand in as the gradient (never read), their outputs a scratch
+    // buffer (never written).
+    let scratch = ctx.alloc(op, 4)?;
+    ctx.dispatch(
+        op,
+        &Kernel::new(Shader::Optimizer, "rmsprop_main", DType::F32),
+        &params,
+        &[
+            (1, p),
+            (2, g),
+            (3, square_avg),
+            (4, buffer.unwrap_or(g)),
+            (36, grad_avg.unwrap_or(g)),
+            (5, &p2),
+            (6, &a2),
+            (7, b2.as_ref().unwrap_or(&scratch)),
+            (37, m2.as_ref().unwrap_or(&scratch)),
+        ],
+        groups_for(numel),
+    )?;
+    Ok((p2, a2, b2, m2))
+}
+
+/// Returns the updated `(param, accumulator)`.
+pub(crate) fn adagrad(
+    ctx: &Arc<GpuContext>,
+    [p, g, sum]: [&GpuBuffer; 3],
+    numel: usize,
+    (lr, eps): (f32, f32),
+) -> Result<(GpuBuffer, GpuBuffer)> {
+    let op = "adagrad_step";
+    let params = floats(Params::new(), 1, &[lr])
+        .set(4, eps.to_bits())
+        .with_words(op, 0, &[numel])?;
+    let bytes = (numel * 4) as u64;
+    let (p2, s2) = (ctx.alloc(op, bytes)?, ctx.alloc(op, bytes)?);
+    ctx.dispatch(
+        op,
+        &Kernel::new(Shader::Optimizer, "adagrad_main", DType::F32),
+        &params,
+        &[(1, p), (2, g), (3, sum), (5, &p2), (6, &s2)],
+        groups_for(numel),
+    )?;
+    Ok((p2, s2))
 }
 
 /// Whether the adapter binds enough storage buffers for the multi-parameter kernels.

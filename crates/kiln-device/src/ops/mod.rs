@@ -18,7 +18,7 @@ pub(crate) mod topk;
 
 pub use conv2d::{Conv2dGrads, Conv2dParams, Conv2dWanted};
 pub use elementwise::{BinaryOp, UnaryOp};
-pub use optimizer::{AdamConfig, SgdConfig};
+pub use optimizer::{AdamConfig, RmsPropConfig, RmsPropState, SgdConfig};
 pub use pool::Pool2dParams;
 pub use recurrent::CellKind;
 pub use reduce::ReduceOp;

@@ -53,6 +53,48 @@ pub struct SgdConfig {
     pub nesterov: bool,
 }
 
+/// Hyper-parameters of RMSprop (PyTorch's update; Keras's defaults: lr 0.001, ρ 0.9, eps 1e-7).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RmsPropConfig {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decay of the running mean of squared gradients (Keras's `rho`, PyTorch's `alpha`).
+    pub rho: f32,
+    /// Added to the root of the running mean.
+    pub eps: f32,
+    /// Momentum factor (0: none).
+    pub momentum: f32,
+    /// Subtract the square of the running mean gradient (centred RMSprop).
+    pub centered: bool,
+    /// L2 weight decay added to the gradient.
+    pub weight_decay: f32,
+}
+
+impl Default for RmsPropConfig {
+    fn default() -> Self {
+        RmsPropConfig {
+            lr: 0.001,
+            rho: 0.9,
+            eps: 1e-7,
+            momentum: 0.0,
+            centered: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// The state of one parameter under RMSprop: the running mean of squared gradients, and the
+/// momentum buffer and the running mean gradient where the configuration uses them.
+#[derive(Debug, Clone)]
+pub struct RmsPropState {
+    /// Running mean of squared gradients.
+    pub square_avg: RawTensor,
+    /// Momentum buffer (with momentum).
+    pub momentum_buffer: Option<RawTensor>,
+    /// Running mean gradient (centred).
+    pub grad_avg: Option<RawTensor>,
+}
+
 fn check(op: &'static str, param: &RawTensor, others: &[&RawTensor]) -> Result<()> {
     for t in others {
         if t.shape() != param.shape() {
@@ -75,6 +117,121 @@ fn check(op: &'static str, param: &RawTensor, others: &[&RawTensor]) -> Result<(
 }
 
 impl RawTensor {
+    /// One RMSprop step with one fused kernel. `state` is `None` at the first step (all zeros).
+    pub fn rmsprop_step(
+        param: &RawTensor,
+        grad: &RawTensor,
+        state: Option<&RmsPropState>,
+        config: &RmsPropConfig,
+    ) -> Result<(RawTensor, RmsPropState)> {
+        let op = "rmsprop_step";
+        let zeros = || RawTensor::zeros(param.shape().clone(), DType::F32, param.device());
+        let (with_momentum, centered) = (config.momentum > 0.0, config.centered);
+        let square_avg = state.map_or_else(zeros, |s| Ok(s.square_avg.clone()))?;
+        let pick = |used: bool, kept: Option<&RawTensor>| -> Result<Option<RawTensor>> {
+            Ok(match (used, kept) {
+                (false, _) => None,
+                (true, Some(t)) => Some(t.clone()),
+                (true, None) => Some(zeros()?),
+            })
+        };
+        let buffer = pick(
+            with_momentum,
+            state.and_then(|s| s.momentum_buffer.as_ref()),
+        )?;
+        let grad_avg = pick(centered, state.and_then(|s| s.grad_avg.as_ref()))?;
+        let mut others = vec![grad, &square_avg];
+        others.extend(buffer.as_ref());
+        others.extend(grad_avg.as_ref());
+        check(op, param, &others)?;
+        let (p, g, a) = (
+            param.contiguous()?,
+            grad.contiguous()?,
+            square_avg.contiguous()?,
+        );
+        let buffer = buffer.map(|b| b.contiguous()).transpose()?;
+        let grad_avg = grad_avg.map(|m| m.contiguous()).transpose()?;
+        let shape = p.shape().clone();
+        Ok(match p.backend() {
+            Backend::Cpu(cpu) => {
+                let (p2, a2, b2, m2) = cpu::optimizer::rmsprop(
+                    [p.host_f32(), g.host_f32(), a.host_f32()],
+                    (
+                        buffer.as_ref().map(RawTensor::host_f32),
+                        grad_avg.as_ref().map(RawTensor::host_f32),
+                    ),
+                    config,
+                );
+                let wrap = |values| RawTensor::from_host_f32(values, shape.clone(), cpu);
+                (
+                    wrap(p2),
+                    RmsPropState {
+                        square_avg: wrap(a2),
+                        momentum_buffer: b2.map(wrap),
+                        grad_avg: m2.map(wrap),
+                    },
+                )
+            }
+            Backend::Gpu(ctx) => {
+                let (p2, a2, b2, m2) = gpu::optimizer::rmsprop(
+                    ctx,
+                    [p.buffer(), g.buffer(), a.buffer()],
+                    (
+                        buffer.as_ref().map(RawTensor::buffer),
+                        grad_avg.as_ref().map(RawTensor::buffer),
+                    ),
+                    p.numel(),
+                    config,
+                )?;
+                let wrap = |buffer| RawTensor::from_gpu(buffer, shape.clone(), DType::F32, &p);
+                (
+                    wrap(p2),
+                    RmsPropState {
+                        square_avg: wrap(a2),
+                        momentum_buffer: b2.map(wrap),
+                        grad_avg: m2.map(wrap),
+                    },
+                )
+            }
+        })
+    }
+
+    /// One Adagrad step with one fused kernel: returns `(param, accumulator)`.
+    pub fn adagrad_step(
+        param: &RawTensor,
+        grad: &RawTensor,
+        accumulator: &RawTensor,
+        lr: f32,
+        eps: f32,
+    ) -> Result<(RawTensor, RawTensor)> {
+        let op = "adagrad_step";
+        check(op, param, &[grad, accumulator])?;
+        let (p, g, s) = (
+            param.contiguous()?,
+            grad.contiguous()?,
+            accumulator.contiguous()?,
+        );
+        let shape = p.shape().clone();
+        Ok(match p.backend() {
+            Backend::Cpu(cpu) => {
+                let (p2, s2) =
+                    cpu::optimizer::adagrad(p.host_f32(), g.host_f32(), s.host_f32(), lr, eps);
+                let wrap = |values| RawTensor::from_host_f32(values, shape.clone(), cpu);
+                (wrap(p2), wrap(s2))
+            }
+            Backend::Gpu(ctx) => {
+                let (p2, s2) = gpu::optimizer::adagrad(
+                    ctx,
+                    [p.buffer(), g.buffer(), s.buffer()],
+                    p.numel(),
+                    (lr, eps),
+                )?;
+                let wrap = |buffer| RawTensor::from_gpu(buffer, shape.clone(), DType::F32, &p);
+                (wrap(p2), wrap(s2))
+            }
+        })
+    }
+
     /// One Adam/AdamW step at `step` (1-based): returns `(param, m, v)` after the update.
     pub fn adam_step(
         param: &RawTensor,
