@@ -519,6 +519,9 @@ device_test!(adagrad_steps_follow_the_formula, |device| {
     for (i, (x, g)) in [(0.5f32, 0.2f32), (-1.0, 0.4)].into_iter().enumerate() {
         let acc = 0.1 + g * g;
         assert!((s[i] - acc).abs() < 1e-6);
-        assert!((p[i] - (x - 0.1 * g / (acc.sqrt() + 1e-7))).abs() < 1e-6, "{p:?}");
+        assert!(
+            (p[i] - (x - 0.1 * g / (acc.sqrt() + 1e-7))).abs() < 1e-6,
+            "{p:?}"
+        );
     }
 });

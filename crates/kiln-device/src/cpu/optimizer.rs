@@ -60,13 +60,21 @@ pub(crate) fn sgd(
     (p2, b2)
 }
 
-/// RMSprop: `(param, square average, momentum buffer, mean gradient)`, the last two only when
-/// used (see `shaders/optimizer.wgsl`).
+/// RMSprop's updated parameter and state, the optional states only when used (see
+/// `shaders/optimizer.wgsl`); `T` is a host vector or a device buffer.
+pub(crate) struct RmsPropOut<T> {
+    pub(crate) param: T,
+    pub(crate) square_avg: T,
+    pub(crate) buffer: Option<T>,
+    pub(crate) grad_avg: Option<T>,
+}
+
+/// One RMSprop step on the host.
 pub(crate) fn rmsprop(
     [p, g, square_avg]: [&[f32]; 3],
     (buffer, grad_avg): (Option<&[f32]>, Option<&[f32]>),
     c: &RmsPropConfig,
-) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>, Option<Vec<f32>>) {
+) -> RmsPropOut<Vec<f32>> {
     let n = p.len();
     let with_momentum = c.momentum > 0.0;
     let (mut p2, mut a2) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -89,7 +97,12 @@ pub(crate) fn rmsprop(
         }
         p2.push(p[i] - c.lr * step);
     }
-    (p2, a2, b2, m2)
+    RmsPropOut {
+        param: p2,
+        square_avg: a2,
+        buffer: b2,
+        grad_avg: m2,
+    }
 }
 
 /// Adagrad: `(param, accumulator)`.

@@ -8,6 +8,7 @@ use super::context::WORKGROUP_SIZE;
 use super::params::Params;
 use super::pipelines::Kernel;
 use super::{GpuBuffer, GpuContext, groups_for};
+use crate::cpu::optimizer::RmsPropOut;
 use crate::shaders::Shader;
 use crate::{AdamConfig, DType, Result, RmsPropConfig, SgdConfig};
 
@@ -110,15 +111,15 @@ pub(crate) fn sgd(
 const CENTERED: u32 = 8;
 const MOMENTUM: u32 = 16;
 
-/// Returns the updated `(param, square average, momentum buffer, mean gradient)`; the last two only
-/// when `c` uses them (their inputs are read only then).
+/// The updated parameter and state; the momentum buffer and mean gradient only when `c` uses them
+/// (their inputs are read only then).
 pub(crate) fn rmsprop(
     ctx: &Arc<GpuContext>,
     [p, g, square_avg]: [&GpuBuffer; 3],
     (buffer, grad_avg): (Option<&GpuBuffer>, Option<&GpuBuffer>),
     numel: usize,
     c: &RmsPropConfig,
-) -> Result<(GpuBuffer, GpuBuffer, Option<GpuBuffer>, Option<GpuBuffer>)> {
+) -> Result<RmsPropOut<GpuBuffer>> {
     let op = "rmsprop_step";
     let flags = if c.centered { CENTERED } else { 0 } | if c.momentum > 0.0 { MOMENTUM } else { 0 };
     let params = floats(
@@ -154,7 +155,12 @@ pub(crate) fn rmsprop(
         ],
         groups_for(numel),
     )?;
-    Ok((p2, a2, b2, m2))
+    Ok(RmsPropOut {
+        param: p2,
+        square_avg: a2,
+        buffer: b2,
+        grad_avg: m2,
+    })
 }
 
 /// Returns the updated `(param, accumulator)`.

@@ -154,7 +154,7 @@ impl RawTensor {
         let shape = p.shape().clone();
         Ok(match p.backend() {
             Backend::Cpu(cpu) => {
-                let (p2, a2, b2, m2) = cpu::optimizer::rmsprop(
+                let out = cpu::optimizer::rmsprop(
                     [p.host_f32(), g.host_f32(), a.host_f32()],
                     (
                         buffer.as_ref().map(RawTensor::host_f32),
@@ -164,16 +164,16 @@ impl RawTensor {
                 );
                 let wrap = |values| RawTensor::from_host_f32(values, shape.clone(), cpu);
                 (
-                    wrap(p2),
+                    wrap(out.param),
                     RmsPropState {
-                        square_avg: wrap(a2),
-                        momentum_buffer: b2.map(wrap),
-                        grad_avg: m2.map(wrap),
+                        square_avg: wrap(out.square_avg),
+                        momentum_buffer: out.buffer.map(wrap),
+                        grad_avg: out.grad_avg.map(wrap),
                     },
                 )
             }
             Backend::Gpu(ctx) => {
-                let (p2, a2, b2, m2) = gpu::optimizer::rmsprop(
+                let out = gpu::optimizer::rmsprop(
                     ctx,
                     [p.buffer(), g.buffer(), a.buffer()],
                     (
@@ -185,11 +185,11 @@ impl RawTensor {
                 )?;
                 let wrap = |buffer| RawTensor::from_gpu(buffer, shape.clone(), DType::F32, &p);
                 (
-                    wrap(p2),
+                    wrap(out.param),
                     RmsPropState {
-                        square_avg: wrap(a2),
-                        momentum_buffer: b2.map(wrap),
-                        grad_avg: m2.map(wrap),
+                        square_avg: wrap(out.square_avg),
+                        momentum_buffer: out.buffer.map(wrap),
+                        grad_avg: out.grad_avg.map(wrap),
                     },
                 )
             }
