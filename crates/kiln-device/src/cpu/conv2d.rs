@@ -5,7 +5,17 @@ use rayon::prelude::*;
 use super::gemm::{Matrix, sgemm};
 use crate::ops::conv2d::ConvGeometry;
 
-/// Unrolls image `x` (`[Cin, H, W]`) into `col` (`[Cin·KH·KW, OH·OW]`), zeros for padding.
+/// The output columns `ox` whose input column `ox·stride + kx - padding` lies inside `[0, w)`.
+fn valid_columns(g: &ConvGeometry, kx: usize) -> std::ops::Range<usize> {
+    let (stride, pad) = (g.stride[1], g.padding[1]);
+    // first ox with ox·stride + kx >= pad, and one past the last with ox·stride + kx < w + pad
+    let lo = pad.saturating_sub(kx).div_ceil(stride);
+    let hi = (g.w + pad).saturating_sub(kx).div_ceil(stride).min(g.ow);
+    lo.min(hi)..hi
+}
+
+/// Unrolls image `x` (`[Cin, H, W]`) into `col` (`[Cin·KH·KW, OH·OW]`), zeros for padding. Each
+/// output row is a zero border around a run of the input row (a slice copy at stride 1).
 fn im2col(x: &[f32], g: &ConvGeometry, col: &mut [f32]) {
     let ohw = g.oh * g.ow;
     for ci in 0..g.c_in {
@@ -20,13 +30,22 @@ fn im2col(x: &[f32], g: &ConvGeometry, col: &mut [f32]) {
                         continue;
                     }
                     let src = &x[(ci * g.h + y as usize) * g.w..][..g.w];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let xx = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
-                        *d = if xx < 0 || xx >= g.w as isize {
-                            0.0
-                        } else {
-                            src[xx as usize]
-                        };
+                    let valid = valid_columns(g, kx);
+                    dst[..valid.start].fill(0.0);
+                    dst[valid.end..].fill(0.0);
+                    if valid.is_empty() {
+                        continue;
+                    }
+                    let first = valid.start * g.stride[1] + kx - g.padding[1];
+                    if g.stride[1] == 1 {
+                        dst[valid.clone()].copy_from_slice(&src[first..first + valid.len()]);
+                    } else {
+                        for (d, s) in dst[valid]
+                            .iter_mut()
+                            .zip(src[first..].iter().step_by(g.stride[1]))
+                        {
+                            *d = *s;
+                        }
                     }
                 }
             }
@@ -47,11 +66,14 @@ fn col2im(col: &[f32], g: &ConvGeometry, dx: &mut [f32]) {
                         continue;
                     }
                     let dst = &mut dx[(ci * g.h + y as usize) * g.w..][..g.w];
-                    for ox in 0..g.ow {
-                        let xx = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
-                        if xx >= 0 && (xx as usize) < g.w {
-                            dst[xx as usize] += row[oy * g.ow + ox];
-                        }
+                    let valid = valid_columns(g, kx);
+                    if valid.is_empty() {
+                        continue;
+                    }
+                    let first = valid.start * g.stride[1] + kx - g.padding[1];
+                    let src = &row[oy * g.ow..][valid];
+                    for (d, s) in dst[first..].iter_mut().step_by(g.stride[1]).zip(src) {
+                        *d += s;
                     }
                 }
             }
