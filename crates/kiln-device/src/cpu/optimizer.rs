@@ -1,5 +1,7 @@
 //! CPU optimizer steps (see `shaders/optimizer.wgsl` for the formulas).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::{AdamConfig, RmsPropConfig, SgdConfig};
@@ -17,25 +19,55 @@ pub(crate) fn adam(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c1 = 1.0 - c.beta1.powi(step as i32);
     let c2 = 1.0 - c.beta2.powi(step as i32);
-    let update = |((&pi, &gi), (&mi, &vi)): ((&f32, &f32), (&f32, &f32))| {
-        let (mut pi, mut gi) = (pi, gi);
-        if c.decoupled {
-            pi *= 1.0 - c.lr * c.weight_decay;
-        } else {
-            gi += c.weight_decay * pi;
+    let n = p.len();
+    let (mut p2, mut m2, mut v2) = (
+        Vec::<f32>::with_capacity(n),
+        Vec::<f32>::with_capacity(n),
+        Vec::<f32>::with_capacity(n),
+    );
+    // Chunk `k` of the update into the outputs' uninitialised space (no zero fill first), the
+    // slices zipped so that the loop vectorises.
+    let update = |k: usize,
+                  (p2, (m2, v2)): (
+        &mut [MaybeUninit<f32>],
+        (&mut [MaybeUninit<f32>], &mut [MaybeUninit<f32>]),
+    )| {
+        let range = k * CHUNK..k * CHUNK + p2.len();
+        let inputs = p[range.clone()]
+            .iter()
+            .zip(&g[range.clone()])
+            .zip(m[range.clone()].iter().zip(&v[range]));
+        let outputs = p2.iter_mut().zip(m2.iter_mut()).zip(v2.iter_mut());
+        for (((p2, m2), v2), ((&pi, &gi), (&mi, &vi))) in outputs.zip(inputs) {
+            let (mut pi, mut gi) = (pi, gi);
+            if c.decoupled {
+                pi *= 1.0 - c.lr * c.weight_decay;
+            } else {
+                gi += c.weight_decay * pi;
+            }
+            let mi = c.beta1 * mi + (1.0 - c.beta1) * gi;
+            let vi = c.beta2 * vi + (1.0 - c.beta2) * gi * gi;
+            p2.write(pi - c.lr * (mi / c1) / ((vi / c2).sqrt() + c.eps));
+            m2.write(mi);
+            v2.write(vi);
         }
-        let mi = c.beta1 * mi + (1.0 - c.beta1) * gi;
-        let vi = c.beta2 * vi + (1.0 - c.beta2) * gi * gi;
-        (pi - c.lr * (mi / c1) / ((vi / c2).sqrt() + c.eps), (mi, vi))
     };
-    // Chunks of the parameters in parallel, each output written once (no zero-fill first).
-    let (p2, (m2, v2)) = p
-        .par_iter()
-        .zip(g)
-        .zip(m.par_iter().zip(v))
-        .with_min_len(CHUNK)
-        .map(update)
-        .unzip();
+    p2.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(
+            m2.spare_capacity_mut()[..n]
+                .par_chunks_mut(CHUNK)
+                .zip(v2.spare_capacity_mut()[..n].par_chunks_mut(CHUNK)),
+        )
+        .enumerate()
+        .for_each(|(k, chunk)| update(k, chunk));
+    // SAFETY: the chunks above cover 0..n of each output, and `update` writes every element of its
+    // chunk (its loop runs over the whole chunk: the inputs are at least as long).
+    unsafe {
+        p2.set_len(n);
+        m2.set_len(n);
+        v2.set_len(n);
+    }
     (p2, m2, v2)
 }
 
