@@ -9,6 +9,9 @@ use crate::{AdamConfig, RmsPropConfig, SgdConfig};
 /// Parameters per parallel chunk: below this one thread is faster than rayon's fork/join.
 const CHUNK: usize = 1 << 14;
 
+/// Output space not written yet.
+type Uninit<'a> = &'a mut [MaybeUninit<f32>];
+
 pub(crate) fn adam(
     p: &[f32],
     g: &[f32],
@@ -27,11 +30,7 @@ pub(crate) fn adam(
     );
     // Chunk `k` of the update into the outputs' uninitialised space (no zero fill first), the
     // slices zipped so that the loop vectorises.
-    let update = |k: usize,
-                  (p2, (m2, v2)): (
-        &mut [MaybeUninit<f32>],
-        (&mut [MaybeUninit<f32>], &mut [MaybeUninit<f32>]),
-    )| {
+    let update = |k: usize, (p2, (m2, v2)): (Uninit<'_>, (Uninit<'_>, Uninit<'_>))| {
         let range = k * CHUNK..k * CHUNK + p2.len();
         let inputs = p[range.clone()]
             .iter()
