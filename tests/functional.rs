@@ -335,6 +335,28 @@ fn merge_layers_compute_keras_values() {
     );
 }
 
+/// `Dot` on `[n, d]` samples contracts the axes Keras would: `axes=2` (the feature axes) gives
+/// `[n, m]` of row dot products, `axes=(1, 1)` sums over the first sample axes.
+#[test]
+fn dot_contracts_the_chosen_axes_of_matrices() {
+    let cpu = Device::cpu();
+    // x: one sample [[1, 2], [3, 4], [5, 6]] (3×2); y: [[1, 0], [0, 1]] (2×2)
+    let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [1, 3, 2], &cpu).unwrap();
+    let y = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0], [1, 2, 2], &cpu).unwrap();
+    let rows = Dot::new(2).forward(&[&x, &y]).unwrap();
+    assert_eq!(rows.dims(), &[1, 3, 2]);
+    assert_eq!(
+        rows.to_vec::<f32>().unwrap(),
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    );
+    // axes (1, 1): Σ_i x[i, a] · z[i, b] with z = [[1, 1], [1, 0], [0, 1]] (3×2)
+    let z = Tensor::from_slice(&[1.0f32, 1.0, 1.0, 0.0, 0.0, 1.0], [1, 3, 2], &cpu).unwrap();
+    let cols = Dot::new((1, 1)).forward(&[&x, &z]).unwrap();
+    assert_eq!(cols.dims(), &[1, 2, 2]);
+    // a=0: 1+3, 1+5; a=1: 2+4, 2+6
+    assert_eq!(cols.to_vec::<f32>().unwrap(), [4.0, 6.0, 6.0, 8.0]);
+}
+
 #[test]
 fn graph_validation_names_the_problem() {
     let (a, b) = (Input::new(3).named("a"), Input::new(3).named("b"));

@@ -525,3 +525,85 @@ device_test!(adagrad_steps_follow_the_formula, |device| {
         );
     }
 });
+
+#[test]
+fn review_regressions_are_errors() {
+    let cpu = Device::cpu();
+    // `same` padding with an even kernel would lose a step: refused, as Conv2D does
+    let err = Sequential::new([9, 4])
+        .on(&cpu)
+        .add(Conv1D::new(4, 4).padding(Padding::Same))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("odd kernel"), "{err}");
+    // validation_split 1.0 leaves nothing to train on
+    let mut model = Sequential::new([1]).on(&cpu).add(Dense::new(1)).unwrap();
+    model
+        .compile(Sgd::new(0.1), Loss::MeanSquaredError, &[])
+        .unwrap();
+    let data = Dataset::new(
+        vec![0.0, 1.0],
+        [1],
+        Targets::Values {
+            values: vec![0.0, 1.0],
+            width: 1,
+        },
+    )
+    .unwrap();
+    let config = FitConfig {
+        validation_split: 1.0,
+        verbose: false,
+        ..Default::default()
+    };
+    assert!(
+        model
+            .fit(&data, &config)
+            .unwrap_err()
+            .to_string()
+            .contains("validation_split")
+    );
+    // one class weight for 0/1 targets
+    let config = FitConfig {
+        class_weight: Some(vec![1.0]),
+        verbose: false,
+        ..Default::default()
+    };
+    assert!(
+        model
+            .fit(&data, &config)
+            .unwrap_err()
+            .to_string()
+            .contains("class_weight")
+    );
+}
+
+#[test]
+fn monitors_treat_errors_as_lower_is_better() {
+    use kiln::nn::callbacks::EpochLogs;
+    let cpu = Device::cpu();
+    let mut model = Sequential::new([1]).on(&cpu).add(Dense::new(1)).unwrap();
+    model
+        .compile(
+            Sgd::new(1.0),
+            Loss::MeanSquaredError,
+            &[Metric::MeanAbsoluteError],
+        )
+        .unwrap();
+    let mut callback = ReduceLROnPlateau::new(Monitor::Metric(Metric::MeanAbsoluteError))
+        .factor(0.5)
+        .patience(1);
+    // the error falls every epoch: an improvement each time, so the rate stays
+    for (epoch, mae) in [0.9f32, 0.5, 0.3].into_iter().enumerate() {
+        let train = Evaluation {
+            loss: 1.0,
+            metrics: vec![(Metric::MeanAbsoluteError, mae)],
+        };
+        let logs = EpochLogs {
+            train: &train,
+            validation: None,
+        };
+        callback.on_epoch_end(epoch, &logs, &mut model).unwrap();
+    }
+    assert_eq!(model.learning_rate().unwrap(), 1.0);
+}

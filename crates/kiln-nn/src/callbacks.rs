@@ -24,9 +24,9 @@ pub enum Monitor {
     Loss,
     /// Validation loss (lower is better).
     ValLoss,
-    /// A training metric (higher is better).
+    /// A training metric (better as [`Metric::higher_is_better`] says).
     Metric(Metric),
-    /// A validation metric (higher is better).
+    /// A validation metric (better as [`Metric::higher_is_better`] says).
     ValMetric(Metric),
 }
 
@@ -36,8 +36,11 @@ impl Monitor {
         match self {
             Monitor::Loss => Some(logs.train.loss),
             Monitor::ValLoss => logs.validation.map(|v| v.loss),
-            Monitor::Metric(m) => logs.train.metric(m).map(|v| -v),
-            Monitor::ValMetric(m) => logs.validation.and_then(|v| v.metric(m)).map(|v| -v),
+            Monitor::Metric(m) => logs.train.metric(m).map(|v| oriented(m, v)),
+            Monitor::ValMetric(m) => logs
+                .validation
+                .and_then(|v| v.metric(m))
+                .map(|v| oriented(m, v)),
         }
     }
 
@@ -50,6 +53,15 @@ impl Monitor {
                 ),
             )
         })
+    }
+}
+
+/// A metric's value turned so that lower is better.
+fn oriented(metric: Metric, value: f32) -> f32 {
+    if metric.higher_is_better() {
+        -value
+    } else {
+        value
     }
 }
 

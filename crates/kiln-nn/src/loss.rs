@@ -87,6 +87,23 @@ impl Loss {
     /// The loss of each sample, `[N]` (for per-sample and class weights).
     fn per_sample(self, scores: &Tensor, targets: &Tensor) -> Result<Tensor> {
         let n = scores.dims().first().copied().unwrap_or(0);
+        let labels = targets.dtype() == kiln_device::DType::U32;
+        let fits = if labels {
+            targets.dims() == [n] && scores.dims().len() == 2
+        } else {
+            targets.shape() == scores.shape()
+        };
+        if !fits {
+            return Err(Error::invalid(
+                "loss",
+                format!(
+                    "{}: targets {} do not fit the model's outputs {}",
+                    self.name(),
+                    targets.shape(),
+                    scores.shape()
+                ),
+            ));
+        }
         let mean_over_sample = |t: Tensor| t.reshape([n, t.numel() / n.max(1)])?.mean(1, false);
         let sparse = |targets: &Tensor, smoothing: f32| -> Result<Tensor> {
             let classes = scores.dims().last().copied().unwrap_or(1);

@@ -53,6 +53,14 @@ impl Metric {
         }
     }
 
+    /// Whether a larger value is better (every metric but the errors, MAE and RMSE).
+    pub fn higher_is_better(self) -> bool {
+        !matches!(
+            self,
+            Metric::MeanAbsoluteError | Metric::RootMeanSquaredError
+        )
+    }
+
     /// The probability threshold of a thresholded metric.
     fn threshold(self) -> Option<f32> {
         match self {

@@ -80,7 +80,8 @@ impl Adam {
         self
     }
 
-    /// Sets L2 weight decay (added to the gradient; for AdamW's decoupled decay use [`Adam::adamw`]).
+    /// Sets the weight decay: L2 added to the gradient for Adam, the decoupled decay for a model made
+    /// with [`Adam::adamw`].
     pub fn weight_decay(mut self, weight_decay: f32) -> Self {
         self.config.weight_decay = weight_decay;
         self
@@ -322,11 +323,6 @@ impl RmsProp {
         self.config.weight_decay = weight_decay;
         self
     }
-
-    /// How many state tensors each parameter keeps under this configuration.
-    fn state_len(&self) -> usize {
-        1 + usize::from(self.config.momentum > 0.0) + usize::from(self.config.centered)
-    }
 }
 
 impl Optimizer for RmsProp {
@@ -357,41 +353,58 @@ impl Optimizer for RmsProp {
         "rmsprop"
     }
 
-    /// Per parameter: the square average, then the momentum buffer and the mean gradient when used.
+    /// Per parameter always three tensors: the square average, the momentum buffer and the mean
+    /// gradient (an empty tensor where the configuration does not use one), so a checkpoint cannot
+    /// put one optional state in the other's place.
     fn state(&self) -> (u32, StateMap) {
+        let slot = |t: &Option<RawTensor>, like: &RawTensor| match t {
+            Some(t) => Ok(t.clone()),
+            None => RawTensor::zeros([0], DType::F32, like.device()),
+        };
         let state = self
             .state
             .iter()
-            .map(|(id, s)| {
-                let mut tensors = vec![s.square_avg.clone()];
-                tensors.extend(s.momentum_buffer.clone());
-                tensors.extend(s.grad_avg.clone());
-                (*id, tensors)
+            .filter_map(|(id, s)| {
+                let buffer = slot(&s.momentum_buffer, &s.square_avg).ok()?;
+                let mean = slot(&s.grad_avg, &s.square_avg).ok()?;
+                Some((*id, vec![s.square_avg.clone(), buffer, mean]))
             })
             .collect();
         (0, state)
     }
 
     fn load_state(&mut self, _steps: u32, state: StateMap) -> Result<()> {
-        let state = load_states("RMSprop", self.state_len(), state)?;
-        let (with_momentum, centered) = (self.config.momentum > 0.0, self.config.centered);
-        self.state = state
-            .into_iter()
-            .map(|(id, tensors)| {
-                let mut tensors = tensors.into_iter();
-                let square_avg = tensors.next().expect("load_states checked the count");
-                let momentum_buffer = if with_momentum { tensors.next() } else { None };
-                let grad_avg = if centered { tensors.next() } else { None };
-                (
-                    id,
-                    RmsPropState {
-                        square_avg,
-                        momentum_buffer,
-                        grad_avg,
-                    },
-                )
-            })
-            .collect();
+        let state = load_states("RMSprop", 3, state)?;
+        let pick =
+            |t: RawTensor, used: bool, like: &RawTensor| {
+                match (used, t.numel() == like.numel()) {
+            (false, _) => Ok(None),
+            (true, true) => Ok(Some(t)),
+            (true, false) => Err(kiln_device::Error::invalid(
+                "load_state",
+                "the RMSprop checkpoint was saved without the momentum or centring this optimizer \
+                 uses; build it as it was saved"
+                    .to_string(),
+            )),
+        }
+            };
+        let mut loaded = HashMap::new();
+        for (id, tensors) in state {
+            let Ok([square_avg, buffer, mean]) = <[RawTensor; 3]>::try_from(tensors) else {
+                continue; // load_states checked that each holds three
+            };
+            let momentum_buffer = pick(buffer, self.config.momentum > 0.0, &square_avg)?;
+            let grad_avg = pick(mean, self.config.centered, &square_avg)?;
+            loaded.insert(
+                id,
+                RmsPropState {
+                    square_avg,
+                    momentum_buffer,
+                    grad_avg,
+                },
+            );
+        }
+        self.state = loaded;
         Ok(())
     }
 }
@@ -783,5 +796,33 @@ mod tests {
             "{got:?}"
         );
         assert_eq!(sgd.learning_rate(), 0.25);
+    }
+
+    #[test]
+    fn rmsprop_state_round_trips_and_refuses_a_mismatched_configuration() {
+        let cpu = Device::cpu();
+        let p = Var::new(Tensor::from_slice(&[0.5f32, -0.5], [2], &cpu).unwrap());
+        let mut grads = Gradients::default();
+        grads.insert(
+            p.id(),
+            RawTensor::from_slice(&[0.1f32, 0.3], [2], &cpu).unwrap(),
+        );
+        let params = std::slice::from_ref(&p);
+        let mut first = RmsProp::new(0.01).momentum(0.9);
+        first.step(params, &grads).unwrap();
+        let (steps, state) = first.state();
+        let mut resumed = RmsProp::new(0.01).momentum(0.9);
+        resumed.load_state(steps, state.clone()).unwrap();
+        let before = p.tensor().raw().clone();
+        first.step(params, &grads).unwrap();
+        let after_first = p.tensor().to_vec::<f32>().unwrap();
+        p.set(before).unwrap();
+        resumed.step(params, &grads).unwrap();
+        assert_eq!(p.tensor().to_vec::<f32>().unwrap(), after_first);
+        let err = RmsProp::new(0.01).centered(true).load_state(steps, state);
+        assert!(
+            err.is_err(),
+            "a centred optimizer cannot take a momentum checkpoint"
+        );
     }
 }

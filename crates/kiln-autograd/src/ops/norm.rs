@@ -1,5 +1,6 @@
-//! Normalisation: layer norm and batch norm, composed from elementwise and reduction kernels (their
-//! gradients follow through autograd).
+//! Normalisation: layer norm, composed from elementwise and reduction kernels (its gradient follows
+//! through autograd), and batch norm, one recorded op on the per-channel kernels of
+//! `RawTensor::channel_moments`, `channel_grad_sums` and `channel_affine`.
 
 use kiln_device::{BinaryOp, DType, Error, RawTensor, Result, UnaryOp};
 

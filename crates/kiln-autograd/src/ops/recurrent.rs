@@ -156,7 +156,7 @@ impl Tensor {
         weights: &RecurrentWeights<'_>,
         mask: Option<&Tensor>,
     ) -> Result<RecurrentOutput> {
-        let op = kind_name(kind);
+        let op = kind.name();
         let (steps, n, h) = weights.check(op, self, kind.gates(), mask)?;
         if steps == 0 {
             return Err(Error::invalid(
@@ -270,12 +270,5 @@ impl Tensor {
         mask: Option<&Tensor>,
     ) -> Result<RecurrentOutput> {
         self.recurrence(CellKind::Gru, weights, mask)
-    }
-}
-
-fn kind_name(kind: CellKind) -> &'static str {
-    match kind {
-        CellKind::Lstm => "lstm",
-        CellKind::Gru => "gru",
     }
 }

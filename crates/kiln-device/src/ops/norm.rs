@@ -8,7 +8,7 @@ use crate::{DType, Error, RawTensor, Result, cpu, gpu};
 /// `[N, C, L]` of a tensor with a channel axis 1 (`L` the product of the axes after it).
 fn channel_dims(op: &'static str, x: &RawTensor) -> Result<[usize; 3]> {
     let dims = x.shape().dims();
-    if dims.len() < 2 || dims[0] == 0 || dims[1] == 0 {
+    if dims.len() < 2 || x.numel() == 0 {
         return Err(Error::invalid(
             op,
             format!("expects a non-empty [N, C, ..] tensor, got {}", x.shape()),
@@ -119,7 +119,9 @@ impl RawTensor {
         for t in [p, coef].into_iter().chain(q) {
             t.expect_dtype(op, DType::F32, "cast to f32 first")?;
         }
-        RawTensor::check_same_device(op, &[p, coef])?;
+        let mut all = vec![p, coef];
+        all.extend(q);
+        RawTensor::check_same_device(op, &all)?;
         let (p, coef) = (p.contiguous()?, coef.contiguous()?);
         let q = q.map(RawTensor::contiguous).transpose()?;
         Ok(match p.backend() {

@@ -16,6 +16,14 @@ pub enum CellKind {
 }
 
 impl CellKind {
+    /// The op's name, as errors and layer kinds spell it (`lstm`, `gru`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CellKind::Lstm => "lstm",
+            CellKind::Gru => "gru",
+        }
+    }
+
     /// Gates per unit.
     pub fn gates(self) -> usize {
         match self {
@@ -112,10 +120,12 @@ impl RawTensor {
     ) -> Result<(RawTensor, RawTensor)> {
         let op = kind.op(false);
         let (n, units) = kind.check(op, x_gates, h_gates, state, mask)?;
-        for t in [x_gates, h_gates, state].into_iter().chain(mask) {
+        let mut all = vec![x_gates, h_gates, state];
+        all.extend(mask);
+        for t in &all {
             t.expect_dtype(op, DType::F32, "recurrent cells compute in f32")?;
         }
-        RawTensor::check_same_device(op, &[x_gates, h_gates, state])?;
+        RawTensor::check_same_device(op, &all)?;
         let (xg, hg, st) = (packed(x_gates)?, packed(h_gates)?, packed(state)?);
         let mask = mask.map(packed).transpose()?;
         let state_shape = [n, kind.state_width(units)];
@@ -166,6 +176,12 @@ impl RawTensor {
                 format!("state {} must be [batch, width]", state.shape()),
             ));
         };
+        if kind == CellKind::Lstm && width % 2 != 0 {
+            return Err(Error::invalid(
+                op,
+                format!("an LSTM state {} must be [batch, 2·units]", state.shape()),
+            ));
+        }
         let units = if kind == CellKind::Lstm {
             width / 2
         } else {
@@ -174,21 +190,32 @@ impl RawTensor {
         let fits = d_state.shape() == state.shape()
             && carry.is_none_or(|c| c.shape() == state.shape())
             && d_hidden.is_none_or(|d| d.shape().dims() == [n, units])
+            && mask.is_none_or(|m| m.numel() == n)
             && saved.shape().dims() == [n, 4 * units];
         if !fits {
             return Err(Error::invalid(
                 op,
                 format!(
-                    "gradients {}, {:?}, {:?} and saved values {} do not fit state {}",
+                    "gradients {}, {:?}, {:?}, mask {:?} and saved values {} do not fit state {}",
                     d_state.shape(),
                     carry.map(|c| c.shape().to_string()),
                     d_hidden.map(|d| d.shape().to_string()),
+                    mask.map(|m| m.shape().to_string()),
                     saved.shape(),
                     state.shape()
                 ),
             ));
         }
-        let (ds, sv, st) = (packed(d_state)?, packed(saved)?, packed(state)?);
+        let mut all = vec![d_state, saved, state];
+        all.extend(mask);
+        all.extend(carry);
+        all.extend(d_hidden);
+        for t in &all {
+            t.expect_dtype(op, DType::F32, "recurrent cells compute in f32")?;
+        }
+        RawTensor::check_same_device(op, &all)?;
+        // the kernel reads `saved` from its start: contiguous() guarantees offset 0
+        let (ds, sv, st) = (packed(d_state)?, saved.contiguous()?, packed(state)?);
         let mask = mask.map(packed).transpose()?;
         let carry = carry.map(RawTensor::contiguous).transpose()?;
         let d_hidden = d_hidden.map(RawTensor::contiguous).transpose()?;

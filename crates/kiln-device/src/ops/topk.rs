@@ -5,7 +5,8 @@ use crate::{DType, Error, RawTensor, Result, cpu, gpu};
 
 impl RawTensor {
     /// The `k` largest elements along the last axis (smallest when `largest` is false), in order,
-    /// and their indices (u32) along that axis: both shaped like `self` with the last axis `k`.
+    /// as f32 (also for f16 input), and their indices (u32) along that axis: both shaped like `self`
+    /// with the last axis `k`.
     /// NaN counts as the largest value; ties come out lower index first.
     pub fn topk(&self, k: usize, largest: bool) -> Result<(RawTensor, RawTensor)> {
         let op = "topk";

@@ -476,14 +476,16 @@ impl MergeLayer for Dot {
             return x.mul(&y)?.sum(1, true);
         }
         // As a batched matmul [batch, n, k] · [batch, k, m] (transposes are views).
+        // x contracts its last axis and y its first: a sample [n, d] summed over d (axis 1) is
+        // used as is, over n (axis 0) transposed; the other way round for y.
         let x3 = match (ranks.0, a) {
             (1, _) => x.unsqueeze(1)?,
-            (_, 1) => x.transpose(1, 2)?,
+            (_, 0) => x.transpose(1, 2)?,
             _ => x,
         };
         let y3 = match (ranks.1, b) {
             (1, _) => y.unsqueeze(2)?,
-            (_, 1) => y,
+            (_, 0) => y,
             _ => y.transpose(1, 2)?,
         };
         let z = x3.matmul(&y3)?;

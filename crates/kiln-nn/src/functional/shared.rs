@@ -119,7 +119,8 @@ impl SharedLayer {
     /// training step.
     pub fn set_trainable(&self, trainable: bool) {
         self.meta().trainable = trainable;
-        for (_, p) in self.layer().parameters() {
+        let parameters = self.layer().parameters();
+        for (_, p) in parameters {
             p.set_frozen(!trainable);
         }
     }
@@ -292,10 +293,11 @@ impl SharedLayer {
         mask: Option<&Tensor>,
         training: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let layer = self.layer();
         // As in Keras, a frozen BatchNormalization runs in inference mode (its moving statistics
-        // stay as they are).
-        let frozen_norm = !self.is_trainable() && layer.kind() == "batch_normalization";
+        // stay as they are). The flag is read before the layer is locked: `apply` holds the metadata
+        // lock while it locks the layer, so the layer lock is never held while taking the other.
+        let frozen_norm = !self.is_trainable() && self.0.kind == "batch_normalization";
+        let layer = self.layer();
         let y = layer.forward_masked(x, mask, training && !frozen_norm)?;
         Ok((y, layer.output_mask(x, mask)?))
     }

@@ -6,6 +6,7 @@
 use kiln_autograd::{AttentionWeights, Tensor, Var};
 use kiln_device::{Device, Error, Result};
 
+use super::dense::on_rows;
 use super::{Initializer, Layer, built, zeros};
 
 /// The parameters of one self-attention block, PyTorch's layout.
@@ -184,22 +185,15 @@ impl TransformerEncoder {
     }
 }
 
-/// `x · Wᵀ + b` over the last axis of `[N, T, F]`.
+/// `x · Wᵀ + b` (with ReLU when `relu`) over the last axis.
 fn dense_steps(x: &Tensor, (w, b): &(Var, Var), relu: bool) -> Result<Tensor> {
-    let &[n, t, f] = x.dims() else {
-        return Err(Error::invalid(
-            "transformer_encoder",
-            format!("expects [batch, steps, features], got {}", x.shape()),
-        ));
-    };
-    let rows = x.reshape([n * t, f])?;
-    let y = if relu {
-        rows.linear_relu(&w.tensor(), Some(&b.tensor()))?
-    } else {
-        rows.linear(&w.tensor(), Some(&b.tensor()))?
-    };
-    let out = y.dims()[1];
-    y.reshape([n, t, out])
+    on_rows(x, |rows| {
+        if relu {
+            rows.linear_relu(&w.tensor(), Some(&b.tensor()))
+        } else {
+            rows.linear(&w.tensor(), Some(&b.tensor()))
+        }
+    })
 }
 
 impl Layer for TransformerEncoder {

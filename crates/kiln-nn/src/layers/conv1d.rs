@@ -96,6 +96,15 @@ impl Layer for Conv1D {
                 format!("layer {name} (Conv1D): kernel and stride must be positive"),
             ));
         }
+        if self.padding == Padding::Same && self.kernel.is_multiple_of(2) {
+            return Err(Error::invalid(
+                "build",
+                format!(
+                    "layer {name} (Conv1D): `same` padding needs an odd kernel, got {}",
+                    self.kernel
+                ),
+            ));
+        }
         let padding = match self.padding {
             Padding::Valid => 0,
             Padding::Same => (self.kernel - 1) / 2,

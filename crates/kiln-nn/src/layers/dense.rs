@@ -40,7 +40,7 @@ impl Dense {
 }
 
 /// `f` applied to `x` `[N, .., in]` as rows `[N·.., in]`, the leading axes restored after.
-fn on_rows(x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+pub(crate) fn on_rows(x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
     if x.dims().len() == 2 {
         return f(x);
     }

@@ -31,7 +31,7 @@ pub use global_pool::{GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxP
 pub use init::Initializer;
 pub use norm::{BatchNormalization, LayerNormalization};
 pub use pool::{AveragePooling2D, MaxPooling2D, Pooling2D};
-pub use recurrent::{Cell, GRU, LSTM, Recurrent};
+pub use recurrent::{GRU, LSTM, Recurrent};
 pub use reshape::{Permute, Reshape};
 
 use kiln_autograd::{Tensor, Var};

@@ -86,7 +86,8 @@ impl Layer for LayerNormalization {
 
 /// Normalises each feature (`[features]` or `[steps, features]` samples: the last axis) or channel
 /// (`[channels, h, w]` images: the first) by the batch's statistics while training and by moving
-/// averages of them at inference.
+/// averages of them at inference. The moving variance is updated from the unbiased batch variance,
+/// as PyTorch does (Keras uses the biased one).
 pub struct BatchNormalization {
     momentum: f32,
     epsilon: f32,

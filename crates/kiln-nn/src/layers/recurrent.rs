@@ -4,45 +4,21 @@
 //! `unit_forget_bias`). Padded steps (a mask from `Embedding::mask_zero`) keep the state.
 
 use kiln_autograd::{RecurrentWeights, Tensor, Var};
-use kiln_device::{Device, Error, RawTensor, Result};
+use kiln_device::{CellKind, Device, Error, RawTensor, Result};
 
 use super::{Initializer, Layer, built};
 
-/// Which cell a [`Recurrent`] layer runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cell {
-    /// Long short-term memory: gates i, f, g, o.
-    Lstm,
-    /// Gated recurrent unit (`reset_after`): gates r, z, n.
-    Gru,
-}
-
-impl Cell {
-    fn gates(self) -> usize {
-        match self {
-            Cell::Lstm => 4,
-            Cell::Gru => 3,
-        }
-    }
-
-    fn kind(self) -> &'static str {
-        match self {
-            Cell::Lstm => "lstm",
-            Cell::Gru => "gru",
-        }
-    }
-
-    fn type_name(self) -> &'static str {
-        match self {
-            Cell::Lstm => "LSTM",
-            Cell::Gru => "GRU",
-        }
+/// Keras's type name of a cell's layer.
+fn type_name(cell: CellKind) -> &'static str {
+    match cell {
+        CellKind::Lstm => "LSTM",
+        CellKind::Gru => "GRU",
     }
 }
 
 /// A recurrent layer; make one with [`LSTM::new`] or [`GRU::new`].
 pub struct Recurrent {
-    cell: Cell,
+    cell: CellKind,
     units: usize,
     return_sequences: bool,
     kernel_initializer: Initializer,
@@ -59,7 +35,7 @@ impl LSTM {
     /// An LSTM with `units` hidden units returning the last state.
     #[allow(clippy::new_ret_no_self, reason = "LSTM and GRU are one layer type")]
     pub fn new(units: usize) -> Recurrent {
-        Recurrent::new(Cell::Lstm, units)
+        Recurrent::new(CellKind::Lstm, units)
     }
 }
 
@@ -70,13 +46,13 @@ impl GRU {
     /// A GRU with `units` hidden units returning the last state.
     #[allow(clippy::new_ret_no_self, reason = "LSTM and GRU are one layer type")]
     pub fn new(units: usize) -> Recurrent {
-        Recurrent::new(Cell::Gru, units)
+        Recurrent::new(CellKind::Gru, units)
     }
 }
 
 impl Recurrent {
     /// A `cell` layer with `units` hidden units.
-    pub fn new(cell: Cell, units: usize) -> Self {
+    pub fn new(cell: CellKind, units: usize) -> Self {
         Recurrent {
             cell,
             units,
@@ -119,7 +95,7 @@ impl Layer for Recurrent {
     }
 
     fn kind(&self) -> &'static str {
-        self.cell.kind()
+        self.cell.name()
     }
 
     fn build(
@@ -134,7 +110,7 @@ impl Layer for Recurrent {
                 "build",
                 format!(
                     "layer {name} ({}) expects [steps, features] per sample, got {input:?}",
-                    self.cell.type_name()
+                    type_name(self.cell)
                 ),
             ));
         };
@@ -143,7 +119,7 @@ impl Layer for Recurrent {
                 "build",
                 format!(
                     "layer {name} ({}) needs at least one unit",
-                    self.cell.type_name()
+                    type_name(self.cell)
                 ),
             ));
         }
@@ -156,7 +132,7 @@ impl Layer for Recurrent {
             self.recurrent_initializer
                 .init(&[gh, h], (h, gh), seed.wrapping_add(1), device)?;
         let mut bias = vec![0.0f32; gh];
-        if self.cell == Cell::Lstm {
+        if self.cell == CellKind::Lstm {
             bias[h..2 * h].fill(1.0);
         }
         let bias = Var::new(Tensor::from_raw(RawTensor::from_slice(
@@ -165,7 +141,7 @@ impl Layer for Recurrent {
             device,
         )?));
         let mut params = vec![w_ih, w_hh, bias];
-        if self.cell == Cell::Gru {
+        if self.cell == CellKind::Gru {
             params.push(Var::new(Tensor::zeros([gh], device)?));
         }
         self.params = Some(params);
@@ -192,8 +168,8 @@ impl Layer for Recurrent {
             b_hh: params.get(3),
         };
         let out = match self.cell {
-            Cell::Lstm => x.lstm(&weights, mask)?,
-            Cell::Gru => x.gru(&weights, mask)?,
+            CellKind::Lstm => x.lstm(&weights, mask)?,
+            CellKind::Gru => x.gru(&weights, mask)?,
         };
         Ok(if self.return_sequences {
             out.sequence

@@ -51,7 +51,7 @@ pub(crate) enum Rebuilt {
     Merge(Arc<dyn MergeLayer>),
 }
 
-/// Any layer from the JSON its `config()` wrote: merges and `Embedding` here, the other layers by
+/// Any layer from the JSON its `config()` wrote: merges here, the other layers by
 /// `layers::from_config`.
 pub(crate) fn layer_from_config(config: &Value) -> Result<Rebuilt> {
     let int = |key: &str, default: i64| -> Result<i32> {

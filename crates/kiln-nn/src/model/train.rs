@@ -67,6 +67,35 @@ fn class_weights(class_weight: &[f32], y: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// `Err` unless `class_weight` has one weight per class of `data` (two for 0/1 targets).
+fn check_class_weight(data: &Dataset, class_weight: Option<&[f32]>) -> Result<()> {
+    let Some(weights) = class_weight else {
+        return Ok(());
+    };
+    let classes = match data.targets() {
+        Targets::Classes { classes, .. } => *classes,
+        Targets::Values { width: 1, .. } => 2,
+        Targets::Values { width, .. } => *width,
+        Targets::None => return Ok(()),
+    };
+    if weights.len() != classes {
+        return Err(Error::invalid(
+            "fit",
+            format!(
+                "class_weight has {} weights but the targets have {classes} classes; give one per class",
+                weights.len()
+            ),
+        ));
+    }
+    if let Some(w) = weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
+        return Err(Error::invalid(
+            "fit",
+            format!("class weight {w} must be finite and >= 0"),
+        ));
+    }
+    Ok(())
+}
+
 /// The batch's mean loss, weighted per sample when `weights` (`[N]`) are given.
 fn batch_loss(loss: Loss, scores: &Tensor, y: &Tensor, weights: Option<&Tensor>) -> Result<Tensor> {
     match weights {
@@ -214,6 +243,7 @@ impl Model {
             ));
         }
         self.check_targets("fit", data, loss_fn)?;
+        check_class_weight(data, config.class_weight.as_deref())?;
         let columns = self.column_order("fit", data)?;
         let mut own_callbacks = config.callbacks.borrow()?;
         let mut all_callbacks: Vec<&mut dyn Callback> = own_callbacks
@@ -223,6 +253,16 @@ impl Model {
             .collect();
         let held_out = (data.len() as f32 * config.validation_split.clamp(0.0, 1.0)) as usize;
         let (train, split_off) = data.split_at(data.len() - held_out);
+        if train.is_empty() {
+            return Err(Error::invalid(
+                "fit",
+                format!(
+                    "validation_split {} leaves none of the {} samples to train on; use a split below 1",
+                    config.validation_split,
+                    data.len()
+                ),
+            ));
+        }
         let validation = config.validation_data.unwrap_or(&split_off);
         let steps = train.len().div_ceil(config.batch_size);
         let mut history = History::default();
