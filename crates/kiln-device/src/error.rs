@@ -82,6 +82,15 @@ pub enum Error {
         limit: u64,
     },
 
+    /// The host could not allocate a tensor's memory.
+    #[error("{op}: cannot allocate {bytes} bytes of host memory (use smaller tensors or batches)")]
+    HostAlloc {
+        /// The op that was called.
+        op: &'static str,
+        /// Requested size in bytes (saturated).
+        bytes: u64,
+    },
+
     /// The GPU device was lost (driver reset, device destroyed); nothing more can run on it.
     #[error("{op}: the GPU device is lost ({reason}); create a new Device and move the data again")]
     DeviceLost {

@@ -164,12 +164,12 @@ impl Layout {
     /// The slice `start .. start + len` of dimension `dim`.
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Layout> {
         let dims = self.shape.dims();
-        if dim >= dims.len() || start + len > dims[dim] {
+        if dim >= dims.len() || start.checked_add(len).is_none_or(|end| end > dims[dim]) {
             return Err(Error::invalid(
                 "narrow",
                 format!(
                     "range {start}..{} of dimension {dim} is out of bounds for shape {}",
-                    start + len,
+                    start.saturating_add(len),
                     self.shape
                 ),
             ));

@@ -24,7 +24,12 @@ impl Shape {
 
     /// Number of elements (1 for a scalar, 0 if any dimension is 0).
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        // Saturates instead of wrapping: a count past usize::MAX can never be allocated, so every
+        // size check then refuses it.
+        self.0
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
     /// Row-major (C-order) strides of a contiguous tensor of this shape, in elements.

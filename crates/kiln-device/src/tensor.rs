@@ -109,10 +109,11 @@ impl RawTensor {
         let n = shape.numel();
         match device {
             Device::Cpu(_) => {
+                let op = "full";
                 let data = match dtype {
-                    DType::F32 => CpuData::F32(vec![value as f32; n]),
-                    DType::F16 => CpuData::F16(vec![f16::from_f64(value); n]),
-                    DType::U32 => CpuData::U32(vec![value as u32; n]),
+                    DType::F32 => CpuData::F32(cpu::filled(op, n, value as f32)?),
+                    DType::F16 => CpuData::F16(cpu::filled(op, n, f16::from_f64(value))?),
+                    DType::U32 => CpuData::U32(cpu::filled(op, n, value as u32)?),
                 };
                 RawTensor::from_cpu_data(data, shape, device)
             }

@@ -131,3 +131,17 @@ impl CpuDevice {
         }
     }
 }
+
+/// `n` copies of `value`, or an error naming `op` when the host cannot hold them (instead of the
+/// abort an infallible allocation would be).
+pub(crate) fn filled<T: Clone>(op: &'static str, n: usize, value: T) -> crate::Result<Vec<T>> {
+    let mut values = Vec::new();
+    values
+        .try_reserve_exact(n)
+        .map_err(|_| crate::Error::HostAlloc {
+            op,
+            bytes: (n as u64).saturating_mul(std::mem::size_of::<T>() as u64),
+        })?;
+    values.resize(n, value);
+    Ok(values)
+}

@@ -70,6 +70,9 @@ pub(crate) fn reduce(op: ReduceOp, x: &[f32], [outer, axis, inner]: [usize; 3]) 
             .collect();
     }
     let mut out = vec![identity(op); outer * inner];
+    if out.is_empty() {
+        return out;
+    }
     out.par_chunks_mut(inner).enumerate().for_each(|(o, row)| {
         for j in 0..axis {
             let src = &x[(o * axis + j) * inner..][..inner];

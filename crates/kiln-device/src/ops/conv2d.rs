@@ -71,7 +71,22 @@ impl ConvGeometry {
                 format!("stride {:?} must be at least 1", p.stride),
             ));
         }
-        let (ph, pw) = (x[2] + 2 * p.padding[0], x[3] + 2 * p.padding[1]);
+        if x.contains(&0) || k[0] == 0 {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "input {input} and weight {weight} need at least one sample, channel, row, \
+                     column and output channel"
+                ),
+            ));
+        }
+        let padded = |size: usize, pad: usize| pad.checked_mul(2).and_then(|p| p.checked_add(size));
+        let (Some(ph), Some(pw)) = (padded(x[2], p.padding[0]), padded(x[3], p.padding[1])) else {
+            return Err(Error::invalid(
+                op,
+                format!("padding {:?} is too large for input {input}", p.padding),
+            ));
+        };
         if k[2] > ph || k[3] > pw || k[2] == 0 || k[3] == 0 {
             return Err(Error::invalid(
                 op,

@@ -56,7 +56,9 @@ impl PoolGeometry {
                 ),
             ));
         }
-        if p.padding[0] * 2 > p.kernel[0] || p.padding[1] * 2 > p.kernel[1] {
+        if p.padding[0].saturating_mul(2) > p.kernel[0]
+            || p.padding[1].saturating_mul(2) > p.kernel[1]
+        {
             return Err(Error::invalid(
                 op,
                 format!(

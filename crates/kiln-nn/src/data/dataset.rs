@@ -283,6 +283,17 @@ impl Dataset {
                 first.value_count() / first.per_sample()
             }
         };
+        if let Targets::Values { values, .. } = &targets
+            && let Some(i) = values.iter().position(|v| !v.is_finite())
+        {
+            return Err(Error::InvalidData {
+                op: "Dataset::new",
+                message: format!(
+                    "target value {i} is {} (NaN or infinite targets would turn the weights NaN)",
+                    values[i]
+                ),
+            });
+        }
         if let Targets::Values { values, width } = &targets
             && (*width == 0 || !values.len().is_multiple_of(*width))
         {

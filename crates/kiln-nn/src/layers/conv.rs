@@ -117,6 +117,15 @@ impl Layer for Conv2D {
                 ),
             ));
         };
+        if self.filters == 0 || self.kernel.contains(&0) || self.strides.contains(&0) {
+            return Err(Error::invalid(
+                "build",
+                format!(
+                    "layer {name} (Conv2D): filters {}, kernel {:?} and strides {:?} must be positive",
+                    self.filters, self.kernel, self.strides
+                ),
+            ));
+        }
         let padding = match self.padding {
             Padding::Valid => [0, 0],
             Padding::Same if self.kernel.iter().all(|k| k % 2 == 1) => {

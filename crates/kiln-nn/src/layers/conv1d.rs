@@ -90,10 +90,10 @@ impl Layer for Conv1D {
                 ),
             ));
         };
-        if self.kernel == 0 || self.stride == 0 {
+        if self.kernel == 0 || self.stride == 0 || self.filters == 0 {
             return Err(Error::invalid(
                 "build",
-                format!("layer {name} (Conv1D): kernel and stride must be positive"),
+                format!("layer {name} (Conv1D): filters, kernel and stride must be positive"),
             ));
         }
         if self.padding == Padding::Same && self.kernel.is_multiple_of(2) {

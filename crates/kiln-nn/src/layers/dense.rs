@@ -83,6 +83,12 @@ impl Layer for Dense {
                 ),
             ));
         };
+        if self.units == 0 {
+            return Err(Error::invalid(
+                "build",
+                format!("layer {name} (Dense) needs at least 1 unit, got 0"),
+            ));
+        }
         self.name = name.to_string();
         let weight =
             self.initializer

@@ -86,6 +86,15 @@ impl Layer for Embedding {
                 format!("layer {name} (Embedding) expects a sequence of ids, got {input:?}"),
             ));
         }
+        if self.input_dim == 0 || self.output_dim == 0 {
+            return Err(Error::invalid(
+                "build",
+                format!(
+                    "layer {name} (Embedding) needs input_dim and output_dim of at least 1, got {} and {}",
+                    self.input_dim, self.output_dim
+                ),
+            ));
+        }
         self.name = name.to_string();
         // Keras initialises embeddings uniformly in [-0.05, 0.05].
         let table = Tensor::uniform([self.input_dim, self.output_dim], -0.05, 0.05, seed, device)?;

@@ -213,6 +213,23 @@ impl Model {
                     ),
                 ))
             }
+            Targets::Values { values, .. }
+                if matches!(
+                    loss,
+                    Loss::BinaryCrossentropy | Loss::BinaryCrossentropyPosWeight(_)
+                ) =>
+            {
+                match values.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+                    None => Ok(()),
+                    Some(v) => Err(Error::invalid(
+                        op,
+                        format!(
+                            "binary cross-entropy takes targets in [0, 1], but the data set holds {v}; \
+                             use 0/1 labels or probabilities"
+                        ),
+                    )),
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -244,6 +261,15 @@ impl Model {
         }
         self.check_targets("fit", data, loss_fn)?;
         check_class_weight(data, config.class_weight.as_deref())?;
+        if !(0.0..1.0).contains(&config.validation_split) {
+            return Err(Error::invalid(
+                "fit",
+                format!(
+                    "validation_split {} must be in [0, 1): the fraction of samples held out",
+                    config.validation_split
+                ),
+            ));
+        }
         let columns = self.column_order("fit", data)?;
         let mut own_callbacks = config.callbacks.borrow()?;
         let mut all_callbacks: Vec<&mut dyn Callback> = own_callbacks
@@ -341,6 +367,16 @@ impl Model {
     pub fn evaluate(&self, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
         let compiled = self.compiled("evaluate")?;
         let (loss_fn, mut totals) = (compiled.loss, MetricTotals::new(&compiled.metrics));
+        if batch_size == 0 || data.is_empty() {
+            return Err(Error::invalid(
+                "evaluate",
+                format!(
+                    "needs a batch size >= 1 and data, got batch size {batch_size} and {} samples \
+                     (an empty data set has no loss)",
+                    data.len()
+                ),
+            ));
+        }
         self.check_targets("evaluate", data, loss_fn)?;
         let columns = self.column_order("evaluate", data)?;
         let device = self.place()?;
