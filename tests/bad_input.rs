@@ -311,6 +311,25 @@ fn model_cases(d: &Device) -> Vec<Case<'_>> {
         refused("NaN in regression targets", &["NaN"], move || {
             Dataset::new(vec![0.1; 6], [3], values(vec![f32::NAN, 0.0, 0.0, 0.0], 2)).map(drop)
         }),
+        survives("feature range of samples with no features", move || {
+            let data = Dataset::new(
+                Vec::new(),
+                [0],
+                Targets::Classes {
+                    labels: vec![0, 1],
+                    classes: 2,
+                },
+            )?;
+            let _ = data.feature_range();
+            Ok(())
+        }),
+        refused("a saved config with a huge layer", &["too many elements"], move || {
+            let config = serde_json::json!({
+                "input_shape": [1 << 20],
+                "layers": [{ "config": { "kind": "dense", "units": 1u64 << 40 } }]
+            });
+            Sequential::from_config(&config, d).map(drop)
+        }),
         refused("fewer features than labels", &["targets"], move || {
             Dataset::new(
                 vec![0.1; 3],

@@ -145,3 +145,14 @@ pub(crate) fn filled<T: Clone>(op: &'static str, n: usize, value: T) -> crate::R
     values.resize(n, value);
     Ok(values)
 }
+
+/// `Err` naming `op` when the host cannot hold `n` values of `T` (checked before a computation
+/// that would otherwise abort on a failed allocation).
+pub(crate) fn check_alloc<T>(op: &'static str, n: usize) -> crate::Result<()> {
+    Vec::<T>::new()
+        .try_reserve_exact(n)
+        .map_err(|_| crate::Error::HostAlloc {
+            op,
+            bytes: (n as u64).saturating_mul(std::mem::size_of::<T>() as u64),
+        })
+}

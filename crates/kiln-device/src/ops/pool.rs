@@ -144,11 +144,23 @@ impl RawTensor {
         RawTensor::check_same_device(op, &[grad_out, indices])?;
         let (dy, idx) = (grad_out.contiguous()?, indices.contiguous()?);
         Ok(match dy.backend() {
-            Backend::Cpu(cpu) => RawTensor::from_host_f32(
-                cpu::pool::max_backward(dy.host_f32(), idx.host_u32(), &g),
-                input_shape,
-                cpu,
-            ),
+            Backend::Cpu(cpu) => {
+                let window = g.h * g.w;
+                if let Some(bad) = idx.host_u32().iter().find(|&&i| i as usize >= window) {
+                    return Err(Error::InvalidData {
+                        op: "max_pool2d_backward",
+                        message: format!(
+                            "index {bad} is outside the {window} positions of a {}x{} plane",
+                            g.h, g.w
+                        ),
+                    });
+                }
+                RawTensor::from_host_f32(
+                    cpu::pool::max_backward(dy.host_f32(), idx.host_u32(), &g),
+                    input_shape,
+                    cpu,
+                )
+            }
             Backend::Gpu(ctx) => {
                 let out = gpu::pool::max_backward(ctx, dy.buffer(), idx.buffer(), &g)?;
                 RawTensor::from_gpu(out, input_shape, DType::F32, &dy)

@@ -29,6 +29,7 @@ impl RawTensor {
         let probe = RawTensor::zeros([0], DType::F32, device)?;
         Ok(match probe.backend() {
             Backend::Cpu(cpu) => {
+                cpu::check_alloc::<f32>("random", n)?;
                 let values = match distribution {
                     Distribution::Uniform => cpu::random::uniform(n, seed, a, b),
                     Distribution::Normal => cpu::random::normal(n, seed, a, b),

@@ -429,6 +429,9 @@ impl Dataset {
             return (Vec::new(), Vec::new());
         };
         let per: usize = self.inputs[0].column.per_sample();
+        if per == 0 {
+            return (Vec::new(), Vec::new());
+        }
         let mut lo = vec![f32::INFINITY; per];
         let mut hi = vec![f32::NEG_INFINITY; per];
         for sample in features.chunks(per) {
