@@ -323,13 +323,17 @@ fn model_cases(d: &Device) -> Vec<Case<'_>> {
             let _ = data.feature_range();
             Ok(())
         }),
-        refused("a saved config with a huge layer", &["too many elements"], move || {
-            let config = serde_json::json!({
-                "input_shape": [1 << 20],
-                "layers": [{ "config": { "kind": "dense", "units": 1u64 << 40 } }]
-            });
-            Sequential::from_config(&config, d).map(drop)
-        }),
+        refused(
+            "a saved config with a huge layer",
+            &["too many elements"],
+            move || {
+                let config = serde_json::json!({
+                    "input_shape": [1 << 20],
+                    "layers": [{ "config": { "kind": "dense", "units": 1u64 << 40 } }]
+                });
+                Sequential::from_config(&config, d).map(drop)
+            },
+        ),
         refused("fewer features than labels", &["targets"], move || {
             Dataset::new(
                 vec![0.1; 3],

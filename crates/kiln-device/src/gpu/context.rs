@@ -2,10 +2,12 @@
 //! dispatches, and the readback path. Kernel launchers (`elementwise.rs`, `copy.rs`, ...) go through
 //! [`GpuContext::dispatch`].
 
-use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use super::buffer_pool::{BufferPool, MemoryStats, bucket_size};
 use super::params::{PARAM_WORDS, Params};
@@ -80,7 +82,9 @@ struct Timestamps {
 #[derive(PartialEq, Eq, Hash)]
 struct BindKey {
     pipeline: usize,
-    buffers: Vec<(u32, wgpu::Buffer, u64)>,
+    /// Inline for the common kernels (no allocation per dispatch); the multi-parameter optimizer
+    /// kernels spill to the heap.
+    buffers: SmallVec<[(u32, wgpu::Buffer, u64); 8]>,
 }
 
 /// Bind groups kept for reuse; cleared when this many are held (and when pooled memory is released,
@@ -119,7 +123,7 @@ pub(crate) struct GpuContext {
     /// is not `0`).
     subgroups: AtomicBool,
     /// Bind groups by what they bind: a training step's dispatches find theirs from the last step.
-    bind_groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
+    bind_groups: Mutex<FxHashMap<BindKey, wgpu::BindGroup>>,
 }
 
 /// A storage buffer holding one tensor's elements. Returns to the pool when dropped.
@@ -267,7 +271,7 @@ impl GpuContext {
             annotation: Mutex::new(None),
             timestamps,
             subgroups: AtomicBool::new(subgroups),
-            bind_groups: Mutex::new(HashMap::new()),
+            bind_groups: Mutex::new(FxHashMap::default()),
         })
     }
 

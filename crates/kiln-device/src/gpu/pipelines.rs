@@ -4,6 +4,8 @@
 //! at a dynamic offset, so one bind group serves every dispatch on the same buffers.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 
 use super::gemm::TileShape;
@@ -35,8 +37,12 @@ impl Variant {
     }
 }
 
-/// One compute entry point with its specialisation.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The most `override` constants one kernel sets.
+const MAX_CONSTANTS: usize = 4;
+
+/// One compute entry point with its specialisation. Plain data (no heap): launchers build one per
+/// dispatch, and the pipeline cache looks it up with a cheap hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Kernel {
     /// The WGSL file.
     pub(crate) shader: Shader,
@@ -44,8 +50,9 @@ pub(crate) struct Kernel {
     pub(crate) entry: &'static str,
     /// The element type the kernel computes in.
     pub(crate) dtype: DType,
-    /// Values of the shader's `override` constants.
-    pub(crate) constants: Vec<(&'static str, u32)>,
+    /// Values of the shader's `override` constants (the first `constant_count`).
+    constants: [(&'static str, u32); MAX_CONSTANTS],
+    constant_count: u8,
     /// What the shader is compiled with in front of its file (GEMM tile, row teams).
     pub(crate) variant: Option<Variant>,
 }
@@ -57,9 +64,15 @@ impl Kernel {
             shader,
             entry,
             dtype,
-            constants: Vec::new(),
+            constants: [("", 0); MAX_CONSTANTS],
+            constant_count: 0,
             variant: None,
         }
+    }
+
+    /// The `override` constants set.
+    pub(crate) fn constants(&self) -> &[(&'static str, u32)] {
+        &self.constants[..usize::from(self.constant_count)]
     }
 
     /// `file::entry` and the specialisation, for the profiler: `gemm.wgsl::gemm_main MODE=1`.
@@ -68,7 +81,7 @@ impl Kernel {
         if let Some(Variant::Teams { subgroups }) = self.variant {
             text += if subgroups { " subgroups" } else { " shared" };
         }
-        for (name, value) in &self.constants {
+        for (name, value) in self.constants() {
             text += &format!(" {name}={value}");
         }
         text
@@ -80,9 +93,15 @@ impl Kernel {
         self
     }
 
-    /// Sets an `override` constant.
+    /// Sets an `override` constant (launchers set at most [`MAX_CONSTANTS`]).
     pub(crate) fn with(mut self, name: &'static str, value: u32) -> Self {
-        self.constants.push((name, value));
+        let slot = usize::from(self.constant_count);
+        assert!(
+            slot < MAX_CONSTANTS,
+            "a kernel takes at most {MAX_CONSTANTS} constants"
+        );
+        self.constants[slot] = (name, value);
+        self.constant_count += 1;
         self
     }
 }
@@ -107,7 +126,7 @@ struct Module {
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<(Shader, Option<Variant>), Module>>,
-    pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+    pipelines: Mutex<FxHashMap<Kernel, Arc<Pipeline>>>,
 }
 
 /// The bind group layout entries of the bindings `entry` uses (group 0): the parameter block (binding
@@ -213,7 +232,7 @@ impl PipelineCache {
             })
         });
         let constants: Vec<(&str, f64)> = kernel
-            .constants
+            .constants()
             .iter()
             .map(|&(k, v)| (k, f64::from(v)))
             .collect();
@@ -238,7 +257,7 @@ impl PipelineCache {
         self.pipelines
             .lock()
             .unwrap()
-            .insert(kernel.clone(), compiled.clone());
+            .insert(*kernel, compiled.clone());
         compiled
     }
 
