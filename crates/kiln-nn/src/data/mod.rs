@@ -5,6 +5,7 @@ mod dataset;
 pub mod datasets;
 mod download;
 mod idx;
+pub mod movielens;
 
 pub use dataset::{Batch, Batches, Column, Dataset, Targets, to_categorical};
 pub use download::{RemoteFile, download_verified};

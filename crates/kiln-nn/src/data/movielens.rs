@@ -1,0 +1,200 @@
+//! MovieLens ratings (user, movie, stars) for recommenders: GroupLens's `ml-100k` layout (`u.data`,
+//! tab-separated `user item rating timestamp`, and `u.item`, `|`-separated with the title second) or
+//! plain CSVs with headers (`ratings.csv`: `user_id,item_id,rating[,timestamp]`, `movies.csv`:
+//! `item_id,title[,..]`). GroupLens does not allow redistributing the files: get them from
+//! <https://files.grouplens.org/datasets/movielens/ml-100k.zip>.
+
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+use super::{Column, Dataset, Targets};
+use kiln_device::{Error, Result};
+
+/// One rating, with 0-based user and movie ids.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rating {
+    /// The user (0-based).
+    pub user: u32,
+    /// The movie (0-based).
+    pub item: u32,
+    /// The stars given.
+    pub rating: f32,
+}
+
+/// Ratings with the titles of the movies.
+#[derive(Debug, Clone)]
+pub struct MovieLens {
+    /// Every rating.
+    pub ratings: Vec<Rating>,
+    /// Title of movie `i` at index `i` (empty where the movie file has none).
+    pub titles: Vec<String>,
+    /// Number of users (largest user id + 1).
+    pub users: usize,
+    /// Number of movies (largest movie id + 1, or the titles' count when larger).
+    pub items: usize,
+}
+
+fn bad(path: &Path, message: impl std::fmt::Display) -> Error {
+    Error::InvalidData {
+        op: "movielens",
+        message: format!("{}: {message}", path.display()),
+    }
+}
+
+/// Reads `path` as records split by `delimiter`, with or without a header row.
+fn records(path: &Path, delimiter: u8, header: bool) -> Result<Vec<csv::ByteRecord>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(header)
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| bad(path, e))?;
+    reader
+        .byte_records()
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| bad(path, e))
+}
+
+/// Field `i` of a record parsed as `T`, or an error naming the file, row and field.
+fn field<T: std::str::FromStr>(
+    path: &Path,
+    row: usize,
+    record: &csv::ByteRecord,
+    i: usize,
+) -> Result<T> {
+    let raw = record
+        .get(i)
+        .ok_or_else(|| bad(path, format!("row {row} has no field {i}")))?;
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| {
+            bad(
+                path,
+                format!(
+                    "row {row}, field {i}: {:?} is not a number",
+                    String::from_utf8_lossy(raw)
+                ),
+            )
+        })
+}
+
+/// A 1-based id as 0-based.
+fn id(path: &Path, row: usize, record: &csv::ByteRecord, i: usize) -> Result<u32> {
+    let value: u32 = field(path, row, record, i)?;
+    value
+        .checked_sub(1)
+        .ok_or_else(|| bad(path, format!("row {row}: ids count from 1, got 0")))
+}
+
+/// MovieLens from `dir`: `u.data` + `u.item` (GroupLens) or `ratings.csv` + `movies.csv`.
+pub fn movielens(dir: &Path) -> Result<MovieLens> {
+    let (ratings_path, titles_path, delimiter, header) = if dir.join("u.data").exists() {
+        (dir.join("u.data"), dir.join("u.item"), b'\t', false)
+    } else if dir.join("ratings.csv").exists() {
+        (dir.join("ratings.csv"), dir.join("movies.csv"), b',', true)
+    } else {
+        return Err(bad(
+            dir,
+            "neither u.data (GroupLens's ml-100k) nor ratings.csv is here; download \
+             https://files.grouplens.org/datasets/movielens/ml-100k.zip, unzip it and pass its folder",
+        ));
+    };
+    let mut ratings = Vec::new();
+    for (i, record) in records(&ratings_path, delimiter, header)?
+        .iter()
+        .enumerate()
+    {
+        let row = i + 1 + usize::from(header);
+        let rating = Rating {
+            user: id(&ratings_path, row, record, 0)?,
+            item: id(&ratings_path, row, record, 1)?,
+            rating: field(&ratings_path, row, record, 2)?,
+        };
+        if !rating.rating.is_finite() {
+            return Err(bad(
+                &ratings_path,
+                format!("row {row}: rating {}", rating.rating),
+            ));
+        }
+        ratings.push(rating);
+    }
+    if ratings.is_empty() {
+        return Err(bad(&ratings_path, "no ratings"));
+    }
+    let mut titles: Vec<String> = Vec::new();
+    if titles_path.exists() {
+        let titles_delimiter = if header { b',' } else { b'|' };
+        for (i, record) in records(&titles_path, titles_delimiter, header)?
+            .iter()
+            .enumerate()
+        {
+            let row = i + 1 + usize::from(header);
+            let item = id(&titles_path, row, record, 0)? as usize;
+            // u.item is Latin-1: decode lossily rather than refuse a title
+            let title = record
+                .get(1)
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned();
+            if item >= titles.len() {
+                titles.resize(item + 1, String::new());
+            }
+            titles[item] = title;
+        }
+    }
+    let users = ratings
+        .iter()
+        .map(|r| r.user as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let items = ratings
+        .iter()
+        .map(|r| r.item as usize + 1)
+        .max()
+        .unwrap_or(0)
+        .max(titles.len());
+    titles.resize(items, String::new());
+    Ok(MovieLens {
+        ratings,
+        titles,
+        users,
+        items,
+    })
+}
+
+impl MovieLens {
+    /// The ratings shuffled from `seed` and split: `(train, test)` with `test_fraction` of them in
+    /// the test part.
+    pub fn split(&self, test_fraction: f32, seed: u64) -> (Vec<Rating>, Vec<Rating>) {
+        let mut shuffled = self.ratings.clone();
+        shuffled.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        let test = ((shuffled.len() as f32) * test_fraction.clamp(0.0, 1.0)) as usize;
+        let train = shuffled.split_off(test);
+        (train, shuffled)
+    }
+
+    /// The mean rating of `ratings`.
+    pub fn mean(ratings: &[Rating]) -> f32 {
+        ratings.iter().map(|r| r.rating).sum::<f32>() / ratings.len().max(1) as f32
+    }
+
+    /// A two-input data set (`"user"` and `"item"` ids, one each per sample) with the ratings minus
+    /// `center` as targets.
+    pub fn dataset(ratings: &[Rating], center: f32) -> Result<Dataset> {
+        let users = ratings.iter().map(|r| r.user).collect();
+        let items = ratings.iter().map(|r| r.item).collect();
+        Dataset::from_inputs(
+            vec![
+                ("user", Column::ids(users, [1])),
+                ("item", Column::ids(items, [1])),
+            ],
+            Targets::Values {
+                values: ratings.iter().map(|r| r.rating - center).collect(),
+                width: 1,
+            },
+        )
+    }
+}
