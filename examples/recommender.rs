@@ -62,7 +62,6 @@ fn all_scores(
         ],
         Targets::None,
     )?;
-    let _ = device;
     model.predict_dataset(&grid, 65_536)?.to_vec::<f32>()
 }
 
@@ -164,7 +163,7 @@ fn main() -> kiln::Result<()> {
     };
     model.fit(&train_set, &config)?;
     let result = model.evaluate(&test_set, 4096)?;
-    let scores = all_scores(&model, data.users, data.items, &device)?;
+    let scores = all_scores(&model, data.users, data.items)?;
     let (precision, ndcg) = ranking_quality(&scores, data.items, &train, &test, data.users);
     println!(
         "test rmse: {:.4} - mae: {:.4} - precision_at_10: {precision:.4} - ndcg_at_10: {ndcg:.4}",
