@@ -45,12 +45,7 @@ fn model(users: usize, items: usize, dim: usize, device: &Device) -> kiln::Resul
 }
 
 /// Every user's predicted score of every movie, `[users, items]`, from one batched prediction.
-fn all_scores(
-    model: &Model,
-    users: usize,
-    items: usize,
-    device: &Device,
-) -> kiln::Result<Vec<f32>> {
+fn all_scores(model: &Model, users: usize, items: usize) -> kiln::Result<Vec<f32>> {
     let user_ids: Vec<u32> = (0..users as u32)
         .flat_map(|u| std::iter::repeat_n(u, items))
         .collect();
