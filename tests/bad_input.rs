@@ -365,3 +365,190 @@ fn model_cases(d: &Device) -> Vec<Case<'_>> {
 device_test!(models_refuse_bad_input, |device| {
     run_cases(&device, model_cases(&device));
 });
+
+/// A fresh scratch folder for one case's files.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-bad-input-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn file_cases(d: &Device) -> Vec<Case<'_>> {
+    let idx = |name: &'static str, bytes: Vec<u8>| -> Result<()> {
+        let path = scratch(name).join("data.idx");
+        std::fs::write(&path, bytes).unwrap();
+        kiln::nn::data::read_idx(&path, 3).map(drop)
+    };
+    let saved_model = move |name: &str| -> Result<std::path::PathBuf> {
+        let dir = scratch(name);
+        let mut m = Sequential::new([3]).on(d).add(Dense::new(2))?;
+        m.compile(Adam::new(0.01), Loss::MeanSquaredError, &[])?;
+        m.save(&dir)?;
+        Ok(dir)
+    };
+    vec![
+        refused(
+            "an IDX file shorter than its header",
+            &["header"],
+            move || idx("short", vec![0, 0]),
+        ),
+        refused("an IDX file with a bad magic", &["data.idx"], move || {
+            idx("magic", vec![1, 2, 8, 3, 0, 0, 0, 1])
+        }),
+        refused(
+            "an IDX header announcing more than the file holds",
+            &["data.idx"],
+            move || {
+                let mut bytes = vec![0, 0, 8, 3];
+                for dim in [1_000_000u32, 28, 28] {
+                    bytes.extend(dim.to_be_bytes());
+                }
+                bytes.extend([0u8; 16]);
+                idx("huge", bytes)
+            },
+        ),
+        refused("an IDX file of the wrong rank", &["data.idx"], move || {
+            let mut bytes = vec![0, 0, 8, 1];
+            bytes.extend(2u32.to_be_bytes());
+            bytes.extend([7u8, 9]);
+            idx("rank", bytes)
+        }),
+        refused("a missing IDX file", &["nothing-here.idx"], move || {
+            kiln::nn::data::read_idx(std::path::Path::new("/nonexistent/nothing-here.idx"), 3)
+                .map(drop)
+        }),
+        refused(
+            "a corrupt weights file",
+            &["model.safetensors"],
+            move || {
+                let dir = saved_model("corrupt")?;
+                std::fs::write(dir.join("model.safetensors"), b"not a safetensors file").unwrap();
+                Sequential::load_model(&dir, d).map(drop)
+            },
+        ),
+        refused("a config that is not JSON", &["config.json"], move || {
+            let dir = saved_model("json")?;
+            std::fs::write(dir.join("config.json"), b"{ nope").unwrap();
+            Sequential::load_model(&dir, d).map(drop)
+        }),
+        refused(
+            "a config with an unknown layer kind",
+            &["capsule"],
+            move || {
+                let dir = saved_model("kind")?;
+                let config = r#"{"input_shape": [3], "layers": [{"config": {"kind": "capsule"}}]}"#;
+                std::fs::write(dir.join("config.json"), config).unwrap();
+                Sequential::load_model(&dir, d).map(drop)
+            },
+        ),
+        refused(
+            "weights of the wrong shape for the model",
+            &["[2, 3]"],
+            move || {
+                let dir = saved_model("shape")?;
+                let mut other = Sequential::new([4]).on(d).add(Dense::new(2))?;
+                other.compile(Adam::new(0.01), Loss::MeanSquaredError, &[])?;
+                other.load(&dir)
+            },
+        ),
+        refused(
+            "loading from a folder that does not exist",
+            &["no-such-model"],
+            move || {
+                Sequential::load_model(std::path::Path::new("/nonexistent/no-such-model"), d)
+                    .map(drop)
+            },
+        ),
+    ]
+}
+
+device_test!(files_refuse_bad_input, |device| {
+    run_cases(&device, file_cases(&device));
+});
+
+fn misuse_cases(d: &Device) -> Vec<Case<'_>> {
+    let dense = move || Sequential::new([3]).on(d).add(Dense::new(2));
+    vec![
+        refused("fit before compile", &["compile"], move || {
+            let data = Dataset::new(
+                vec![0.1; 3],
+                [3],
+                Targets::Values {
+                    values: vec![0.0; 2],
+                    width: 2,
+                },
+            )?;
+            dense()?
+                .fit(
+                    &data,
+                    &FitConfig {
+                        verbose: false,
+                        ..Default::default()
+                    },
+                )
+                .map(drop)
+        }),
+        refused(
+            "predict with the wrong sample shape",
+            &["expected shape (None, 3)", "(2, 4)"],
+            move || dense()?.predict(&Tensor::zeros([2, 4], d)?).map(drop),
+        ),
+        refused(
+            "predict with two inputs for a one-input model",
+            &["input"],
+            move || {
+                let x = Tensor::zeros([2, 3], d)?;
+                dense()?.predict(&[&x, &x]).map(drop)
+            },
+        ),
+        refused("set_weight with an unknown name", &["nope"], move || {
+            dense()?.set_weight("nope", &RawTensor::zeros([2], DType::F32, d)?)
+        }),
+        refused("set_weight with the wrong shape", &["[2, 3]"], move || {
+            dense()?.set_weight("dense.weight", &RawTensor::zeros([3, 3], DType::F32, d)?)
+        }),
+        refused("select past the data set", &["out of range"], move || {
+            Dataset::new(
+                vec![0.1; 3],
+                [3],
+                Targets::Values {
+                    values: vec![0.0],
+                    width: 1,
+                },
+            )?
+            .select(&[5])
+            .map(drop)
+        }),
+        refused("a Dense layer given ids", &["Dense"], move || {
+            let ids = Input::ids([3]);
+            Dense::new(2).apply(&ids).map(drop)
+        }),
+        refused("a merge of one node", &["Add"], move || {
+            let a = Input::new(3);
+            Add::new().apply(&[&a]).map(drop)
+        }),
+        refused(
+            "a model whose output does not come from its input",
+            &["input"],
+            move || {
+                let (a, b) = (Input::new(3), Input::new(3));
+                let out = Dense::new(1).apply(&b)?;
+                Model::new(&[&a], &[&out]).map(drop)
+            },
+        ),
+        refused(
+            "an optimizer step on a frozen parameter",
+            &["frozen"],
+            move || {
+                let p = Var::new(Tensor::zeros([2], d)?);
+                p.set_frozen(true);
+                Sgd::new(0.1).step(std::slice::from_ref(&p), &Gradients::default())
+            },
+        ),
+    ]
+}
+
+device_test!(api_misuse_is_refused, |device| {
+    run_cases(&device, misuse_cases(&device));
+});
