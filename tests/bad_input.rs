@@ -538,6 +538,94 @@ fn misuse_cases(d: &Device) -> Vec<Case<'_>> {
             },
         ),
         refused(
+            "a refused fit leaves the weights as they were",
+            &["binary cross-entropy"],
+            move || {
+                let mut m = Sequential::new([3])
+                    .on(d)
+                    .add(Dense::new(1).activation(Activation::Sigmoid))?;
+                m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, &[])?;
+                let before = m.named_parameters()[0].1.tensor().to_vec::<f32>()?;
+                let bad = Dataset::new(
+                    vec![0.1; 6],
+                    [3],
+                    Targets::Values {
+                        values: vec![5.0, 0.0],
+                        width: 1,
+                    },
+                )?;
+                let err = m.fit(
+                    &bad,
+                    &FitConfig {
+                        verbose: false,
+                        ..Default::default()
+                    },
+                );
+                let after = m.named_parameters()[0].1.tensor().to_vec::<f32>()?;
+                if before != after {
+                    return Ok(()); // reported as "accepted": the weights changed
+                }
+                err.map(drop)
+            },
+        ),
+        refused(
+            "a failed load leaves the weights as they were",
+            &["model.safetensors"],
+            move || {
+                let dir = scratch("partial-load");
+                let mut m = Sequential::new([3]).on(d).add(Dense::new(2))?;
+                m.compile(Adam::new(0.01), Loss::MeanSquaredError, &[])?;
+                m.save(&dir)?;
+                std::fs::write(dir.join("model.safetensors"), b"truncated").unwrap();
+                let before = m.named_parameters()[0].1.tensor().to_vec::<f32>()?;
+                let err = m.load(&dir);
+                if m.named_parameters()[0].1.tensor().to_vec::<f32>()? != before {
+                    return Ok(());
+                }
+                err
+            },
+        ),
+        refused(
+            "Conv2D with a kernel larger than the image",
+            &["Conv2D", "kernel"],
+            move || {
+                Sequential::new([1, 2, 2])
+                    .on(d)
+                    .add(Conv2D::new(4, (3, 3)))
+                    .map(drop)
+            },
+        ),
+        refused("an LSTM with no units", &["LSTM", "unit"], move || {
+            Sequential::new([5, 3]).on(d).add(LSTM::new(0)).map(drop)
+        }),
+        refused(
+            "ids beyond an Embedding when fit starts",
+            &["id 9", "Embedding"],
+            move || {
+                let mut m = Sequential::new([2])
+                    .on(d)
+                    .add(Embedding::new(4, 2))?
+                    .add(Flatten::new())?
+                    .add(Dense::new(1))?;
+                m.compile(Adam::new(0.01), Loss::MeanSquaredError, &[])?;
+                let data = Dataset::from_columns(
+                    vec![Column::ids(vec![1, 9], [2])],
+                    Targets::Values {
+                        values: vec![0.5],
+                        width: 1,
+                    },
+                )?;
+                m.fit(
+                    &data,
+                    &FitConfig {
+                        verbose: false,
+                        ..Default::default()
+                    },
+                )
+                .map(drop)
+            },
+        ),
+        refused(
             "an optimizer step on a frozen parameter",
             &["frozen"],
             move || {

@@ -135,7 +135,7 @@ impl Layer for Conv2D {
                 return Err(Error::invalid(
                     "build",
                     format!(
-                        "layer {name}: 'same' padding needs an odd kernel, got {:?}",
+                        "layer {name} (Conv2D): 'same' padding needs an odd kernel, got {:?}",
                         self.kernel
                     ),
                 ));
@@ -150,7 +150,7 @@ impl Layer for Conv2D {
             return Err(Error::invalid(
                 "build",
                 format!(
-                    "layer {name}: kernel {:?} does not fit the input {input:?}",
+                    "layer {name} (Conv2D): kernel {:?} does not fit the input {input:?}",
                     self.kernel
                 ),
             ));
