@@ -6,6 +6,7 @@ pub mod datasets;
 mod download;
 mod idx;
 pub mod movielens;
+pub mod text;
 
 pub use dataset::{Batch, Batches, Column, Dataset, Targets, to_categorical};
 pub use download::{RemoteFile, download_verified};
