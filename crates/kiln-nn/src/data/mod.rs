@@ -6,6 +6,7 @@ pub mod datasets;
 mod download;
 mod idx;
 pub mod movielens;
+pub mod tabular;
 pub mod text;
 
 pub use dataset::{Batch, Batches, Column, Dataset, Targets, to_categorical};
