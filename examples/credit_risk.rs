@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! cargo run --release --example credit_risk -- [--csv FILE --target COLUMN --positive VALUE]
-//!     [--epochs 100] [--batch-size 64] [--threshold 0.5] [--device auto|cpu|gpu] [--seed 0]
+//!     [--epochs 100] [--batch-size 64] [--lr 0.001] [--threshold 0.5] [--device auto|cpu|gpu]
+//!     [--seed 0]
 //! ```
 
 use std::path::PathBuf;
@@ -17,34 +18,20 @@ use kiln::nn::data::tabular::{ColumnTransformer, Table, balanced_class_weights, 
 use kiln::nn::metrics::confusion_matrix;
 use kiln::prelude::*;
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn number<T: std::str::FromStr>(name: &str, default: T) -> T {
-    arg(name, "").parse().unwrap_or(default)
-}
+mod common;
+use common::{arg, device, number};
 
 fn main() -> kiln::Result<()> {
-    let device = match arg("--device", "auto").as_str() {
-        "cpu" => Device::cpu(),
-        "gpu" => Device::gpu()?,
-        _ => Device::auto(),
-    };
+    let device = device()?;
     let default_csv = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/data/credit-scoring/credit_data.csv");
     let csv = PathBuf::from(arg("--csv", &default_csv.to_string_lossy()));
     let (target, positive) = (arg("--target", "Status"), arg("--positive", "bad"));
     let (epochs, batch_size, seed, threshold) = (
-        number("--epochs", 100),
-        number("--batch-size", 64),
-        number("--seed", 0u64),
-        number("--threshold", 0.5f32),
+        number("--epochs", 100)?,
+        number("--batch-size", 64)?,
+        number("--seed", 0u64)?,
+        number("--threshold", 0.5f32)?,
     );
     let table = Table::read_csv(&csv)?;
     let labels = table.binary_labels(&target, &positive)?;
@@ -100,7 +87,7 @@ fn main() -> kiln::Result<()> {
         Metric::F1At(threshold),
     ];
     model.compile(
-        Adam::new(number("--lr", 1e-3)),
+        Adam::new(number("--lr", 1e-3)?),
         Loss::BinaryCrossentropy,
         &metrics,
     )?;
@@ -111,7 +98,10 @@ fn main() -> kiln::Result<()> {
         batch_size,
         shuffle: Some(seed),
         validation_data: Some(&watch_set),
-        class_weight: Some(balanced_class_weights(&train_labels, 2)),
+        class_weight: Some(balanced_class_weights(
+            &fit_rows.iter().map(|&r| labels[r]).collect::<Vec<_>>(),
+            2,
+        )),
         callbacks: Callbacks::new(vec![&mut stop]),
         ..Default::default()
     };

@@ -16,18 +16,8 @@ use std::path::PathBuf;
 use kiln::nn::data::movielens::{MovieLens, Rating, movielens};
 use kiln::prelude::*;
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn number<T: std::str::FromStr>(name: &str, default: T) -> T {
-    arg(name, "").parse().unwrap_or(default)
-}
+mod common;
+use common::{arg, device, number};
 
 /// Embeddings and biases of users and movies; the output is the rating minus the training mean.
 fn model(users: usize, items: usize, dim: usize, device: &Device) -> kiln::Result<Model> {
@@ -105,19 +95,15 @@ fn ranking_quality(
 }
 
 fn main() -> kiln::Result<()> {
-    let device = match arg("--device", "auto").as_str() {
-        "cpu" => Device::cpu(),
-        "gpu" => Device::gpu()?,
-        _ => Device::auto(),
-    };
+    let device = device()?;
     let default_dir =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/movielens-100k");
     let dir = PathBuf::from(arg("--data", &default_dir.to_string_lossy()));
     let (epochs, batch_size, dim, seed) = (
-        number("--epochs", 20),
-        number("--batch-size", 256),
-        number("--dim", 64),
-        number("--seed", 0u64),
+        number("--epochs", 20)?,
+        number("--batch-size", 256)?,
+        number("--dim", 64)?,
+        number("--seed", 0u64)?,
     );
     let data = movielens(&dir)?;
     let (train, test) = data.split(0.2, seed);
@@ -133,7 +119,7 @@ fn main() -> kiln::Result<()> {
     let mut model = model(data.users, data.items, dim, &device)?;
     print!("{}", model.summary());
     let metrics = [Metric::RootMeanSquaredError, Metric::MeanAbsoluteError];
-    let (lr, l2) = (number("--lr", 0.003f32), number("--l2", 3e-4f32));
+    let (lr, l2) = (number("--lr", 0.003f32)?, number("--l2", 3e-4f32)?);
     model.compile(
         Adam::new(lr).weight_decay(l2),
         Loss::MeanSquaredError,
@@ -165,7 +151,7 @@ fn main() -> kiln::Result<()> {
         result.get("rmse").unwrap_or(f32::NAN),
         result.get("mae").unwrap_or(f32::NAN),
     );
-    let user = number("--user", 1usize).clamp(1, data.users) - 1;
+    let user = number("--user", 1usize)?.clamp(1, data.users) - 1;
     let row = Tensor::from_slice(
         &scores[user * data.items..][..data.items],
         [1, data.items],
@@ -176,10 +162,15 @@ fn main() -> kiln::Result<()> {
     for r in data.ratings.iter().filter(|r| r.user as usize == user) {
         seen[r.item as usize] = -1e9;
     }
+    let unseen = seen.iter().filter(|&&s| s == 0.0).count();
     let (top, ids) = row
         .add(&Tensor::from_slice(&seen, [1, data.items], &device)?)?
-        .topk(10)?;
-    println!("top 10 unseen movies for user {}:", user + 1);
+        .topk(unseen.clamp(1, 10))?;
+    println!(
+        "top {} unseen movies for user {}:",
+        unseen.min(10),
+        user + 1
+    );
     for (score, item) in top.to_vec::<f32>()?.iter().zip(ids.to_vec::<u32>()?) {
         println!("  {:.2}  {}", score + mean, data.titles[item as usize]);
     }

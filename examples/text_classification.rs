@@ -11,7 +11,7 @@
 //! ```text
 //! cargo run --release --example text_classification -- [--model bag|cnn|lstm|transformer]
 //!     [--train FILE] [--test FILE] [--text-column review] [--label-column score] [--epochs 20]
-//!     [--batch-size 32] [--vocabulary 20000] [--length 400] [--bigrams yes|no]
+//!     [--batch-size 32] [--lr 0.001] [--vocabulary 20000] [--length 400] [--bigrams yes|no]
 //!     [--device auto|cpu|gpu] [--seed 0] [--predict "TEXT"]
 //! ```
 
@@ -21,23 +21,18 @@ use kiln::nn::data::text::{Tokenizer, read_csv_columns};
 use kiln::nn::metrics::confusion_matrix;
 use kiln::prelude::*;
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
-}
-
-fn number<T: std::str::FromStr>(name: &str, default: T) -> T {
-    arg(name, "").parse().unwrap_or(default)
-}
+mod common;
+use common::{arg, device, number};
 
 const SAVED: &str = "text-model";
 
-/// Texts and class labels of a CSV; the class names are given, or found in order of appearance.
-fn read(path: &Path, classes: &mut Vec<String>) -> kiln::Result<(Vec<String>, Vec<u32>)> {
+/// Texts and class labels of a CSV. With `learn`, new class names are added in order of appearance
+/// (the training file); otherwise a label outside `classes` is an error.
+fn read(
+    path: &Path,
+    classes: &mut Vec<String>,
+    learn: bool,
+) -> kiln::Result<(Vec<String>, Vec<u32>)> {
     let (text, label) = (
         arg("--text-column", "review"),
         arg("--label-column", "score"),
@@ -47,16 +42,28 @@ fn read(path: &Path, classes: &mut Vec<String>) -> kiln::Result<(Vec<String>, Ve
         columns.next().unwrap_or_default(),
         columns.next().unwrap_or_default(),
     );
-    let labels = names
-        .iter()
-        .map(|name| match classes.iter().position(|c| c == name) {
-            Some(i) => i as u32,
-            None => {
+    let mut labels = Vec::with_capacity(names.len());
+    for (row, name) in names.iter().enumerate() {
+        let class = match classes.iter().position(|c| c == name) {
+            Some(i) => i,
+            None if learn && !name.is_empty() => {
                 classes.push(name.clone());
-                classes.len() as u32 - 1
+                classes.len() - 1
             }
-        })
-        .collect();
+            None => {
+                return Err(Error::InvalidData {
+                    op: "text_classification",
+                    message: format!(
+                        "{}: row {}: label {name:?} is not one of the training classes ({})",
+                        path.display(),
+                        row + 2,
+                        classes.join(", ")
+                    ),
+                });
+            }
+        };
+        labels.push(class as u32);
+    }
     Ok((texts, labels))
 }
 
@@ -91,11 +98,7 @@ fn build(
 }
 
 fn main() -> kiln::Result<()> {
-    let device = match arg("--device", "auto").as_str() {
-        "cpu" => Device::cpu(),
-        "gpu" => Device::gpu()?,
-        _ => Device::auto(),
-    };
+    let device = device()?;
     if let Some(i) = std::env::args().position(|a| a == "--predict") {
         let text = std::env::args().nth(i + 1).unwrap_or_default();
         let tokenizer = Tokenizer::load(&Path::new(SAVED).join("tokenizer.json"))?;
@@ -120,16 +123,16 @@ fn main() -> kiln::Result<()> {
     let test_path = PathBuf::from(arg("--test", &shared.join("test.csv").to_string_lossy()));
     let (kind, epochs, batch_size, seed) = (
         arg("--model", "bag"),
-        number("--epochs", 20),
-        number("--batch-size", 32),
-        number("--seed", 0u64),
+        number("--epochs", 20)?,
+        number("--batch-size", 32)?,
+        number("--seed", 0u64)?,
     );
     // Word pairs suit the bag of vectors; sequence models see the words in order.
     let bigrams_default = if kind == "bag" { "yes" } else { "no" };
     let mut classes = Vec::new();
-    let (train_texts, train_labels) = read(&train_path, &mut classes)?;
-    let (test_texts, test_labels) = read(&test_path, &mut classes)?;
-    let mut tokenizer = Tokenizer::new(number("--vocabulary", 20_000), number("--length", 400))
+    let (train_texts, train_labels) = read(&train_path, &mut classes, true)?;
+    let (test_texts, test_labels) = read(&test_path, &mut classes, false)?;
+    let mut tokenizer = Tokenizer::new(number("--vocabulary", 20_000)?, number("--length", 400)?)
         .min_frequency(2)
         .bigrams(arg("--bigrams", bigrams_default) == "yes");
     tokenizer.fit(&train_texts);
@@ -167,7 +170,7 @@ fn main() -> kiln::Result<()> {
     )?;
     print!("{}", model.summary());
     model.compile(
-        Adam::new(number("--lr", 1e-3)),
+        Adam::new(number("--lr", 1e-3)?),
         Loss::SparseCategoricalCrossentropy,
         &[Metric::Accuracy, Metric::F1],
     )?;

@@ -368,7 +368,13 @@ device_test!(models_refuse_bad_input, |device| {
 
 /// A fresh scratch folder for one case's files.
 fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-bad-input-{name}-{}", std::process::id()));
+    // one folder per call: the CPU and GPU runs of a case go on at the same time
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "kiln-bad-input-{name}-{}-{call}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

@@ -43,26 +43,52 @@ fn columns_are_typed_and_missing_values_kept_as_gaps() {
             .to_string()
             .contains("row 3")
     );
+    let twice = write("twice", "a,a\n1,2\n");
+    assert!(
+        Table::read_csv(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("repeats")
+    );
+    let nan_marker = write("nan", "x\n1\nnan\nN/A\n");
+    assert_eq!(
+        Table::read_csv(&nan_marker).unwrap().columns[0],
+        TableColumn::Numeric(vec![Some(1.0), None, None])
+    );
+    let infinite = write("inf", "x\n1\ninf\n");
+    assert!(
+        Table::read_csv(&infinite)
+            .unwrap_err()
+            .to_string()
+            .contains("not finite")
+    );
+    assert!(
+        table
+            .binary_labels("y", "Bad")
+            .unwrap_err()
+            .to_string()
+            .contains("both classes")
+    );
 }
 
 #[test]
 fn the_transformer_imputes_scales_and_one_hot_encodes() {
     let path = write("transform", "y,x,c\n0,1,a\n1,3,b\n0,,a\n1,5,z\n");
     let table = Table::read_csv(&path).unwrap();
-    // fitted on the first three rows: x median 3 (of 1, 3), with a missing indicator; c in {a, b}
+    // fitted on the first three rows: x median 2 (of 1, 3), with a missing indicator; c in {a, b}
     let columns = ColumnTransformer::fit(&table, &["y"], &[0, 1, 2]).unwrap();
     assert_eq!(columns.width(), 2 + 3);
     let rows = columns.transform(&table, &[2, 3]).unwrap();
-    // filled values 1, 3, 3: mean 7/3, std sqrt(8/9)
-    let std = (8.0f32 / 9.0).sqrt();
-    let expected_x2 = (3.0 - 7.0 / 3.0) / std;
+    // filled values 1, 3, 2: mean 2, std sqrt(2/3)
+    let std = (2.0f32 / 3.0).sqrt();
+    let expected_x2 = (2.0 - 2.0) / std;
     assert!(
         (rows[0] - expected_x2).abs() < 1e-5 && rows[1] == 1.0,
         "{rows:?}"
     );
     assert_eq!(&rows[2..5], &[1.0, 0.0, 0.0], "row 2 is category a");
     // row 3: x = 5, not missing; category z was never seen: the unknown slot
-    assert!((rows[5] - (5.0 - 7.0 / 3.0) / std).abs() < 1e-5 && rows[6] == 0.0);
+    assert!((rows[5] - (5.0 - 2.0) / std).abs() < 1e-5 && rows[6] == 0.0);
     assert_eq!(&rows[7..10], &[0.0, 0.0, 1.0]);
     let restored = ColumnTransformer::from_json(&columns.to_json()).unwrap();
     assert_eq!(restored, columns);

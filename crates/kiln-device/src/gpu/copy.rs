@@ -38,7 +38,7 @@ pub(crate) fn gather(
         .with_shape(op, numel, &dims)?
         .with_words(op, 2, &[layout.offset()])?
         .with_words(op, 16, &strides[0])?;
-    let out = ctx.alloc(op, (numel * to.size_in_bytes()) as u64)?;
+    let out = ctx.alloc(op, numel.saturating_mul(to.size_in_bytes()) as u64)?;
     let threads = if pairs_per_thread {
         numel.div_ceil(2)
     } else {
@@ -98,8 +98,8 @@ pub(crate) fn fill(
             half | (half << 16)
         }
     };
-    let words = (numel * dtype.size_in_bytes()).div_ceil(4);
-    let out = ctx.alloc(op, (numel * dtype.size_in_bytes()) as u64)?;
+    let words = numel.saturating_mul(dtype.size_in_bytes()).div_ceil(4);
+    let out = ctx.alloc(op, numel.saturating_mul(dtype.size_in_bytes()) as u64)?;
     let params = Params::new().with_words(op, 0, &[words])?.set(4, word);
     ctx.dispatch(
         op,

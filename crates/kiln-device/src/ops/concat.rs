@@ -80,7 +80,7 @@ impl RawTensor {
                 RawTensor::from_cpu_data(data.finish(), shape, first.device())?
             }
             Backend::Gpu(ctx) => {
-                let out = ctx.alloc(op, (shape.numel() * 4) as u64)?;
+                let out = ctx.alloc(op, shape.numel().saturating_mul(4) as u64)?;
                 for (t, view) in slices() {
                     gpu::copy::scatter(ctx, (t.buffer(), t.layout()), (&out, &view))?;
                 }

@@ -81,12 +81,19 @@ fn field<T: std::str::FromStr>(
         })
 }
 
+/// Ids above this are refused: the tables are indexed by id (MovieLens's largest is below 200,000).
+const MAX_ID: u32 = 10_000_000;
+
 /// A 1-based id as 0-based.
 fn id(path: &Path, row: usize, record: &csv::ByteRecord, i: usize) -> Result<u32> {
     let value: u32 = field(path, row, record, i)?;
-    value
-        .checked_sub(1)
-        .ok_or_else(|| bad(path, format!("row {row}: ids count from 1, got 0")))
+    if value == 0 || value > MAX_ID {
+        return Err(bad(
+            path,
+            format!("row {row}: id {value} is outside 1..={MAX_ID} (ids count from 1)"),
+        ));
+    }
+    Ok(value - 1)
 }
 
 /// MovieLens from `dir`: `u.data` + `u.item` (GroupLens) or `ratings.csv` + `movies.csv`.

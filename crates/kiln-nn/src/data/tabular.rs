@@ -2,7 +2,7 @@
 //! into typed columns with missing values, a transformer fitted on the training rows — numeric columns
 //! imputed with their median (plus a missing-indicator column where values were missing) and
 //! standardised, categorical columns one-hot with a slot for unseen or missing categories — stratified
-//! splits and balanced class weights. The transformer is JSON, saved beside a model.
+//! splits and balanced class weights. The transformer converts to and from JSON, to keep beside a model.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,9 +32,13 @@ pub struct Table {
     pub rows: usize,
 }
 
+/// Whether a cell means "no value" (empty, `NA`, `NaN`, `null`, `none`, `N/A` or `?`, any case).
 fn missing(cell: &str) -> bool {
-    let cell = cell.trim();
-    cell.is_empty() || cell == "NA" || cell == "NaN" || cell == "?"
+    let cell = cell.trim().to_ascii_lowercase();
+    matches!(
+        cell.as_str(),
+        "" | "na" | "nan" | "null" | "none" | "n/a" | "?"
+    )
 }
 
 impl Table {
@@ -51,17 +55,17 @@ impl Table {
             .iter()
             .map(str::to_string)
             .collect();
+        if let Some((i, name)) = names
+            .iter()
+            .enumerate()
+            .find(|(i, n)| names[..*i].contains(n))
+        {
+            return Err(bad(format!("column {} repeats the name {name:?}", i + 1)));
+        }
         let mut cells: Vec<Vec<String>> = vec![Vec::new(); names.len()];
         for (row, record) in reader.records().enumerate() {
+            // a row with another number of fields is an error of the (non-flexible) reader
             let record = record.map_err(|e| bad(format!("row {}: {e}", row + 2)))?;
-            if record.len() != names.len() {
-                return Err(bad(format!(
-                    "row {} has {} fields, the header {}",
-                    row + 2,
-                    record.len(),
-                    names.len()
-                )));
-            }
             for (column, cell) in cells.iter_mut().zip(record.iter()) {
                 column.push(cell.to_string());
             }
@@ -69,32 +73,38 @@ impl Table {
         let rows = cells.first().map_or(0, Vec::len);
         let columns = cells
             .into_iter()
-            .map(|column| {
+            .map(|column| -> Result<TableColumn> {
                 let numbers: Option<Vec<Option<f32>>> = column
                     .iter()
                     .map(|c| {
                         if missing(c) {
                             Some(None)
                         } else {
-                            c.trim()
-                                .parse::<f32>()
-                                .ok()
-                                .filter(|v| v.is_finite())
-                                .map(Some)
+                            c.trim().parse::<f32>().ok().map(Some)
                         }
                     })
                     .collect();
-                match numbers {
-                    Some(values) => TableColumn::Numeric(values),
-                    None => TableColumn::Categorical(
+                let Some(values) = numbers else {
+                    return Ok(TableColumn::Categorical(
                         column
                             .into_iter()
                             .map(|c| (!missing(&c)).then(|| c.trim().to_string()))
                             .collect(),
-                    ),
+                    ));
+                };
+                if let Some((row, v)) = values
+                    .iter()
+                    .enumerate()
+                    .find_map(|(row, v)| v.filter(|v| !v.is_finite()).map(|v| (row, v)))
+                {
+                    return Err(bad(format!(
+                        "row {}: the number {v} is not finite",
+                        row + 2
+                    )));
                 }
+                Ok(TableColumn::Numeric(values))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(Table {
             names,
             columns,
@@ -136,7 +146,7 @@ impl Table {
                     .collect()
             }
         };
-        labels
+        let labels: Vec<u32> = labels
             .iter()
             .enumerate()
             .map(|(row, l)| {
@@ -145,7 +155,30 @@ impl Table {
                     message: format!("row {} has no {name:?} value", row + 2),
                 })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        let positives = labels.iter().filter(|&&l| l == 1).count();
+        if positives == 0 || positives == labels.len() {
+            return Err(Error::InvalidData {
+                op: "binary_labels",
+                message: format!(
+                    "{positives} of {} rows have {name:?} = {positive:?}: both classes are needed \
+                     (check the spelling of the positive value)",
+                    labels.len()
+                ),
+            });
+        }
+        Ok(labels)
+    }
+}
+
+/// `Err` unless every row index is inside the table.
+fn check_rows(op: &'static str, table: &Table, rows: &[usize]) -> Result<()> {
+    match rows.iter().find(|&&r| r >= table.rows) {
+        Some(r) => Err(Error::invalid(
+            op,
+            format!("row {r} is outside the table's {} rows", table.rows),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -176,6 +209,7 @@ impl ColumnTransformer {
         if rows.is_empty() {
             return Err(Error::invalid("ColumnTransformer::fit", "no training rows"));
         }
+        check_rows("ColumnTransformer::fit", table, rows)?;
         let mut features = Vec::new();
         for (name, column) in table.names.iter().zip(&table.columns) {
             if exclude.contains(&name.as_str()) {
@@ -185,7 +219,11 @@ impl ColumnTransformer {
                 TableColumn::Numeric(values) => {
                     let mut present: Vec<f32> = rows.iter().filter_map(|&r| values[r]).collect();
                     present.sort_by(f32::total_cmp);
-                    let median = present.get(present.len() / 2).copied().unwrap_or(0.0);
+                    let median = match present.len() {
+                        0 => 0.0,
+                        n if n % 2 == 1 => present[n / 2],
+                        n => 0.5 * (present[n / 2 - 1] + present[n / 2]),
+                    };
                     let filled: Vec<f64> = rows
                         .iter()
                         .map(|&r| f64::from(values[r].unwrap_or(median)))
@@ -226,6 +264,7 @@ impl ColumnTransformer {
 
     /// The rows `rows` of `table` transformed, row-major (`rows.len() × width`).
     pub fn transform(&self, table: &Table, rows: &[usize]) -> Result<Vec<f32>> {
+        check_rows("ColumnTransformer::transform", table, rows)?;
         let columns: Vec<&TableColumn> = self
             .features
             .iter()
@@ -370,13 +409,14 @@ pub fn balanced_class_weights(labels: &[u32], classes: usize) -> Vec<f32> {
             *c += 1;
         }
     }
+    let total: usize = counts.iter().sum();
     counts
         .iter()
         .map(|&c| {
             if c == 0 {
                 0.0
             } else {
-                labels.len() as f32 / (classes * c) as f32
+                total as f32 / (classes * c) as f32
             }
         })
         .collect()

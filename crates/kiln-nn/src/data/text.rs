@@ -47,22 +47,26 @@ impl Tokenizer {
         self
     }
 
-    /// Adds the word pairs of each text as tokens (after its words), like Keras's `ngrams=2`: a bag
+    /// Adds the word pairs of each text as tokens, like Keras's `ngrams=2`: a bag
     /// of embeddings then sees short phrases (`not good`).
     pub fn bigrams(mut self, yes: bool) -> Self {
         self.ngrams = if yes { 2 } else { 1 };
         self
     }
 
-    /// The tokens of `text`: its words, then its word pairs when bigrams are on.
+    /// The tokens of `text`: its words, each followed by the pair it starts when bigrams are on
+    /// (interleaved, so a text cut to `length` keeps words and pairs alike).
     fn tokens(&self, text: &str) -> Vec<String> {
-        let mut tokens = Tokenizer::words(text);
-        if self.ngrams == 2 {
-            let pairs: Vec<String> = tokens
-                .windows(2)
-                .map(|w| format!("{} {}", w[0], w[1]))
-                .collect();
-            tokens.extend(pairs);
+        let words = Tokenizer::words(text);
+        if self.ngrams != 2 {
+            return words;
+        }
+        let mut tokens = Vec::with_capacity(2 * words.len());
+        for (i, word) in words.iter().enumerate() {
+            tokens.push(word.clone());
+            if let Some(next) = words.get(i + 1) {
+                tokens.push(format!("{word} {next}"));
+            }
         }
         tokens
     }
@@ -71,9 +75,9 @@ impl Tokenizer {
     /// apostrophe inside a word stays: `don't`).
     pub fn words(text: &str) -> Vec<String> {
         let text = text
+            .to_lowercase()
             .replace("<br />", " ")
-            .replace("<br/>", " ")
-            .to_lowercase();
+            .replace("<br/>", " ");
         text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
             .map(|w| w.trim_matches('\''))
             .filter(|w| !w.is_empty())
