@@ -19,9 +19,12 @@ use kiln::nn::metrics::confusion_matrix;
 use kiln::prelude::*;
 
 mod common;
-use common::{arg, device, number};
+use common::{arg, device, help, number};
 
 fn main() -> kiln::Result<()> {
+    help(
+        "cargo run --release --example credit_risk -- [--csv FILE --target COLUMN --positive VALUE]\n    [--epochs 100] [--batch-size 64] [--lr 0.001] [--threshold 0.5] [--device auto|cpu|gpu]\n    [--seed 0]",
+    );
     let device = device()?;
     let default_csv = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/data/credit-scoring/credit_data.csv");

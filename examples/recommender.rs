@@ -17,7 +17,7 @@ use kiln::nn::data::movielens::{MovieLens, Rating, movielens};
 use kiln::prelude::*;
 
 mod common;
-use common::{arg, device, number};
+use common::{arg, device, help, number};
 
 /// Embeddings and biases of users and movies; the output is the rating minus the training mean.
 fn model(users: usize, items: usize, dim: usize, device: &Device) -> kiln::Result<Model> {
@@ -95,6 +95,9 @@ fn ranking_quality(
 }
 
 fn main() -> kiln::Result<()> {
+    help(
+        "cargo run --release --example recommender -- [--data DIR] [--epochs 20] [--batch-size 256]\n    [--dim 64] [--lr 0.003] [--l2 3e-4] [--device auto|cpu|gpu] [--seed 0] [--user 1]",
+    );
     let device = device()?;
     let default_dir =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/movielens-100k");

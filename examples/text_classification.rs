@@ -22,7 +22,7 @@ use kiln::nn::metrics::confusion_matrix;
 use kiln::prelude::*;
 
 mod common;
-use common::{arg, device, number};
+use common::{arg, device, help, number};
 
 const SAVED: &str = "text-model";
 
@@ -98,6 +98,9 @@ fn build(
 }
 
 fn main() -> kiln::Result<()> {
+    help(
+        "cargo run --release --example text_classification -- [--model bag|cnn|lstm|transformer]\n    [--train FILE] [--test FILE] [--text-column review] [--label-column score] [--epochs 20]\n    [--batch-size 32] [--lr 0.001] [--vocabulary 20000] [--length 400] [--bigrams yes|no]\n    [--device auto|cpu|gpu] [--seed 0] [--predict \"TEXT\"]",
+    );
     let device = device()?;
     if let Some(i) = std::env::args().position(|a| a == "--predict") {
         let text = std::env::args().nth(i + 1).unwrap_or_default();

@@ -37,3 +37,11 @@ pub fn device() -> kiln::Result<Device> {
         }),
     }
 }
+
+/// Prints `usage` and exits when `--help` or `-h` is given.
+pub fn help(usage: &str) {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("{usage}");
+        std::process::exit(0);
+    }
+}
