@@ -11,7 +11,10 @@
 //! `infer-seed-cnn-1000`, `matmul-<n>`, `conv2d-seed-fwd-bwd`, `softmax-4096x1000`, `sum-16m`, and
 //! `dispatch-chain` (1,000 dependent tiny ops: the cost of a launch; not in the default set), and
 //! `train-text-cnn` (Embedding 10000×64 → Conv1D 64×5 + ReLU → GlobalMaxPooling1D → Dense 1 on
-//! 100-token sequences, batch 32, Adam, binary cross-entropy; not in the default set).
+//! 100-token sequences, batch 32, Adam, binary cross-entropy), `train-credit-mlp` (33 features →
+//! Dense 64 → Dropout → Dense 32 → Dropout → Dense 1, batch 64, Adam, BCE) and `train-recommender`
+//! (user and item embeddings of 64 and biases → dot, 943 users × 1682 items, batch 256, Adam, MSE) —
+//! the applications' models on synthetic data of their shapes; not in the default set.
 //! Each timed figure is the median of repeated runs (at least 5 and at least one second). With
 //! `KILN_PROFILE=1` on a GPU, each workload also prints the profiler's per-kernel table to stderr
 //! (training: one table per epoch).
@@ -135,6 +138,53 @@ fn text_data() -> kiln::Result<Dataset> {
     )
 }
 
+const CREDIT_FEATURES: usize = 33;
+const USERS: usize = 943;
+const ITEMS: usize = 1682;
+
+/// A xorshift stream for the synthetic data sets.
+fn stream(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+/// 4,454 rows of 33 standardised-looking features with 0/1 labels (the credit data's shape).
+fn credit_data() -> kiln::Result<Dataset> {
+    let (rows, mut next) = (4454, stream(0x9e37_79b9_7f4a_7c15));
+    let features = (0..rows * CREDIT_FEATURES)
+        .map(|_| (next() % 2000) as f32 / 1000.0 - 1.0)
+        .collect();
+    let labels = (0..rows).map(|_| u32::from(next() % 100 < 28)).collect();
+    Dataset::new(
+        features,
+        [CREDIT_FEATURES],
+        Targets::Classes { labels, classes: 2 },
+    )
+}
+
+/// 80,000 ratings of 1,682 items by 943 users (MovieLens 100K's training split's shape).
+fn rating_data() -> kiln::Result<Dataset> {
+    let (count, mut next) = (80_000, stream(0x2545_f491_4f6c_dd1d));
+    let users = (0..count).map(|_| (next() % USERS as u64) as u32).collect();
+    let items = (0..count).map(|_| (next() % ITEMS as u64) as u32).collect();
+    let ratings = (0..count).map(|_| (next() % 5) as f32 - 2.0).collect();
+    Dataset::from_inputs(
+        vec![
+            ("user", Column::ids(users, [1])),
+            ("item", Column::ids(items, [1])),
+        ],
+        Targets::Values {
+            values: ratings,
+            width: 1,
+        },
+    )
+}
+
 fn compiled_binary(mut model: Sequential) -> kiln::Result<Sequential> {
     model.compile(Adam::new(0.001), Loss::BinaryCrossentropy, &[])?;
     Ok(model)
@@ -150,7 +200,7 @@ fn training_images() -> kiln::Result<(Dataset, &'static str)> {
 
 /// Trains `batches` batches of `batch_size` with `fit` (one epoch over that many samples): samples/s.
 fn train(
-    model: &mut Sequential,
+    model: &mut Model,
     data: &Dataset,
     batches: usize,
     batch_size: usize,
@@ -240,6 +290,39 @@ fn run_workload(workload: &str, device_name: &str, batches: usize) -> kiln::Resu
             train(&mut model, &data, 5, 32)?;
             let samples_per_s = train(&mut model, &data, batches * 2, 32)?;
             report(samples_per_s, "samples/s", 32.0 / samples_per_s, vec![]);
+        }
+        "train-credit-mlp" => {
+            let mut model = Sequential::new([CREDIT_FEATURES])
+                .on(&device)
+                .add(Dense::new(64).activation(Activation::Relu))?
+                .add(Dropout::new(0.3))?
+                .add(Dense::new(32).activation(Activation::Relu))?
+                .add(Dropout::new(0.3))?
+                .add(Dense::new(1).activation(Activation::Sigmoid))?;
+            model.compile(Adam::new(0.001), Loss::BinaryCrossentropy, &[])?;
+            let data = credit_data()?;
+            train(&mut model, &data, 5, 64)?;
+            let samples_per_s = train(&mut model, &data, batches * 2, 64)?;
+            report(samples_per_s, "samples/s", 64.0 / samples_per_s, vec![]);
+        }
+        "train-recommender" => {
+            let (user, item) = (Input::ids([1]).named("user"), Input::ids([1]).named("item"));
+            let table = |n: usize, dim: usize, input: &Input| -> kiln::Result<Node> {
+                Flatten::new().apply(&Embedding::new(n, dim).apply(input)?)
+            };
+            let affinity =
+                Dot::new(1).apply(&[&table(USERS, 64, &user)?, &table(ITEMS, 64, &item)?])?;
+            let rating = Add::new().apply(&[
+                &affinity,
+                &table(USERS, 1, &user)?,
+                &table(ITEMS, 1, &item)?,
+            ])?;
+            let mut model = Model::new(&[&user, &item], &[&rating])?.on(&device);
+            model.compile(Adam::new(0.003), Loss::MeanSquaredError, &[])?;
+            let data = rating_data()?;
+            train(&mut model, &data, 5, 256)?;
+            let samples_per_s = train(&mut model, &data, batches * 2, 256)?;
+            report(samples_per_s, "samples/s", 256.0 / samples_per_s, vec![]);
         }
         "infer-seed-cnn-1" | "infer-seed-cnn-1000" => {
             let n = if workload.ends_with("-1") { 1 } else { 1000 };

@@ -54,6 +54,28 @@ def text_data():
     return ids, labels
 
 
+CREDIT_ROWS, CREDIT_FEATURES = 4454, 33
+USERS, ITEMS, RATINGS = 943, 1682, 80000
+
+
+def credit_data():
+    """train-credit-mlp's rows (float32 [4454, 33]) and 0/1 labels (float32 [4454, 1]): synthetic, of the
+    credit data's shape; kiln-bench draws its own."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(CREDIT_ROWS, CREDIT_FEATURES)).astype(np.float32)
+    y = (rng.random((CREDIT_ROWS, 1)) < 0.28).astype(np.float32)
+    return x, y
+
+
+def rating_data():
+    """train-recommender's user ids, item ids (int64 [80000]) and centred ratings (float32 [80000, 1])."""
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, USERS, size=RATINGS)
+    items = rng.integers(0, ITEMS, size=RATINGS)
+    ratings = (rng.integers(0, 5, size=(RATINGS, 1)) - 2).astype(np.float32)
+    return users, items, ratings
+
+
 def median_seconds(fn, min_seconds=1.0, min_reps=5):
     """Median wall time of fn() after one warm-up call (fn must finish its work before returning)."""
     fn()

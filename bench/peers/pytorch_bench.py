@@ -8,8 +8,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
-from common import (TEXT_VOCABULARY, median_seconds, parse_args, report, report_kernel,  # noqa: E402
-                    text_data, training_images)
+from common import (ITEMS, TEXT_VOCABULARY, USERS, credit_data, median_seconds, parse_args,  # noqa: E402
+                    rating_data, report, report_kernel, text_data, training_images)
 
 cuda = "--cuda" in sys.argv
 if cuda:
@@ -103,6 +103,46 @@ for workload in args.workloads:
         text_epoch(5)
         rate = text_epoch(min(args.batches * 2, len(ids) // 32))
         report(framework, device_name, workload, rate, "samples/s", 32 / rate)
+    elif workload in ("train-credit-mlp", "train-recommender"):
+        if workload == "train-credit-mlp":
+            x_np, y_np = credit_data()
+            inputs, targets, batch = (torch.tensor(x_np, device=dev),), torch.tensor(y_np, device=dev), 64
+            model = torch.nn.Sequential(torch.nn.Linear(33, 64), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                                        torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                                        torch.nn.Linear(32, 1)).to(dev)
+            loss_fn, lr = torch.nn.BCEWithLogitsLoss(), 1e-3
+        else:
+            class Recommender(torch.nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.users, self.items = torch.nn.Embedding(USERS, 64), torch.nn.Embedding(ITEMS, 64)
+                    self.user_bias, self.item_bias = torch.nn.Embedding(USERS, 1), torch.nn.Embedding(ITEMS, 1)
+
+                def forward(self, u, i):
+                    dot = (self.users(u) * self.items(i)).sum(1, keepdim=True)
+                    return dot + self.user_bias(u) + self.item_bias(i)
+
+            u_np, i_np, r_np = rating_data()
+            inputs = (torch.tensor(u_np, device=dev), torch.tensor(i_np, device=dev))
+            targets, batch, model = torch.tensor(r_np, device=dev), 256, Recommender().to(dev)
+            loss_fn, lr = torch.nn.MSELoss(), 3e-3
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-7)
+        samples = len(targets)
+
+        def epoch_of(batches):
+            start = time.perf_counter()
+            for b in range(batches):
+                lo = (b * batch) % samples
+                part = [t[lo:lo + batch] for t in inputs]
+                optimizer.zero_grad()
+                loss_fn(model(*part), targets[lo:lo + batch]).backward()
+                optimizer.step()
+            sync()
+            return batches * batch / (time.perf_counter() - start)
+
+        epoch_of(5)
+        rate = epoch_of(min(args.batches * 2, samples // batch))
+        report(framework, device_name, workload, rate, "samples/s", batch / rate)
     elif workload.startswith("infer-seed-cnn-"):
         n = int(workload.rsplit("-", 1)[1])
         model, x = reference_cnn(), torch.rand(n, 1, 28, 28, device=dev)
