@@ -607,3 +607,41 @@ fn monitors_treat_errors_as_lower_is_better() {
     }
     assert_eq!(model.learning_rate().unwrap(), 1.0);
 }
+
+device_test!(
+    a_diverging_fit_stops_with_finite_weights_restored,
+    |device| {
+        let mut model = Sequential::new([2]).on(&device).add(Dense::new(1)).unwrap();
+        // a learning rate that overflows the weights within a few steps
+        model
+            .compile(Sgd::new(1e18), Loss::MeanSquaredError, &[])
+            .unwrap();
+        let xs: Vec<f32> = (0..64).map(|i| (i % 7) as f32).collect();
+        let ys: Vec<f32> = (0..32).map(|i| (i % 5) as f32).collect();
+        let data = Dataset::new(
+            xs,
+            [2],
+            Targets::Values {
+                values: ys,
+                width: 1,
+            },
+        )
+        .unwrap();
+        let config = FitConfig {
+            epochs: 3,
+            batch_size: 4,
+            verbose: false,
+            shuffle: None,
+            ..Default::default()
+        };
+        let err = model.fit(&data, &config).unwrap_err().to_string();
+        assert!(
+            err.contains("the loss became") && err.contains("are back to"),
+            "{err}"
+        );
+        for (name, var) in model.named_parameters() {
+            let values = var.tensor().to_vec::<f32>().unwrap();
+            assert!(values.iter().all(|v| v.is_finite()), "{name}: {values:?}");
+        }
+    }
+);

@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use kiln_autograd::{Tensor, no_grad};
-use kiln_device::{BinaryOp, DType, Error, RawTensor, Result};
+use kiln_autograd::{Tensor, TensorId, Var, no_grad};
+use kiln_device::{BinaryOp, DType, Device, Error, RawTensor, Result};
 
 use super::fit_config::{Evaluation, FitConfig, History};
 use super::progress::{epoch_loss, progress_bar, progress_line};
@@ -104,7 +104,41 @@ fn batch_loss(loss: Loss, scores: &Tensor, y: &Tensor, weights: Option<&Tensor>)
     }
 }
 
+/// The model's training state at one moment: each parameter's and buffer's value, and the optimizer's
+/// state. Tensors are immutable, so this holds handles, not copies.
+struct Snapshot {
+    values: Vec<(Var, RawTensor)>,
+    optimizer: (u32, std::collections::HashMap<TensorId, Vec<RawTensor>>),
+}
+
 impl Model {
+    /// The training state now (see [`Snapshot`]).
+    fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot {
+            values: self
+                .state()
+                .into_iter()
+                .map(|(_, var)| {
+                    let value = var.tensor().raw().clone();
+                    (var, value)
+                })
+                .collect(),
+            optimizer: self.compiled("fit")?.optimizer.state(),
+        })
+    }
+
+    /// Puts a [`Snapshot`] back: every value and the optimizer's state.
+    fn restore(&mut self, snapshot: Snapshot) -> Result<()> {
+        for (var, value) in snapshot.values {
+            var.set(value)?;
+        }
+        if let Some(compiled) = self.compiled.as_mut() {
+            let (steps, state) = snapshot.optimizer;
+            compiled.optimizer.load_state(steps, state)?;
+        }
+        Ok(())
+    }
+
     /// Chooses the optimizer, the loss and the metrics, and moves the model to its device.
     pub fn compile(
         &mut self,
@@ -298,29 +332,81 @@ impl Model {
                 callback.on_epoch_begin(epoch, self)?;
             }
             let started = Instant::now();
+            // A non-finite loss must not leave NaN weights behind: on the CPU each step's loss is
+            // checked as it comes (reading it costs nothing) and the state before that step comes
+            // back; on a GPU the losses are read once per epoch, so the state of the epoch's start
+            // comes back. (Handles, not copies: tensors are immutable.)
+            let on_cpu = matches!(device, Device::Cpu(_));
+            let mut last_good = self.snapshot()?;
+            let mut failed_batch: Option<(usize, f32)> = None;
             let mut totals = MetricTotals::new(&metric_list);
             // Per-batch losses stay on the device until the epoch ends: one readback then.
             let mut batch_losses: Vec<(RawTensor, usize)> = Vec::new();
             let seed = config.shuffle.map(|s| s.wrapping_add(epoch as u64));
             let bar = progress_bar(config.verbose, steps, epoch, config.epochs);
-            train.for_each_batch(&columns, config.batch_size, seed, &device, |batch| {
-                let y = batch
-                    .targets
-                    .ok_or_else(|| Error::invalid("fit", "a batch without targets"))?;
-                let inputs = self.prepare(batch.inputs, &device)?;
-                // Metrics read the scores of the training forward pass, as Keras's do.
-                let (loss, scores, y, threshold) = self.train_step(
-                    inputs,
-                    &y,
-                    batch.weights.as_ref(),
-                    config.class_weight.as_deref(),
-                )?;
-                bar.inc(1);
-                batch_losses.push((loss.raw().reshape([1])?, batch.len));
-                totals.add(&scores, &y, threshold)
-            })?;
+            let step_result =
+                train.for_each_batch(&columns, config.batch_size, seed, &device, |batch| {
+                    if failed_batch.is_some() {
+                        return Ok(());
+                    }
+                    let y = batch
+                        .targets
+                        .ok_or_else(|| Error::invalid("fit", "a batch without targets"))?;
+                    let inputs = self.prepare(batch.inputs, &device)?;
+                    if on_cpu {
+                        last_good = self.snapshot()?;
+                    }
+                    // Metrics read the scores of the training forward pass, as Keras's do.
+                    let (loss, scores, y, threshold) = self.train_step(
+                        inputs,
+                        &y,
+                        batch.weights.as_ref(),
+                        config.class_weight.as_deref(),
+                    )?;
+                    bar.inc(1);
+                    if on_cpu {
+                        let value = loss.to_scalar()?;
+                        if !value.is_finite() {
+                            failed_batch = Some((batch_losses.len(), value));
+                            return Ok(());
+                        }
+                    }
+                    batch_losses.push((loss.raw().reshape([1])?, batch.len));
+                    totals.add(&scores, &y, threshold)
+                });
+            step_result?;
+            let loss = match failed_batch {
+                Some((batch, value)) => Err(Error::InvalidData {
+                    op: "fit",
+                    message: format!(
+                        "the loss became {value} at epoch {}, batch {} (lower the learning rate, or \
+                         check the data for NaN, infinities or unnormalised values)",
+                        epoch + 1,
+                        batch + 1
+                    ),
+                }),
+                None => epoch_loss(&batch_losses, epoch),
+            };
+            let loss = match loss {
+                Ok(loss) => loss,
+                Err(e) => {
+                    self.restore(last_good)?;
+                    let restored = if on_cpu {
+                        "before that batch"
+                    } else {
+                        "at the start of that epoch"
+                    };
+                    return Err(Error::InvalidData {
+                        op: "fit",
+                        message: format!(
+                            "{}; the weights and optimizer state are back to those {restored}",
+                            e.to_string().trim_start_matches("fit: ")
+                        ),
+                    });
+                }
+            };
             let evaluation = Evaluation {
-                loss: epoch_loss(&batch_losses, epoch)?,
+                loss,
                 metrics: totals.finish()?,
             };
             let validation_eval = if validation.is_empty() {
