@@ -26,8 +26,8 @@ fn main() -> kiln::Result<()> {
         "cargo run --release --example credit_risk -- [--csv FILE --target COLUMN --positive VALUE]\n    [--epochs 100] [--batch-size 64] [--lr 0.001] [--threshold 0.5] [--device auto|cpu|gpu]\n    [--seed 0]",
     );
     let device = device()?;
-    let default_csv = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/credit-scoring/credit_data.csv");
+    let default_csv =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/credit-scoring/credit_data.csv");
     let csv = PathBuf::from(arg("--csv", &default_csv.to_string_lossy()));
     let (target, positive) = (arg("--target", "Status"), arg("--positive", "bad"));
     let (epochs, batch_size, seed, threshold) = (

@@ -121,9 +121,12 @@ fn main() -> kiln::Result<()> {
         }
         return Ok(());
     }
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/fine-foods");
-    let train_path = PathBuf::from(arg("--train", &shared.join("train.csv").to_string_lossy()));
-    let test_path = PathBuf::from(arg("--test", &shared.join("test.csv").to_string_lossy()));
+    let data_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/fine-foods");
+    let train_path = PathBuf::from(arg(
+        "--train",
+        &data_dir.join("train.csv").to_string_lossy(),
+    ));
+    let test_path = PathBuf::from(arg("--test", &data_dir.join("test.csv").to_string_lossy()));
     let (kind, epochs, batch_size, seed) = (
         arg("--model", "bag"),
         number("--epochs", 20)?,
