@@ -4,7 +4,8 @@
 //! columns are fitted on the training part (median imputation with missing indicators, scaling,
 //! one-hot categories); an MLP trained with balanced class weights and early stopping on validation
 //! ROC-AUC. Prints ROC-AUC, PR-AUC, precision/recall/F1 of the positive class at `--threshold` and the
-//! confusion matrix.
+//! confusion matrix, and saves the model and the fitted columns (`ColumnTransformer::to_json`) to
+//! `credit-model/`.
 //!
 //! ```text
 //! cargo run --release --example credit_risk -- [--csv FILE --target COLUMN --positive VALUE]
@@ -138,5 +139,17 @@ fn main() -> kiln::Result<()> {
     for row in confusion_matrix(&predicted, &actual, 2)? {
         println!("  {row:?}");
     }
+    let saved = std::path::Path::new("credit-model");
+    model.save(saved)?;
+    std::fs::write(saved.join("columns.json"), columns.to_json().to_string()).map_err(|e| {
+        Error::InvalidData {
+            op: "save",
+            message: format!("{}/columns.json: {e}", saved.display()),
+        }
+    })?;
+    println!(
+        "saved the model and the column transformer (columns.json) to {}/",
+        saved.display()
+    );
     Ok(())
 }
