@@ -11,7 +11,11 @@
 //! cargo run --release --example credit_risk -- [--csv FILE --target COLUMN --positive VALUE]
 //!     [--epochs 100] [--batch-size 64] [--lr 0.001] [--threshold 0.5] [--device auto|cpu|gpu]
 //!     [--seed 0]
+//! cargo run --release --example credit_risk -- --predict FILE
 //! ```
+//!
+//! `--predict FILE` scores the rows of a CSV with the columns of the training data (the target column
+//! may be absent) with the model and columns a run saved, one probability per row.
 
 use std::path::PathBuf;
 
@@ -22,11 +26,45 @@ use kiln::prelude::*;
 mod common;
 use common::{arg, device, help, number};
 
+/// Where a run saves the model and its fitted columns.
+const SAVED: &str = "credit-model";
+
+/// The probability of the positive class for every row of `csv`, from the saved model and columns.
+fn score(csv: &std::path::Path, device: &Device) -> kiln::Result<()> {
+    let saved = std::path::Path::new(SAVED);
+    let text =
+        std::fs::read_to_string(saved.join("columns.json")).map_err(|e| Error::InvalidData {
+            op: "predict",
+            message: format!("{SAVED}/columns.json: {e} (train first: the run saves it)"),
+        })?;
+    let value = serde_json::from_str(&text).map_err(|e| Error::InvalidData {
+        op: "predict",
+        message: format!("{SAVED}/columns.json: {e}"),
+    })?;
+    let columns = ColumnTransformer::from_json(&value)?;
+    let model = Model::load_model(saved, device)?;
+    let table = Table::read_csv(csv)?;
+    let rows: Vec<usize> = (0..table.rows).collect();
+    let x = Tensor::from_vec(
+        columns.transform(&table, &rows)?,
+        [rows.len(), columns.width()],
+        device,
+    )?;
+    for (row, p) in model.predict(&x)?.to_vec::<f32>()?.iter().enumerate() {
+        println!("row {}: {p:.3}", row + 2);
+    }
+    Ok(())
+}
+
 fn main() -> kiln::Result<()> {
     help(
-        "cargo run --release --example credit_risk -- [--csv FILE --target COLUMN --positive VALUE]\n    [--epochs 100] [--batch-size 64] [--lr 0.001] [--threshold 0.5] [--device auto|cpu|gpu]\n    [--seed 0]",
+        "cargo run --release --example credit_risk -- [--csv FILE --target COLUMN --positive VALUE]\n    [--epochs 100] [--batch-size 64] [--lr 0.001] [--threshold 0.5] [--device auto|cpu|gpu]\n    [--seed 0]\ncargo run --release --example credit_risk -- --predict FILE",
     );
     let device = device()?;
+    let predict = arg("--predict", "");
+    if !predict.is_empty() {
+        return score(std::path::Path::new(&predict), &device);
+    }
     let default_csv =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/credit-scoring/credit_data.csv");
     let csv = PathBuf::from(arg("--csv", &default_csv.to_string_lossy()));
@@ -139,7 +177,7 @@ fn main() -> kiln::Result<()> {
     for row in confusion_matrix(&predicted, &actual, 2)? {
         println!("  {row:?}");
     }
-    let saved = std::path::Path::new("credit-model");
+    let saved = std::path::Path::new(SAVED);
     model.save(saved)?;
     std::fs::write(saved.join("columns.json"), columns.to_json().to_string()).map_err(|e| {
         Error::InvalidData {
