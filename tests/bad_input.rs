@@ -466,6 +466,20 @@ fn file_cases(d: &Device) -> Vec<Case<'_>> {
                     .map(drop)
             },
         ),
+        refused(
+            "an optimizer state saved by another optimizer",
+            &["adam", "sgd"],
+            move || {
+                let dir = saved_model("optimizer-kind")?;
+                let mut other = Sequential::new([3]).on(d).add(Dense::new(2))?;
+                other.compile(
+                    Sgd::new(0.1).momentum(0.9, false),
+                    Loss::MeanSquaredError,
+                    &[],
+                )?;
+                other.load(&dir)
+            },
+        ),
     ]
 }
 

@@ -247,8 +247,37 @@ fn fit_resumes_exactly_from_a_checkpoint() {
     files.sort();
     assert_eq!(
         files,
-        ["config.json", "model.safetensors", "optimizer.safetensors"],
+        [
+            "config.json",
+            "manifest.json",
+            "model.safetensors",
+            "optimizer.safetensors"
+        ],
         "no temporary file is left"
+    );
+    // A save interrupted between files leaves new weights beside an older optimizer state: the
+    // manifest's hashes refuse the mix, and the model is left as it was.
+    let older = std::fs::read(dir.join("optimizer.safetensors")).unwrap();
+    resumed.save(&dir).unwrap();
+    std::fs::write(dir.join("optimizer.safetensors"), older).unwrap();
+    let mut fresh = make();
+    let untouched = fresh.named_parameters()[0]
+        .1
+        .tensor()
+        .to_vec::<f32>()
+        .unwrap();
+    let err = fresh.load(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("optimizer.safetensors") && err.contains("manifest"),
+        "{err}"
+    );
+    assert_eq!(
+        fresh.named_parameters()[0]
+            .1
+            .tensor()
+            .to_vec::<f32>()
+            .unwrap(),
+        untouched
     );
     std::fs::write(dir.join("model.safetensors"), b"not a checkpoint").unwrap();
     assert!(make().load(&dir).is_err());

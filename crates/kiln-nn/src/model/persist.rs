@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::Model;
 use super::graph::LayerRef;
 use super::sequential::Sequential;
-use crate::checkpoint::{from_safetensors, to_safetensors, write_atomically};
+use crate::checkpoint::{from_safetensors, to_safetensors, verify_checkpoint, write_checkpoint};
 use crate::functional::{
     Add, Concatenate, Dot, Input, MergeLayer, Multiply, Node, SharedLayer, apply_merge,
 };
@@ -160,24 +160,21 @@ impl Model {
     }
 
     /// Saves weights and buffers, configuration and optimizer state into `dir` (created if
-    /// needed), each file written atomically. Resume with [`Model::load`] on an identically built
-    /// model, or rebuild with [`Model::load_model`].
+    /// needed), each file written atomically and the manifest of their hashes last. Resume with
+    /// [`Model::load`] on an identically built model, or rebuild with [`Model::load_model`].
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::InvalidData {
-            op: "save",
-            message: format!("{}: {e}", dir.display()),
-        })?;
         let state = self.state();
         let weights: Vec<(String, RawTensor)> = state
             .iter()
             .map(|(n, v)| (n.clone(), v.tensor().raw().clone()))
             .collect();
-        write_atomically(
-            &dir.join("model.safetensors"),
-            &to_safetensors(&weights, HashMap::new())?,
-        )?;
-        let config = format!("{}\n", self.config());
-        write_atomically(&dir.join("config.json"), config.as_bytes())?;
+        let mut files = vec![
+            (
+                "model.safetensors",
+                to_safetensors(&weights, HashMap::new())?,
+            ),
+            ("config.json", format!("{}\n", self.config()).into_bytes()),
+        ];
         if let Some(compiled) = &self.compiled {
             let (steps, optimizer_state) = compiled.optimizer.state();
             let mut tensors = Vec::new();
@@ -198,18 +195,20 @@ impl Model {
                 ),
                 ("steps".to_string(), steps.to_string()),
             ];
-            write_atomically(
-                &dir.join("optimizer.safetensors"),
-                &to_safetensors(&tensors, metadata.into_iter().collect())?,
-            )?;
+            files.push((
+                "optimizer.safetensors",
+                to_safetensors(&tensors, metadata.into_iter().collect())?,
+            ));
         }
-        Ok(())
+        write_checkpoint(dir, &files)
     }
 
     /// Loads weights and buffers (and, when the model is compiled and the file exists, the
-    /// optimizer state) saved by [`Model::save`]. A checkpoint of another architecture is refused,
-    /// naming the parameter, and leaves the model unchanged.
+    /// optimizer state) saved by [`Model::save`]. All or nothing: the files are checked against the
+    /// checkpoint's manifest and each other first, and a checkpoint of another architecture, another
+    /// optimizer or an interrupted save is refused, naming the problem, with the model unchanged.
     pub fn load(&mut self, dir: &Path) -> Result<()> {
+        verify_checkpoint(dir)?;
         let device = self.place()?;
         let (weights, _) = from_safetensors(&dir.join("model.safetensors"), &device)?;
         let state = self.state();
@@ -232,26 +231,48 @@ impl Model {
             }
             values.push((var, value.cast(current.dtype())?));
         }
+        let state_file = dir.join("optimizer.safetensors");
+        let optimizer_state = match (&self.compiled, state_file.exists()) {
+            (Some(compiled), true) => {
+                let (tensors, metadata) = from_safetensors(&state_file, &device)?;
+                let saved_by = metadata.get("optimizer").map(String::as_str).unwrap_or("");
+                if !saved_by.is_empty() && saved_by != compiled.optimizer.name() {
+                    return Err(Error::invalid(
+                        "load",
+                        format!(
+                            "the checkpoint's optimizer state is {saved_by}'s, this model is compiled \
+                             with {}; compile with the optimizer it was saved with",
+                            compiled.optimizer.name()
+                        ),
+                    ));
+                }
+                let steps = metadata
+                    .get("steps")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let mut parts_by_id = HashMap::new();
+                for (name, var) in &state {
+                    let parts: Vec<RawTensor> = (0..)
+                        .map_while(|i| tensors.get(&format!("{name}.{i}")).cloned())
+                        .collect();
+                    if !parts.is_empty() {
+                        parts_by_id.insert(var.id(), parts);
+                    }
+                }
+                Some((steps, parts_by_id))
+            }
+            _ => None,
+        };
+        // Apply; if the optimizer refuses its state after all, put everything back.
+        let before = self.snapshot()?;
         for (var, value) in values {
             var.set(value)?;
         }
-        let state_file = dir.join("optimizer.safetensors");
-        if let (Some(compiled), true) = (self.compiled.as_mut(), state_file.exists()) {
-            let (tensors, metadata) = from_safetensors(&state_file, &device)?;
-            let steps = metadata
-                .get("steps")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            let mut optimizer_state = HashMap::new();
-            for (name, var) in &state {
-                let parts: Vec<RawTensor> = (0..)
-                    .map_while(|i| tensors.get(&format!("{name}.{i}")).cloned())
-                    .collect();
-                if !parts.is_empty() {
-                    optimizer_state.insert(var.id(), parts);
-                }
+        if let (Some(compiled), Some((steps, parts))) = (self.compiled.as_mut(), optimizer_state) {
+            if let Err(e) = compiled.optimizer.load_state(steps, parts) {
+                self.restore(before)?;
+                return Err(e);
             }
-            compiled.optimizer.load_state(steps, optimizer_state)?;
             compiled.state_device = Some(device);
         }
         Ok(())

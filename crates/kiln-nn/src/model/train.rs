@@ -106,14 +106,14 @@ fn batch_loss(loss: Loss, scores: &Tensor, y: &Tensor, weights: Option<&Tensor>)
 
 /// The model's training state at one moment: each parameter's and buffer's value, and the optimizer's
 /// state. Tensors are immutable, so this holds handles, not copies.
-struct Snapshot {
+pub(crate) struct Snapshot {
     values: Vec<(Var, RawTensor)>,
-    optimizer: (u32, std::collections::HashMap<TensorId, Vec<RawTensor>>),
+    optimizer: Option<(u32, std::collections::HashMap<TensorId, Vec<RawTensor>>)>,
 }
 
 impl Model {
     /// The training state now (see [`Snapshot`]).
-    fn snapshot(&self) -> Result<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
             values: self
                 .state()
@@ -123,17 +123,17 @@ impl Model {
                     (var, value)
                 })
                 .collect(),
-            optimizer: self.compiled("fit")?.optimizer.state(),
+            optimizer: self.compiled.as_ref().map(|c| c.optimizer.state()),
         })
     }
 
     /// Puts a [`Snapshot`] back: every value and the optimizer's state.
-    fn restore(&mut self, snapshot: Snapshot) -> Result<()> {
+    pub(crate) fn restore(&mut self, snapshot: Snapshot) -> Result<()> {
         for (var, value) in snapshot.values {
             var.set(value)?;
         }
-        if let Some(compiled) = self.compiled.as_mut() {
-            let (steps, state) = snapshot.optimizer;
+        if let (Some(compiled), Some((steps, state))) = (self.compiled.as_mut(), snapshot.optimizer)
+        {
             compiled.optimizer.load_state(steps, state)?;
         }
         Ok(())
