@@ -385,6 +385,26 @@ fn callbacks_stop_early_schedule_the_rate_log_and_checkpoint() {
     );
     assert_eq!(csv.lines().count(), 3);
     assert!(dir.join("best/model.safetensors").exists() && dir.join("best/config.json").exists());
+    // Resuming at epoch 1 (as after a crash during epoch 1) keeps epoch 0's row, drops the rest,
+    // and appends from there.
+    let mut log = CsvLogger::new(dir.join("log.csv"));
+    let resume = FitConfig {
+        epochs: 3,
+        initial_epoch: 1,
+        batch_size: 32,
+        verbose: false,
+        validation_data: Some(&validation),
+        callbacks: Callbacks::new(vec![&mut log]),
+        ..Default::default()
+    };
+    model.fit(&train, &resume).unwrap();
+    let csv = std::fs::read_to_string(dir.join("log.csv")).unwrap();
+    let epochs: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(epochs, ["0", "1", "2"], "{csv}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

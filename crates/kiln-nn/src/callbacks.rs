@@ -234,7 +234,9 @@ pub struct CsvLogger {
 }
 
 impl CsvLogger {
-    /// Logs to `path` (replaced when training starts).
+    /// Logs to `path`: replaced when training starts from epoch 0; when `fit` resumes at a later
+    /// epoch (`initial_epoch`), the rows of earlier epochs are kept and those of the resumed epoch
+    /// on (left by an interrupted run) are dropped.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         CsvLogger {
             path: path.into(),
@@ -274,8 +276,31 @@ impl Callback for CsvLogger {
                 .open(&self.path)
                 .map_err(io)?
         } else {
+            // Resuming: keep the header and the rows of the epochs before this one.
+            let kept: Vec<String> = match (epoch, std::fs::read_to_string(&self.path)) {
+                (1.., Ok(text)) => text
+                    .lines()
+                    .enumerate()
+                    .filter(|(i, line)| {
+                        *i == 0
+                            || line
+                                .split(',')
+                                .next()
+                                .and_then(|e| e.parse::<usize>().ok())
+                                .is_some_and(|e| e < epoch)
+                    })
+                    .map(|(_, line)| line.to_string())
+                    .collect(),
+                _ => Vec::new(),
+            };
             let mut f = std::fs::File::create(&self.path).map_err(io)?;
-            writeln!(f, "{}", columns.join(",")).map_err(io)?;
+            if kept.is_empty() {
+                writeln!(f, "{}", columns.join(",")).map_err(io)?;
+            } else {
+                for line in &kept {
+                    writeln!(f, "{line}").map_err(io)?;
+                }
+            }
             self.wrote_header = true;
             f
         };
