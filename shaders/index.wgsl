@@ -1,7 +1,8 @@
 // Row gathers and their gradient: `index_select` along dimension 0 (embedding lookup) reads rows
 // src[idx[i]]; its backward adds gradient rows into dst[idx[i]]. Indices repeat, and WGSL has no float
 // atomics, so the add is a compare-exchange loop on the f32 bits (sums may round in any order).
-// An index out of range raises the device's error flag (reported at the next readback) and yields 0.
+// An index out of range raises the device's error flag (reported at the next readback, with the largest
+// offending index in its second word) and yields 0.
 //
 // Params: 0 indices  1 row length (elements)  2 rows of the table  3 error code
 
@@ -23,6 +24,7 @@ fn gather_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     let row = indices[t / row_len];
     if row >= word(2u) {
         atomicMax(&error_flag[0], word(3u));
+        atomicMax(&error_flag[1], min(row, 0xfffffffeu) + 1u);
         out[t] = 0.0;
         return;
     }
@@ -41,6 +43,7 @@ fn scatter_add_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let row = indices[t / row_len];
     if row >= word(2u) {
         atomicMax(&error_flag[0], word(3u));
+        atomicMax(&error_flag[1], min(row, 0xfffffffeu) + 1u);
         return;
     }
     let target_index = row * row_len + t % row_len;

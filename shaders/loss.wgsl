@@ -42,6 +42,7 @@ fn cross_entropy_main(
         label_ok = label < classes;
         if !label_ok && lid == 0u {
             atomicMax(&error_flag[0], word(3u));
+            atomicMax(&error_flag[1], min(label, 0xfffffffeu) + 1u);
         }
     }
     // Online max / sum of exp, plus sum(target · x) and sum(target) for soft labels.

@@ -131,10 +131,14 @@ fn tensor_cases(d: &Device) -> Vec<Case<'_>> {
             &["topk", "k = 4"],
             move || t(d, &[2, 3]).topk(4, true).map(drop),
         ),
-        // the GPU reports the table's range; the offending id only the CPU (and fit's check)
+        refused("a class label past the classes", &["8"], move || {
+            let labels = RawTensor::from_slice(&[0u32, 8], [2], d)?;
+            let (loss, _) = RawTensor::cross_entropy(&t(d, &[2, 3]), &labels)?;
+            loss.to_vec::<f32>().map(drop)
+        }),
         refused(
             "an index outside the table",
-            &["index", "[0, 5)"],
+            &["index", "[0, 5)", "7"],
             move || {
                 let ids = RawTensor::from_slice(&[7u32], [1], d)?;
                 t(d, &[5, 2]).index_select(&ids)?.to_vec::<f32>().map(drop)

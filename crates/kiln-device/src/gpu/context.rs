@@ -161,12 +161,13 @@ impl Bindable for WholeBuffer<'_> {
     }
 }
 
-/// A 4-byte device word bindable by kernels: the error flag, or the unused-output placeholder.
+/// A small device buffer bound whole by kernels: the error flag (code and offending value), or the
+/// 4-byte unused-output placeholder.
 pub(crate) struct DeviceWord<'a>(&'a wgpu::Buffer);
 
 impl Bindable for DeviceWord<'_> {
     fn binding(&self) -> (&wgpu::Buffer, u64) {
-        (self.0, 4)
+        (self.0, self.0.size())
     }
 }
 
@@ -197,9 +198,10 @@ impl GpuContext {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        // Word 0: the largest error code raised; word 1: the largest offending value + 1.
         let error_flag = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kiln error flag"),
-            size: 4,
+            size: 8,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
@@ -747,7 +749,7 @@ impl GpuContext {
         self.flush()?;
         let copy_len = (len as u64).next_multiple_of(4);
         // The error flag travels with the data, right after it.
-        let staged_len = copy_len + 4;
+        let staged_len = copy_len + 8;
         let mut staging_slot = self.staging.lock().unwrap();
         if staging_slot.as_ref().is_none_or(|s| s.size() < staged_len) {
             *staging_slot = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -766,7 +768,7 @@ impl GpuContext {
         if copy_len > 0 {
             encoder.copy_buffer_to_buffer(buffer.raw(), offset, staging, 0, copy_len);
         }
-        encoder.copy_buffer_to_buffer(&self.error_flag, 0, staging, copy_len, 4);
+        encoder.copy_buffer_to_buffer(&self.error_flag, 0, staging, copy_len, 8);
         self.queue.submit([encoder.finish()]);
         self.submissions.fetch_add(1, Ordering::Relaxed);
 
@@ -798,22 +800,26 @@ impl GpuContext {
                 op: op.to_string(),
                 message: e.to_string(),
             })?;
-            let flag = u32::from_le_bytes(
-                view[copy_len as usize..staged_len as usize]
-                    .try_into()
-                    .unwrap(),
-            );
+            let word = |at: u64| {
+                let at = at as usize;
+                u32::from_le_bytes([view[at], view[at + 1], view[at + 2], view[at + 3]])
+            };
+            let flag = (word(copy_len), word(copy_len + 4));
             (view[..len].to_vec(), flag)
         };
         staging.unmap();
         self.readbacks.fetch_add(1, Ordering::Relaxed);
-        if flag != 0 {
-            self.queue.write_buffer(&self.error_flag, 0, &[0; 4]);
+        let (code, value) = flag;
+        if code != 0 {
+            self.queue.write_buffer(&self.error_flag, 0, &[0; 8]);
             let messages = self.error_messages.lock().unwrap();
-            let message = messages
-                .get(flag as usize - 1)
+            let mut message = messages
+                .get(code as usize - 1)
                 .cloned()
-                .unwrap_or_else(|| format!("error code {flag}"));
+                .unwrap_or_else(|| format!("error code {code}"));
+            if value != 0 {
+                message += &format!(" (the largest offending value: {})", value - 1);
+            }
             return Err(Error::InvalidData { op, message });
         }
         Ok(data)
