@@ -87,6 +87,9 @@ struct BindKey {
     buffers: SmallVec<[(u32, wgpu::Buffer, u64); 8]>,
 }
 
+/// Distinct error messages kept for kernels' error codes.
+const MAX_ERROR_MESSAGES: usize = 4096;
+
 /// Bind groups kept for reuse; cleared when this many are held (and when pooled memory is released,
 /// since a kept bind group keeps its buffers alive).
 const MAX_BIND_GROUPS: usize = 4096;
@@ -107,8 +110,9 @@ pub(crate) struct GpuContext {
     error_flag: wgpu::Buffer,
     /// A 4-byte storage buffer bound where a kernel declares an output the dispatch does not use.
     placeholder: wgpu::Buffer,
-    /// Messages of the error codes kernels may raise; code `i + 1` is `error_messages[i]`.
-    error_messages: Mutex<Vec<String>>,
+    /// Messages of the error codes kernels may raise (code `i + 1` is the list's `i`), and the code
+    /// of each message.
+    error_messages: Mutex<(Vec<String>, FxHashMap<String, u32>)>,
     dispatches: AtomicU64,
     submissions: AtomicU64,
     readbacks: AtomicU64,
@@ -264,7 +268,7 @@ impl GpuContext {
             health,
             error_flag,
             placeholder,
-            error_messages: Mutex::new(Vec::new()),
+            error_messages: Mutex::new((Vec::new(), FxHashMap::default())),
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
             readbacks: AtomicU64::new(0),
@@ -425,17 +429,21 @@ impl GpuContext {
         DeviceWord(&self.placeholder)
     }
 
-    /// The error-flag word and the code under which a kernel reports `message` through it.
+    /// The error-flag word and the code under which a kernel reports `message` through it. At most
+    /// [`MAX_ERROR_MESSAGES`] distinct messages are kept; later ones share a general message.
     pub(crate) fn error_check(&self, message: String) -> (DeviceWord<'_>, u32) {
         let mut messages = self.error_messages.lock().unwrap();
-        let code = match messages.iter().position(|m| *m == message) {
-            Some(i) => i + 1,
-            None => {
-                messages.push(message);
-                messages.len()
+        let (list, codes) = &mut *messages;
+        let code = match codes.get(&message) {
+            Some(&code) => code,
+            None if list.len() < MAX_ERROR_MESSAGES => {
+                list.push(message.clone());
+                codes.insert(message, list.len() as u32);
+                list.len() as u32
             }
+            None => MAX_ERROR_MESSAGES as u32 + 1,
         };
-        (DeviceWord(&self.error_flag), code as u32)
+        (DeviceWord(&self.error_flag), code)
     }
 
     /// Records one kernel launch of `workgroups` workgroups (spread over an x·y grid; kernels flatten
@@ -813,10 +821,11 @@ impl GpuContext {
         if code != 0 {
             self.queue.write_buffer(&self.error_flag, 0, &[0; 8]);
             let messages = self.error_messages.lock().unwrap();
-            let mut message = messages
-                .get(code as usize - 1)
-                .cloned()
-                .unwrap_or_else(|| format!("error code {code}"));
+            let mut message = messages.0.get(code as usize - 1).cloned().unwrap_or_else(|| {
+                "a kernel found bad data (an index or label out of range; more kinds of error were \
+                 raised than kiln keeps messages for)"
+                    .to_string()
+            });
             if value != 0 {
                 message += &format!(" (the largest offending value: {})", value - 1);
             }
