@@ -118,15 +118,9 @@ const TEXT_STEPS: usize = 100;
 
 /// 4,096 synthetic sequences of 100 token ids (1..10,000) with 0/1 labels: only speed is measured.
 fn text_data() -> kiln::Result<Dataset> {
-    let samples = 4096;
-    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let (samples, mut next) = (4096, stream(0x2545_f491_4f6c_dd1d));
     let ids: Vec<u32> = (0..samples * TEXT_STEPS)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (1 + state % (TEXT_VOCABULARY as u64 - 1)) as u32
-        })
+        .map(|_| (1 + next() % (TEXT_VOCABULARY as u64 - 1)) as u32)
         .collect();
     let labels = (0..samples).map(|i| (i % 2) as f32).collect();
     Dataset::from_columns(
