@@ -49,13 +49,12 @@ impl Embedding {
             .mask_zero(config["mask_zero"].as_bool().unwrap_or(false)))
     }
 
-    /// The ids of `x` as a flat u32 tensor (cast when given as f32).
+    /// The ids of `x` as a u32 tensor of the same shape (cast when given as f32).
     fn ids(x: &Tensor) -> Result<Tensor> {
-        let ids = match x.dtype() {
-            DType::U32 => x.raw().clone(),
-            _ => x.raw().cast(DType::U32)?,
-        };
-        Ok(Tensor::from_raw(ids.reshape([x.numel()])?))
+        Ok(match x.dtype() {
+            DType::U32 => x.clone(),
+            _ => Tensor::from_raw(x.raw().cast(DType::U32)?),
+        })
     }
 }
 
@@ -104,7 +103,7 @@ impl Layer for Embedding {
 
     fn forward(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
         let table = built(&self.name, &self.table)?;
-        let &[batch, steps] = x.dims() else {
+        let [_, _] = x.dims() else {
             return Err(Error::invalid(
                 "forward",
                 format!(
@@ -114,10 +113,7 @@ impl Layer for Embedding {
                 ),
             ));
         };
-        table
-            .tensor()
-            .index_select(&Embedding::ids(x)?)?
-            .reshape([batch, steps, self.output_dim])
+        table.tensor().embedding(&Embedding::ids(x)?, None)
     }
 
     fn output_mask(&self, x: &Tensor, _mask: Option<&Tensor>) -> Result<Option<Tensor>> {
