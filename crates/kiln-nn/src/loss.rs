@@ -115,10 +115,8 @@ impl Loss {
             wanted.mul(&log_p)?.sum(-1, false)?.neg()
         };
         let bce = |pos_weight: f32| -> Result<Tensor> {
-            // (1 - y) x + (1 + (p - 1) y) softplus(-x), elementwise
-            let factor = targets.mul_scalar(pos_weight - 1.0)?.add_scalar(1.0)?;
-            let negative = targets.mul_scalar(-1.0)?.add_scalar(1.0)?.mul(scores)?;
-            mean_over_sample(negative.add(&factor.mul(&scores.neg()?.softplus()?)?)?)
+            let pos_weight = Tensor::from_slice(&[pos_weight], [1], scores.device())?;
+            mean_over_sample(scores.bce_with_logits_weighted_per_element(targets, &pos_weight)?)
         };
         match self {
             Loss::SparseCategoricalCrossentropy => sparse(targets, 0.0),
@@ -136,17 +134,7 @@ impl Loss {
                 mean_over_sample(d.mul(&d)?)
             }
             Loss::MeanAbsoluteError => mean_over_sample(scores.sub(targets)?.abs()?),
-            Loss::Huber(delta) => {
-                let abs = scores.sub(targets)?.abs()?;
-                let quadratic = abs.sub(&abs.sub_scalar(delta)?.relu()?)?;
-                let linear = abs.sub(&quadratic)?;
-                mean_over_sample(
-                    quadratic
-                        .mul(&quadratic)?
-                        .mul_scalar(0.5)?
-                        .add(&linear.mul_scalar(delta)?)?,
-                )
-            }
+            Loss::Huber(delta) => mean_over_sample(scores.huber_per_element(targets, delta)?),
         }
     }
 

@@ -38,6 +38,11 @@ impl Tensor {
 
     /// Huber loss (mean): `½ d²` where `|d| ≤ delta`, else `delta (|d| - ½ delta)`, `d = self - target`.
     pub fn huber(&self, target: &Tensor, delta: f32) -> Result<Tensor> {
+        self.huber_per_element(target, delta)?.mean_all()
+    }
+
+    /// Huber loss of each element, unreduced (PyTorch's `reduction="none"`).
+    pub fn huber_per_element(&self, target: &Tensor, delta: f32) -> Result<Tensor> {
         self.check_pair("huber", target)?;
         let abs = self.sub(target)?.abs()?;
         // the quadratic part min(|d|, delta) = |d| - relu(|d| - delta)
@@ -46,8 +51,7 @@ impl Tensor {
         quadratic
             .mul(&quadratic)?
             .mul_scalar(0.5)?
-            .add(&linear.mul_scalar(delta)?)?
-            .mean_all()
+            .add(&linear.mul_scalar(delta)?)
     }
 
     /// Mean absolute error.
@@ -115,12 +119,20 @@ impl Tensor {
         targets: &Tensor,
         pos_weight: &Tensor,
     ) -> Result<Tensor> {
+        self.bce_with_logits_weighted_per_element(targets, pos_weight)?
+            .mean_all()
+    }
+
+    /// [`Tensor::bce_with_logits_weighted`] of each element, unreduced.
+    pub fn bce_with_logits_weighted_per_element(
+        &self,
+        targets: &Tensor,
+        pos_weight: &Tensor,
+    ) -> Result<Tensor> {
         self.check_pair("bce_with_logits_weighted", targets)?;
         // = (1 - y) x + (1 + (p - 1) y) softplus(-x)
         let factor = targets.mul(&pos_weight.sub_scalar(1.0)?)?.add_scalar(1.0)?;
         let negative = targets.mul_scalar(-1.0)?.add_scalar(1.0)?.mul(self)?;
-        negative
-            .add(&factor.mul(&self.neg()?.softplus()?)?)?
-            .mean_all()
+        negative.add(&factor.mul(&self.neg()?.softplus()?)?)
     }
 }
