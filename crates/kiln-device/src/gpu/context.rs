@@ -175,6 +175,17 @@ impl Bindable for DeviceWord<'_> {
     }
 }
 
+/// `buffer` when the dispatch has one, else `placeholder` (from [`GpuContext::placeholder`]).
+pub(crate) fn or_placeholder<'a>(
+    buffer: Option<&'a GpuBuffer>,
+    placeholder: &'a DeviceWord<'_>,
+) -> &'a dyn Bindable {
+    match buffer {
+        Some(buffer) => buffer,
+        None => placeholder,
+    }
+}
+
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
         if let Some(buffer) = self.buffer.take() {

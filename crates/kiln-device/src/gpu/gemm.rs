@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use super::context::Bindable;
+use super::context::or_placeholder;
 use super::params::Params;
 use super::pipelines::{Kernel, Variant};
 use super::profiler::Annotation;
@@ -520,10 +520,7 @@ fn run_plan(ctx: &Arc<GpuContext>, call: GemmCall<'_>, plan: GemmPlan) -> Result
         .with_words(op, 29, &[lanes])?;
     let placeholder = ctx.placeholder();
     let bias = call.bias.unwrap_or(call.a);
-    let out2: &dyn Bindable = match call.out2 {
-        Some(buffer) => buffer,
-        None => &placeholder,
-    };
+    let out2 = or_placeholder(call.out2, &placeholder);
     let partials = if split {
         Some(ctx.alloc(op, (s.batch * slices * s.m * s.n * 4) as u64)?)
     } else {

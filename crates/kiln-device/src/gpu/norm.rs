@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::context::Bindable;
+use super::context::{Bindable, or_placeholder};
 use super::params::Params;
 use super::pipelines::Kernel;
 use super::{GpuBuffer, GpuContext, groups_for};
@@ -75,10 +75,7 @@ pub(crate) fn channel_affine(
     let numel = dims.iter().product::<usize>();
     let out = ctx.alloc(op, (numel * 4) as u64)?;
     let placeholder = ctx.placeholder();
-    let q_buf: &dyn Bindable = match q {
-        Some(q) => q,
-        None => &placeholder,
-    };
+    let q_buf = or_placeholder(q, &placeholder);
     ctx.dispatch(
         op,
         &Kernel::new(Shader::Norm, "channel_affine_main", DType::F32)

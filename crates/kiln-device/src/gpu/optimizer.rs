@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use super::context::Bindable;
 use super::context::WORKGROUP_SIZE;
+use super::context::{Bindable, or_placeholder};
 use super::params::Params;
 use super::pipelines::Kernel;
 use super::{GpuBuffer, GpuContext, groups_for};
@@ -242,10 +242,8 @@ fn launch_multi(
     for slot in 0..outputs[0].len() {
         for k in 0..MULTI {
             let binding = 24 + (4 * slot + k) as u32;
-            match outputs.get(k) {
-                Some(out) => bindings.push((binding, &out[slot])),
-                None => bindings.push((binding, &placeholder)),
-            }
+            let out = outputs.get(k).map(|out| &out[slot]);
+            bindings.push((binding, or_placeholder(out, &placeholder)));
         }
     }
     let kernel = Kernel::new(Shader::Optimizer, entry, DType::F32);

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::context::Bindable;
+use super::context::{Bindable, or_placeholder};
 use super::params::Params;
 use super::pipelines::Kernel;
 use super::{GpuBuffer, GpuContext, groups_for};
@@ -69,10 +69,7 @@ pub(crate) fn forward(
     let state = ctx.alloc(op, (n * kind.state_width(h) * 4) as u64)?;
     let saved = ctx.alloc(op, (n * 4 * h * 4) as u64)?;
     let placeholder = ctx.placeholder();
-    let mask: &dyn Bindable = match &step.mask {
-        Some((m, _)) => *m,
-        None => &placeholder,
-    };
+    let mask = or_placeholder(step.mask.map(|(m, _)| m), &placeholder);
     ctx.dispatch(
         op,
         &Kernel::new(Shader::Recurrent, entry(kind, false), DType::F32),
@@ -107,18 +104,9 @@ pub(crate) fn backward(
         .transpose()?;
     let d_prev = ctx.alloc(op, (n * kind.state_width(h) * 4) as u64)?;
     let placeholder = ctx.placeholder();
-    let mask: &dyn Bindable = match &step.mask {
-        Some((m, _)) => *m,
-        None => &placeholder,
-    };
-    let carry: &dyn Bindable = match incoming.carry {
-        Some(b) => b,
-        None => &placeholder,
-    };
-    let hidden: &dyn Bindable = match incoming.hidden {
-        Some(b) => b,
-        None => &placeholder,
-    };
+    let mask = or_placeholder(step.mask.map(|(m, _)| m), &placeholder);
+    let carry = or_placeholder(incoming.carry, &placeholder);
+    let hidden = or_placeholder(incoming.hidden, &placeholder);
     let mut bindings: Vec<(u32, &dyn Bindable)> = vec![
         (3, step.state.0),
         (4, mask),
