@@ -17,6 +17,35 @@ fn channel_dims(op: &'static str, x: &RawTensor) -> Result<[usize; 3]> {
     Ok([dims[0], dims[1], dims[2..].iter().product()])
 }
 
+/// Two `[C]` rows per channel of contiguous `p` (`[N, C, L]` as `dims`): the mean and biased
+/// variance, or with `(q, center)` `Σ p` and `Σ p · (q - center[c])`.
+fn channel_sum_rows(
+    p: &RawTensor,
+    q: Option<(&RawTensor, &RawTensor)>,
+    dims: [usize; 3],
+) -> Result<(RawTensor, RawTensor)> {
+    let both = match p.backend() {
+        Backend::Cpu(cpu) => RawTensor::from_host_f32(
+            cpu::norm::channel_sums(
+                p.host_f32(),
+                q.map(|(q, center)| (q.host_f32(), center.host_f32())),
+                dims,
+            ),
+            [2, dims[1]],
+            cpu,
+        ),
+        Backend::Gpu(ctx) => {
+            let q = q.map(|(q, center)| (q.buffer(), center.buffer()));
+            let out = gpu::norm::channel_sums(ctx, p.buffer(), q, dims)?;
+            RawTensor::from_gpu(out, [2, dims[1]], DType::F32, p)
+        }
+    };
+    Ok((
+        both.narrow(0, 0, 1)?.reshape([dims[1]])?,
+        both.narrow(0, 1, 1)?.reshape([dims[1]])?,
+    ))
+}
+
 impl RawTensor {
     /// The mean and biased variance of each channel (axis 1) of `[N, C, ..]`, over every other axis:
     /// two `[C]` tensors, from one pass over the data.
@@ -24,22 +53,7 @@ impl RawTensor {
         let op = "channel_moments";
         let dims = channel_dims(op, self)?;
         self.expect_dtype(op, DType::F32, "cast to f32 first")?;
-        let x = self.contiguous()?;
-        let both = match x.backend() {
-            Backend::Cpu(cpu) => RawTensor::from_host_f32(
-                cpu::norm::channel_sums(x.host_f32(), None, dims),
-                [2, dims[1]],
-                cpu,
-            ),
-            Backend::Gpu(ctx) => {
-                let out = gpu::norm::channel_sums(ctx, x.buffer(), None, dims)?;
-                RawTensor::from_gpu(out, [2, dims[1]], DType::F32, &x)
-            }
-        };
-        Ok((
-            both.narrow(0, 0, 1)?.reshape([dims[1]])?,
-            both.narrow(0, 1, 1)?.reshape([dims[1]])?,
-        ))
+        channel_sum_rows(&self.contiguous()?, None, dims)
     }
 
     /// Per channel of `p` (`[N, C, ..]`): `Σ p` and `Σ p · (q - center[c])` over every axis but the
@@ -68,30 +82,7 @@ impl RawTensor {
         }
         RawTensor::check_same_device(op, &[p, q, center])?;
         let (p, q, center) = (p.contiguous()?, q.contiguous()?, center.contiguous()?);
-        let both = match p.backend() {
-            Backend::Cpu(cpu) => RawTensor::from_host_f32(
-                cpu::norm::channel_sums(
-                    p.host_f32(),
-                    Some((q.host_f32(), center.host_f32())),
-                    dims,
-                ),
-                [2, dims[1]],
-                cpu,
-            ),
-            Backend::Gpu(ctx) => {
-                let out = gpu::norm::channel_sums(
-                    ctx,
-                    p.buffer(),
-                    Some((q.buffer(), center.buffer())),
-                    dims,
-                )?;
-                RawTensor::from_gpu(out, [2, dims[1]], DType::F32, &p)
-            }
-        };
-        Ok((
-            both.narrow(0, 0, 1)?.reshape([dims[1]])?,
-            both.narrow(0, 1, 1)?.reshape([dims[1]])?,
-        ))
+        channel_sum_rows(&p, Some((&q, &center)), dims)
     }
 
     /// `α[c]·p + β[c]·(q - μ[c]) + γ[c]` per channel of `p` (`[N, C, ..]`), with `coef` = `[4, C]`
