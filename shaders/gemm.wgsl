@@ -36,6 +36,9 @@ const THREADS: u32 = THREADS_M * THREADS_N;
 const A_STRIDE: u32 = BM / 4u + 1u;
 const B_STRIDE: u32 = BN / 4u + 1u;
 const A_LOADS: u32 = (BM * BK + THREADS - 1u) / THREADS;
+// Quads of K in a K-step (A_VEC4, B_VEC4 with K-major loads, which need BK % 4 = 0; never 0, so the
+// divisions below also compile for shorter steps).
+const BK_QUADS: u32 = max(BK / 4u, 1u);
 const B_LOADS: u32 = (BN * BK + THREADS - 1u) / THREADS;
 // Whether each thread loads the same A row (m-major loads) or the same k (k-major loads) at every step.
 const A_ROW_FIXED: bool = THREADS % BM == 0u;
@@ -59,6 +62,9 @@ const ROWS_FAST: u32 = 64u;  // GEMV: neighbouring threads take neighbouring row
 const RELU: u32 = 128u;      // max(C, 0) when storing (after the bias)
 const RELU_MASK: u32 = 256u; // MODE 2, 3: the output grad A counts only where `mask` (binding 3, the
                              // forward's ReLU output, laid out like A) is positive: ReLU's backward
+const A_VEC4: u32 = 512u;    // MODE 0: A is read as vec4 along its contiguous axis (stride 1, length,
+                             // other strides and offset multiples of four; K-major only with BK % 4 = 0)
+const B_VEC4: u32 = 1024u;   // MODE 0: the same for B
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
@@ -66,6 +72,9 @@ const RELU_MASK: u32 = 256u; // MODE 2, 3: the output grad A counts only where `
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c2: array<f32>;
+// A and B again, as vec4 (A_VEC4, B_VEC4).
+@group(0) @binding(6) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> b4: array<vec4<f32>>;
 
 var<workgroup> a_tile: array<vec4<f32>, BK * A_STRIDE>;
 var<workgroup> b_tile: array<vec4<f32>, BK * B_STRIDE>;
@@ -346,7 +355,70 @@ fn finish(batch: u32, slice: u32, m: u32, n: u32, value: f32) {
     }
 }
 
+// Loads A's tile as vec4s along its contiguous axis (MODE 0 with A_VEC4): quads lie wholly inside or
+// wholly outside the matrix, so one bounds check serves four values.
+fn load_a_quads(lid: u32, m0: u32, k0: u32, k_end: u32) {
+    let k_major = flag(A_K_MAJOR);
+    for (var i = 0u; i < (A_LOADS + 3u) / 4u; i = i + 1u) {
+        let q = lid + i * THREADS;
+        if q < BM * BK / 4u {
+            if k_major {
+                let r = q / BK_QUADS;
+                let kk = (q % BK_QUADS) * 4u;
+                var v = vec4<f32>(0.0);
+                if m0 + r < word(0u) && k0 + kk < k_end {
+                    v = a4[(a_base + (m0 + r) * word(9u) + k0 + kk) / 4u];
+                }
+                for (var j = 0u; j < 4u; j = j + 1u) {
+                    a_tile[(kk + j) * A_STRIDE + r / 4u][r % 4u] = v[j];
+                }
+            } else {
+                let r = (q % (BM / 4u)) * 4u;
+                let kk = q / (BM / 4u);
+                var v = vec4<f32>(0.0);
+                if m0 + r < word(0u) && k0 + kk < k_end {
+                    v = a4[(a_base + m0 + r + (k0 + kk) * word(10u)) / 4u];
+                }
+                a_tile[kk * A_STRIDE + r / 4u] = v;
+            }
+        }
+    }
+}
+
+// B's tile as vec4s along its contiguous axis (MODE 0 with B_VEC4).
+fn load_b_quads(lid: u32, n0: u32, k0: u32, k_end: u32) {
+    let k_major = flag(B_K_MAJOR);
+    for (var i = 0u; i < (B_LOADS + 3u) / 4u; i = i + 1u) {
+        let q = lid + i * THREADS;
+        if q < BN * BK / 4u {
+            if k_major {
+                let col = q / BK_QUADS;
+                let kk = (q % BK_QUADS) * 4u;
+                var v = vec4<f32>(0.0);
+                if n0 + col < word(1u) && k0 + kk < k_end {
+                    v = b4[(b_base + (k0 + kk) + (n0 + col) * word(13u)) / 4u];
+                }
+                for (var j = 0u; j < 4u; j = j + 1u) {
+                    b_tile[(kk + j) * B_STRIDE + col / 4u][col % 4u] = v[j];
+                }
+            } else {
+                let col = (q % (BN / 4u)) * 4u;
+                let kk = q / (BN / 4u);
+                var v = vec4<f32>(0.0);
+                if n0 + col < word(1u) && k0 + kk < k_end {
+                    v = b4[(b_base + (k0 + kk) * word(12u) + n0 + col) / 4u];
+                }
+                b_tile[kk * B_STRIDE + col / 4u] = v;
+            }
+        }
+    }
+}
+
 fn load_a_tile(lid: u32, m0: u32, k0: u32, k_end: u32, origin: vec3<i32>, has_origin: bool) {
+    if MODE == 0u && flag(A_VEC4) {
+        load_a_quads(lid, m0, k0, k_end);
+        return;
+    }
     let k_major = flag(A_K_MAJOR);
     for (var i = 0u; i < A_LOADS; i = i + 1u) {
         let index = lid + i * THREADS;
@@ -367,6 +439,10 @@ fn load_a_tile(lid: u32, m0: u32, k0: u32, k_end: u32, origin: vec3<i32>, has_or
 }
 
 fn load_b_tile(lid: u32, n0: u32, k0: u32, k_end: u32) {
+    if MODE == 0u && flag(B_VEC4) {
+        load_b_quads(lid, n0, k0, k_end);
+        return;
+    }
     let k_major = flag(B_K_MAJOR);
     // MODE 3 with k-major loads and a fixed k per thread: one position origin per step, not per element.
     var origin = vec3<i32>(0);

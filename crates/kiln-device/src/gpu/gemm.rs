@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use super::context::or_placeholder;
+use super::context::{Bindable, WholeBuffer, or_placeholder};
 use super::params::Params;
 use super::pipelines::{Kernel, Variant};
 use super::profiler::Annotation;
@@ -34,6 +34,8 @@ pub(crate) struct GemmDevice {
     pub(crate) workgroup_memory: u64,
     /// Workgroups that keep every compute unit busy ([`GpuContext::fill_workgroups`]).
     pub(crate) fill: usize,
+    /// A software adapter: invocations are SIMD lanes of CPU threads ([`SOFTWARE_TILES`]).
+    pub(crate) software: bool,
 }
 
 impl GemmDevice {
@@ -42,6 +44,7 @@ impl GemmDevice {
         GemmDevice {
             workgroup_memory: u64::from(ctx.limits.max_compute_workgroup_storage_size),
             fill: ctx.fill_workgroups(),
+            software: ctx.info.is_software,
         }
     }
 }
@@ -74,6 +77,10 @@ const PARTIALS: u32 = 32;
 const ROWS_FAST: u32 = 64;
 pub(crate) const RELU: u32 = 128;
 pub(crate) const RELU_MASK: u32 = 256;
+/// MODE 0: A (B) may be read as vec4 along its contiguous axis (see `matmul.rs`); `run_plan` keeps
+/// the flag only where the tile's K-step allows it.
+pub(crate) const A_VEC4: u32 = 512;
+pub(crate) const B_VEC4: u32 = 1024;
 
 /// A register-tile configuration of `gemm_main`: a BM×BN tile of C per workgroup in K-steps of BK,
 /// TM×TN outputs per thread.
@@ -175,6 +182,18 @@ const TILES: [TileShape; 6] = [
     TileShape::new(32, 32, 16, 4, 4),
 ];
 
+/// Tiles only software adapters (lavapipe, SwiftShader, WARP) take, before [`TILES`]: there an
+/// invocation is a SIMD lane of a CPU thread, its accumulators live in memory whatever their number,
+/// and each workgroup-memory read is a per-lane gather; so fewer, fatter invocations (64 per
+/// workgroup, 16×16 or 16×8 outputs each: 8 or 6 vec4 reads per 256 or 128 multiply-adds) and long
+/// K-steps (fewer barriers, each a coroutine switch) do best — measured on lavapipe, matmul 1024²:
+/// 9.7 GFLOP/s with 128×128 (8×8), 13.5 with 128×64×32 (16×8), 15.9 with 128×128×16 (16×16).
+/// A GPU keeps ≤ 8×8 per thread: 256 accumulators would not fit its register file.
+const SOFTWARE_TILES: [TileShape; 2] = [
+    TileShape::new(128, 128, 16, 16, 16),
+    TileShape::new(128, 64, 32, 16, 8),
+];
+
 /// Skinny tiles for an output with N ≤ 16 columns (64 or 32 rows × N rounded up to 4) or M ≤ 16 rows
 /// (the transpose): the short side is covered by one tile, so padding stays under a group of four.
 fn skinny_tiles(m: usize, n: usize) -> Vec<TileShape> {
@@ -199,7 +218,8 @@ pub(crate) const AUX_TILE: TileShape = TILES[2];
 /// square tiles and the skinny ones with a short side of 4 and 12.
 #[cfg(test)]
 pub(crate) fn tile_configurations() -> Vec<TileShape> {
-    let mut tiles = TILES.to_vec();
+    let mut tiles = SOFTWARE_TILES.to_vec();
+    tiles.extend(TILES);
     tiles.extend(skinny_tiles(3, 3));
     tiles.extend(skinny_tiles(12, 12));
     tiles
@@ -317,11 +337,18 @@ pub(crate) fn plan(s: &GemmShape, device: GemmDevice) -> GemmPlan {
         };
     }
     let useful = (s.m * s.n * s.k) as f64;
-    let mut tiles: Vec<TileShape> = TILES
+    let software: &[TileShape] = if device.software {
+        &SOFTWARE_TILES
+    } else {
+        &[]
+    };
+    let mut tiles: Vec<TileShape> = software
         .iter()
+        .chain(&TILES)
         .copied()
         .chain(skinny_tiles(s.m, s.n))
         .collect();
+    // Largest first; a software tile before the general one of the same size (the sort is stable).
     tiles.sort_by_key(|t| std::cmp::Reverse(u32::from(t.bm) * u32::from(t.bn)));
     // A tile's plan (with split-K where it would launch too few workgroups), its executed / useful
     // ratio and the workgroups it launches.
@@ -470,13 +497,23 @@ fn run_plan(ctx: &Arc<GpuContext>, call: GemmCall<'_>, plan: GemmPlan) -> Result
             tile,
             slices,
             k_per_slice,
-        } => (
-            Kernel::gemm(tile, "gemm_main", call.mode),
-            tile_grid(&s, tile),
-            slices,
-            k_per_slice,
-            0,
-        ),
+        } => {
+            // K-major quads need whole quads of K in every K-step.
+            let bk_quads = tile.bk.is_multiple_of(4);
+            if s.a_k_major && !bk_quads {
+                flags &= !A_VEC4;
+            }
+            if s.b_k_major && !bk_quads {
+                flags &= !B_VEC4;
+            }
+            (
+                Kernel::gemm(tile, "gemm_main", call.mode),
+                tile_grid(&s, tile),
+                slices,
+                k_per_slice,
+                0,
+            )
+        }
         GemmPlan::Gemv {
             lanes,
             swapped,
@@ -490,6 +527,7 @@ fn run_plan(ctx: &Arc<GpuContext>, call: GemmCall<'_>, plan: GemmPlan) -> Result
             if rows_fast {
                 flags |= ROWS_FAST;
             }
+            flags &= !(A_VEC4 | B_VEC4);
             (
                 Kernel::gemm(AUX_TILE, "gemv_main", call.mode),
                 (gemv_row_groups(&s, lanes, swapped), 1),
@@ -543,11 +581,27 @@ fn run_plan(ctx: &Arc<GpuContext>, call: GemmCall<'_>, plan: GemmPlan) -> Result
         useful_flops: 2 * s.macs() as u64,
         executed_flops: 2 * plan.executed_macs(&s) as u64,
     });
+    let (a4, b4) = (WholeBuffer(call.a), WholeBuffer(call.b));
+    let bindings: [(u32, &dyn Bindable); 7] = [
+        (1, call.a),
+        (2, call.b),
+        (3, bias),
+        (4, target),
+        (5, out2),
+        (6, &a4),
+        (7, &b4),
+    ];
+    // Only `gemm_main` has the vec4 views of the operands (bindings 6 and 7).
+    let bound = if matches!(plan, GemmPlan::Tiled { .. }) {
+        7
+    } else {
+        5
+    };
     ctx.dispatch(
         op,
         &kernel,
         &params,
-        &[(1, call.a), (2, call.b), (3, bias), (4, target), (5, out2)],
+        &bindings[..bound],
         (s.batch * slices * groups.0 * groups.1) as u64,
     )?;
     if split {
@@ -590,6 +644,7 @@ mod tests {
     const GPU: GemmDevice = GemmDevice {
         workgroup_memory: 32 << 10,
         fill: 128,
+        software: false,
     };
 
     fn waste(s: &GemmShape) -> f64 {
@@ -626,6 +681,24 @@ mod tests {
         assert!(!biggest(plan(&shape(1024, 1024, 1024), GPU)));
         let cpu = GemmDevice { fill: 8, ..GPU };
         assert!(biggest(plan(&shape(1024, 1024, 1024), cpu)));
+        // A software adapter takes its fat-invocation tile; a GPU never does.
+        let software = GemmDevice {
+            software: true,
+            ..cpu
+        };
+        assert!(matches!(
+            plan(&shape(1024, 1024, 1024), software),
+            GemmPlan::Tiled { tile, .. } if tile == SOFTWARE_TILES[0]
+        ));
+        for s in [
+            shape(4096, 4096, 4096),
+            shape(1024, 1024, 1024),
+            shape(256, 256, 256),
+        ] {
+            if let GemmPlan::Tiled { tile, .. } = plan(&s, GPU) {
+                assert!(tile.tm * tile.tn <= 64, "{tile:?}");
+            }
+        }
         let skinny = |p| matches!(p, GemmPlan::Tiled { tile, .. } if tile.bm.min(tile.bn) == 12);
         assert!(skinny(plan(&shape(64, 10, 5408), GPU)));
         assert!(skinny(plan(&shape(10, 5408, 64), GPU)));
@@ -661,7 +734,7 @@ mod tests {
             .collect()
     }
 
-    /// Every plan the planner can produce — each tile with its longest, a short and an odd K-step,
+    /// Every plan the planner can produce — each tile with its longest, a short, an odd and a sub-quad K-step,
     /// split or not; GEMV with 1, 16 and 256 lanes, either orientation and thread order, split or not
     /// — computes the same products as a plain loop, on A stored plainly and transposed.
     #[test]
@@ -675,7 +748,7 @@ mod tests {
         let ctx = &gpu.ctx;
         let mut plans = Vec::new();
         for tile in tile_configurations() {
-            for bk in [tile.bk, 4, 9] {
+            for bk in [tile.bk, 4, 9, 3] {
                 for slices in [1, 3] {
                     plans.push(GemmPlan::Tiled {
                         tile: TileShape { bk, ..tile },
@@ -706,6 +779,7 @@ mod tests {
             (63, 65, 129),
             (16, 3, 1000),
             (130, 9, 33),
+            (68, 36, 44),
         ] {
             let (a, b) = (values(m * k, 1.0), values(k * n, 2.0));
             let a_t: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
@@ -717,7 +791,13 @@ mod tests {
                 let stored = if a_k_major { &a } else { &a_t };
                 let ta = crate::RawTensor::from_slice(stored, [m * k], &device).unwrap();
                 let (a_rs, a_cs) = if a_k_major { (k, 1) } else { (1, m) };
-                for &plan in &plans {
+                // Quads (A_VEC4, B_VEC4) wherever every axis is whole quads; scalars as well.
+                let aligned = m % 4 == 0 && n % 4 == 0 && k % 4 == 0;
+                let vec4_choices: &[u32] = if aligned { &[0, A_VEC4 | B_VEC4] } else { &[0] };
+                for (&plan, &flags) in plans
+                    .iter()
+                    .flat_map(|p| vec4_choices.iter().map(move |f| (p, f)))
+                {
                     let plan = match plan {
                         GemmPlan::Tiled { tile, slices, .. } => GemmPlan::Tiled {
                             tile,
@@ -761,7 +841,7 @@ mod tests {
                             b_k_major: false,
                         },
                         params,
-                        flags: 0,
+                        flags,
                         a: ta.buffer(),
                         b: tb.buffer(),
                         bias: None,
@@ -775,7 +855,7 @@ mod tests {
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                            "{m}x{n}x{k} A k-major {a_k_major} {plan:?}: element {i} is {g}, want {w}"
+                            "{m}x{n}x{k} A k-major {a_k_major} flags {flags} {plan:?}: element {i} is {g}, want {w}"
                         );
                     }
                 }
@@ -785,7 +865,7 @@ mod tests {
 
     #[test]
     fn tiles_fit_the_default_workgroup_memory_or_are_skipped() {
-        for t in TILES {
+        for t in TILES.iter().chain(&SOFTWARE_TILES) {
             assert_eq!(t.threads() % 64, 0, "{t:?}");
         }
         let p = plan(

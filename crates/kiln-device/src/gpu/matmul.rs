@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::gemm::{self, GemmCall, GemmShape, HAS_BIAS, RELU};
+use super::gemm::{self, A_VEC4, B_VEC4, GemmCall, GemmShape, HAS_BIAS, RELU};
 use super::params::Params;
 use super::{GpuBuffer, GpuContext};
 use crate::layout::coalesce_dims;
@@ -64,6 +64,37 @@ pub(crate) fn matmul(
         a_k_major: a_cs == 1 || (a_rs != 1 && a_cs < a_rs),
         b_k_major: b_rs == 1 && b_cs != 1,
     };
+    // An operand is read as vec4 along its contiguous axis when that axis has stride 1 and a length
+    // that is a multiple of four, and its offset and every other stride are too: each quad then
+    // starts at a multiple of four and lies wholly inside or outside the matrix.
+    let quads =
+        |(contiguous, other): (usize, usize), length: usize, offset: usize, batch: &[usize]| {
+            contiguous == 1
+                && length.is_multiple_of(4)
+                && [other, offset]
+                    .iter()
+                    .chain(batch)
+                    .all(|s| s.is_multiple_of(4))
+        };
+    let a_strides = if shape.a_k_major {
+        (a_cs, a_rs)
+    } else {
+        (a_rs, a_cs)
+    };
+    let a_len = if shape.a_k_major { d.k } else { d.m };
+    let b_strides = if shape.b_k_major {
+        (b_rs, b_cs)
+    } else {
+        (b_cs, b_rs)
+    };
+    let b_len = if shape.b_k_major { d.k } else { d.n };
+    let mut vec4_flags = 0;
+    if quads(a_strides, a_len, la.offset(), &batch_strides[0]) {
+        vec4_flags |= A_VEC4;
+    }
+    if quads(b_strides, b_len, lb.offset(), &batch_strides[1]) {
+        vec4_flags |= B_VEC4;
+    }
     gemm::run(
         ctx,
         GemmCall {
@@ -71,7 +102,9 @@ pub(crate) fn matmul(
             mode: 0,
             shape,
             params,
-            flags: if bias.is_some() { HAS_BIAS } else { 0 } | if relu { RELU } else { 0 },
+            flags: vec4_flags
+                | if bias.is_some() { HAS_BIAS } else { 0 }
+                | if relu { RELU } else { 0 },
             a,
             b,
             bias,
