@@ -2,11 +2,12 @@
 //! schedules.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use kiln_autograd::Var;
 use kiln_device::{Error, RawTensor, Result};
 
+use crate::checkpoint::TrainingProgress;
 use crate::{Evaluation, Metric, Model};
 
 /// What one epoch measured.
@@ -88,6 +89,16 @@ pub trait Callback {
         logs: &EpochLogs<'_>,
         model: &mut Model,
     ) -> Result<Control>;
+
+    /// The checkpoint this callback writes, which `fit` with `resume: true` continues from
+    /// ([`ModelCheckpoint`]'s folder); `None` for other callbacks.
+    fn checkpoint_dir(&self) -> Option<&Path> {
+        None
+    }
+
+    /// Called when `fit` resumes from a checkpoint, with the progress it recorded (before the
+    /// first resumed epoch).
+    fn on_resume(&mut self, _progress: &TrainingProgress) {}
 }
 
 /// Stops when the monitored value has not improved by `min_delta` for `patience` epochs (Keras's
@@ -183,8 +194,9 @@ impl Callback for EarlyStopping {
     }
 }
 
-/// Saves the model (weights, config, optimizer state; atomically) after each epoch, or only when the
-/// monitored value improved.
+/// Saves the model (weights, config, optimizer state and training progress, as one atomic unit) after
+/// each epoch, or only when the monitored value improved. `fit` with `resume: true` continues from
+/// its folder (the best value so far included).
 pub struct ModelCheckpoint {
     dir: PathBuf,
     best_only: Option<Monitor>,
@@ -215,15 +227,27 @@ impl Callback for ModelCheckpoint {
         logs: &EpochLogs<'_>,
         model: &mut Model,
     ) -> Result<Control> {
+        let mut best = None;
         if let Some(monitor) = self.best_only {
             let score = monitor.require(logs)?;
             if score >= self.best {
                 return Ok(Control::Continue);
             }
             self.best = score;
+            best = Some(score);
         }
-        model.save(&self.dir)?;
+        model.save_checkpoint(&self.dir, best)?;
         Ok(Control::Continue)
+    }
+
+    fn checkpoint_dir(&self) -> Option<&Path> {
+        Some(&self.dir)
+    }
+
+    fn on_resume(&mut self, progress: &TrainingProgress) {
+        if let Some(best) = progress.best {
+            self.best = best;
+        }
     }
 }
 

@@ -1,13 +1,14 @@
 //! Saving and resuming a [`crate::Model`]: `model.safetensors` (weights and buffers under PyTorch-style
 //! names and layouts), `config.json` (the layers and shapes) and `optimizer.safetensors` (the
-//! optimizer's step count and per-parameter state). Every file is written to a temporary file and
-//! renamed over the old one, so a crash never leaves a half-written file; `manifest.json`, written
-//! last, holds each file's SHA-256, so a checkpoint whose save was interrupted between files (new
-//! weights, old optimizer state) is refused by `load` instead of being loaded as a mix.
+//! optimizer's step count and per-parameter state) and `manifest.json` (each file's SHA-256 and the
+//! training progress: epochs done, shuffle seed, best monitored value, random layers' positions).
+//! A checkpoint is written as one unit — a new folder, synced, then renamed into place, the previous
+//! checkpoint deleted only after — so a crash at any moment leaves one complete checkpoint, never a
+//! mix; `load` checks every file against the manifest before changing anything.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kiln_device::{DType, Device, Error, RawTensor, Result};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
@@ -19,19 +20,64 @@ fn io(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temporary file in the same folder, flushed, then renamed).
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-    file.write_all(bytes).map_err(|e| io(&tmp, e))?;
-    file.sync_all().map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+/// Creates `path` with `bytes` and waits until they are on the disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = std::fs::File::create(path).map_err(|e| io(path, e))?;
+    file.write_all(bytes).map_err(|e| io(path, e))?;
+    file.sync_all().map_err(|e| io(path, e))
+}
+
+/// Makes a folder's entries (creations, renames) durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|folder| folder.sync_all())
+        .map_err(|e| io(dir, e))
 }
 
 /// The manifest's name in a checkpoint folder.
 pub(crate) const MANIFEST: &str = "manifest.json";
+/// The manifest format `write_checkpoint` writes (1: hashes only; 2: with the training progress).
+const FORMAT: u64 = 2;
 
-/// The SHA-256 of `bytes`, in hex.
+/// How far training had come when a checkpoint was saved (its manifest's `"progress"`): where
+/// `fit` with `resume: true` continues.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainingProgress {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// The shuffle seed `fit` was given (`None`: the data was not shuffled).
+    pub shuffle: Option<u64>,
+    /// The best value the saving [`crate::callbacks::ModelCheckpoint`] monitored (lower is better).
+    pub best: Option<f32>,
+    /// Each random layer's position in its random sequence (Dropout's calls), by layer name.
+    pub rng: BTreeMap<String, u64>,
+}
+
+impl TrainingProgress {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "epoch": self.epoch,
+            "shuffle": self.shuffle,
+            "best": self.best,
+            "rng": self.rng,
+        })
+    }
+
+    fn from_json(value: &serde_json::Value) -> Option<Self> {
+        Some(TrainingProgress {
+            epoch: usize::try_from(value["epoch"].as_u64()?).ok()?,
+            shuffle: value["shuffle"].as_u64(),
+            best: value["best"].as_f64().map(|b| b as f32),
+            rng: value["rng"]
+                .as_object()?
+                .iter()
+                .map(|(name, calls)| Some((name.clone(), calls.as_u64()?)))
+                .collect::<Option<_>>()?,
+        })
+    }
+}
+
+/// SHA-256 of `bytes`, in hex.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes)
@@ -40,29 +86,126 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Writes `files` into `dir` (each atomically), then the manifest of their hashes, then syncs the
-/// folder so the renames are durable.
-pub(crate) fn write_checkpoint(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let mut hashes = serde_json::Map::new();
-    for (name, bytes) in files {
-        write_atomically(&dir.join(name), bytes)?;
-        hashes.insert((*name).to_string(), sha256_hex(bytes).into());
+/// `dir` with `.suffix` appended to its last component (`ckpt` -> `ckpt.partial`).
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{suffix}"));
+    dir.with_file_name(name)
+}
+
+fn remove_dir_if_there(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(dir, e)),
+        _ => Ok(()),
     }
-    let manifest = serde_json::json!({ "format": 1, "files": hashes });
-    write_atomically(&dir.join(MANIFEST), format!("{manifest}\n").as_bytes())?;
-    // the folder's entries (the renames) reach the disk too
-    if let Ok(folder) = std::fs::File::open(dir) {
-        let _ = folder.sync_all();
+}
+
+/// Hard-links (or copies) into `to` every entry of `from` the checkpoint does not write itself — a
+/// tokenizer or column list saved beside the model — so a new checkpoint keeps them.
+fn carry_over(from: &Path, to: &Path, written: &[&str]) -> Result<()> {
+    let entries = std::fs::read_dir(from).map_err(|e| io(from, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io(from, e))?;
+        let name = entry.file_name();
+        if written.iter().any(|w| name == *w) || name == MANIFEST {
+            continue;
+        }
+        let (source, target) = (entry.path(), to.join(&name));
+        if entry.file_type().map_err(|e| io(&source, e))?.is_dir() {
+            std::fs::create_dir(&target).map_err(|e| io(&target, e))?;
+            carry_over(&source, &target, &[])?;
+        } else if std::fs::hard_link(&source, &target).is_err() {
+            std::fs::copy(&source, &target).map_err(|e| io(&target, e))?;
+        }
     }
     Ok(())
 }
 
+/// Writes the checkpoint `files` as one unit: into `<dir>.partial` (every file and the folder
+/// synced, the manifest of their hashes and `progress` last), then swapped in for `dir` by two
+/// renames (`dir` -> `<dir>.previous`, `<dir>.partial` -> `dir`); the previous checkpoint is
+/// deleted only once the new one is in place. A crash at any moment leaves `dir` or
+/// `<dir>.previous` complete ([`resolve_checkpoint`] finds it). Other files in `dir` are kept.
+pub(crate) fn write_checkpoint(
+    dir: &Path,
+    files: &[(&str, Vec<u8>)],
+    steps: u64,
+    progress: Option<&TrainingProgress>,
+) -> Result<()> {
+    let (partial, previous) = (sibling(dir, "partial"), sibling(dir, "previous"));
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    }
+    remove_dir_if_there(&partial)?;
+    std::fs::create_dir(&partial).map_err(|e| io(&partial, e))?;
+    let mut hashes = serde_json::Map::new();
+    for (name, bytes) in files {
+        write_synced(&partial.join(name), bytes)?;
+        hashes.insert((*name).to_string(), sha256_hex(bytes).into());
+    }
+    let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+    if dir.is_dir() {
+        carry_over(dir, &partial, &names)?;
+    }
+    let manifest = serde_json::json!({
+        "format": FORMAT,
+        "files": hashes,
+        "steps": steps,
+        "progress": progress.map(TrainingProgress::to_json),
+    });
+    write_synced(&partial.join(MANIFEST), format!("{manifest}\n").as_bytes())?;
+    sync_dir(&partial)?;
+    if dir.exists() {
+        remove_dir_if_there(&previous)?;
+        std::fs::rename(dir, &previous).map_err(|e| io(dir, e))?;
+    }
+    std::fs::rename(&partial, dir).map_err(|e| io(dir, e))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    remove_dir_if_there(&previous)
+}
+
+/// The complete checkpoint saved as `dir`: `dir` itself (its files checked against its manifest; a
+/// checkpoint without a manifest, from an older kiln, is taken as it is), or `<dir>.previous` when
+/// a save was interrupted between its two renames.
+pub(crate) fn resolve_checkpoint(dir: &Path) -> Result<PathBuf> {
+    if !dir.join(MANIFEST).exists() {
+        let previous = sibling(dir, "previous");
+        if !dir.join("model.safetensors").exists() && previous.join(MANIFEST).exists() {
+            verify_checkpoint(&previous)?;
+            return Ok(previous);
+        }
+    }
+    verify_checkpoint(dir)?;
+    Ok(dir.to_path_buf())
+}
+
+/// The training progress recorded in the checkpoint saved as `dir` (`None`: no checkpoint there, or
+/// one saved outside `fit`).
+pub fn checkpoint_progress(dir: &Path) -> Result<Option<TrainingProgress>> {
+    let complete = resolve_checkpoint(dir)?;
+    let path = complete.join(MANIFEST);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|e| io(&path, e))?;
+    Ok(TrainingProgress::from_json(&manifest["progress"]))
+}
+
+/// Whether a complete checkpoint exists as `dir` (or its interrupted save's `<dir>.previous`).
+pub(crate) fn checkpoint_exists(dir: &Path) -> bool {
+    dir.join("model.safetensors").exists() || sibling(dir, "previous").join(MANIFEST).exists()
+}
+
 /// `Err` unless every file the manifest of `dir` lists is there with its hash (a checkpoint without a
 /// manifest, from an older kiln, is accepted as it is).
-pub(crate) fn verify_checkpoint(dir: &Path) -> Result<()> {
+fn verify_checkpoint(dir: &Path) -> Result<()> {
     let path = dir.join(MANIFEST);
     let Ok(text) = std::fs::read_to_string(&path) else {
+        if !dir.join("model.safetensors").exists() {
+            return Err(io(dir, "no checkpoint here (no model.safetensors)"));
+        }
         return Ok(());
     };
     let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|e| io(&path, e))?;

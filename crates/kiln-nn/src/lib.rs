@@ -28,6 +28,7 @@ mod model;
 pub mod optim;
 mod shape;
 
+pub use checkpoint::{TrainingProgress, checkpoint_progress};
 pub use loss::Loss;
 pub use metrics::Metric;
 pub use model::{Callbacks, Evaluation, FitConfig, History, Model, ModelInputs, Sequential};

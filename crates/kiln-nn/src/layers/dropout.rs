@@ -51,6 +51,14 @@ impl Layer for Dropout {
         Ok(input.to_vec())
     }
 
+    fn rng_position(&self) -> Option<u64> {
+        Some(self.calls.load(Ordering::Relaxed))
+    }
+
+    fn set_rng_position(&self, position: u64) {
+        self.calls.store(position, Ordering::Relaxed);
+    }
+
     fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
         if !training || self.rate == 0.0 {
             return Ok(x.clone());

@@ -89,6 +89,16 @@ pub trait Layer: Send {
         Vec::new()
     }
 
+    /// How far a layer that draws random numbers while training (Dropout) is in its random sequence;
+    /// checkpoints save it so a resumed run draws what an uninterrupted one would. `None`: the
+    /// layer draws none.
+    fn rng_position(&self) -> Option<u64> {
+        None
+    }
+
+    /// Moves the layer's random sequence to `position` (from a checkpoint's [`Layer::rng_position`]).
+    fn set_rng_position(&self, _position: u64) {}
+
     /// State that is saved and loaded with the weights but not trained by the optimizer (batch
     /// normalisation's moving statistics), with PyTorch-style names (`running_mean`).
     fn buffers(&self) -> Vec<(&'static str, Var)> {

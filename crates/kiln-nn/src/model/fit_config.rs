@@ -71,8 +71,13 @@ pub struct FitConfig<'a> {
     pub validation_split: f32,
     /// Print Keras's per-epoch progress line.
     pub verbose: bool,
-    /// The epoch to start from when resuming (shuffling continues where it left off).
+    /// The epoch to start from when resuming by hand (shuffling continues where it left off).
     pub initial_epoch: usize,
+    /// Continue from the checkpoint the [`crate::callbacks::ModelCheckpoint`] callback keeps, when
+    /// there is one: its weights, optimizer state, random layers' positions and best value, from
+    /// the epoch after the one it saved (`initial_epoch` is then ignored). An interrupted run
+    /// started again with the same arguments ends with the weights an uninterrupted run would have.
+    pub resume: bool,
     /// Data to validate on after each epoch (instead of `validation_split`).
     pub validation_data: Option<&'a Dataset>,
     /// Called around each epoch (early stopping, checkpoints, logs, schedules).
@@ -92,6 +97,7 @@ impl Default for FitConfig<'_> {
             validation_split: 0.0,
             verbose: true,
             initial_epoch: 0,
+            resume: false,
             validation_data: None,
             callbacks: Callbacks::default(),
             class_weight: None,

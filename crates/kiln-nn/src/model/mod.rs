@@ -57,6 +57,9 @@ pub struct Model {
     graph: Graph,
     placement: Mutex<Placement>,
     compiled: Option<Compiled>,
+    /// Where the running (or last) `fit` stands: epochs completed and its shuffle seed; saved in
+    /// checkpoints for `resume`.
+    fitted: Option<(usize, Option<u64>)>,
 }
 
 impl Model {
@@ -78,6 +81,7 @@ impl Model {
             graph,
             placement: Mutex::new(Placement::default()),
             compiled: None,
+            fitted: None,
         }
     }
 

@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 use super::Model;
 use super::graph::LayerRef;
 use super::sequential::Sequential;
-use crate::checkpoint::{from_safetensors, to_safetensors, verify_checkpoint, write_checkpoint};
+use crate::checkpoint::{
+    TrainingProgress, checkpoint_progress, from_safetensors, resolve_checkpoint, to_safetensors,
+    write_checkpoint,
+};
 use crate::functional::{
     Add, Concatenate, Dot, Input, MergeLayer, Multiply, Node, SharedLayer, apply_merge,
 };
@@ -154,15 +157,24 @@ impl Model {
     /// `device` and loads its weights and buffers. Compile it, then call [`Model::load`] again to
     /// also restore the optimizer state and resume training.
     pub fn load_model(dir: &Path, device: &Device) -> Result<Model> {
-        let mut model = Model::from_config(&read_config(dir)?, device)?;
-        model.load(dir)?;
+        let complete = resolve_checkpoint(dir)?;
+        let mut model = Model::from_config(&read_config(&complete)?, device)?;
+        model.load(&complete)?;
         Ok(model)
     }
 
-    /// Saves weights and buffers, configuration and optimizer state into `dir` (created if
-    /// needed), each file written atomically and the manifest of their hashes last. Resume with
-    /// [`Model::load`] on an identically built model, or rebuild with [`Model::load_model`].
+    /// Saves weights and buffers, configuration and optimizer state as the checkpoint `dir`, as
+    /// one unit: written to a new folder, synced, then renamed into place (the previous checkpoint
+    /// is kept until then, so a crash never leaves a mix; other files in `dir` stay). Inside `fit`
+    /// (a callback) the manifest also records the training progress that `resume` continues from.
+    /// Resume with [`Model::load`] on an identically built model, or rebuild with
+    /// [`Model::load_model`].
     pub fn save(&self, dir: &Path) -> Result<()> {
+        self.save_checkpoint(dir, None)
+    }
+
+    /// [`Model::save`], recording `best` (a checkpoint callback's best monitored value) too.
+    pub(crate) fn save_checkpoint(&self, dir: &Path, best: Option<f32>) -> Result<()> {
         let state = self.state();
         let weights: Vec<(String, RawTensor)> = state
             .iter()
@@ -175,8 +187,10 @@ impl Model {
             ),
             ("config.json", format!("{}\n", self.config()).into_bytes()),
         ];
+        let mut steps = 0;
         if let Some(compiled) = &self.compiled {
-            let (steps, optimizer_state) = compiled.optimizer.state();
+            let (optimizer_steps, optimizer_state) = compiled.optimizer.state();
+            steps = optimizer_steps;
             let mut tensors = Vec::new();
             for (name, var) in &state {
                 for (i, t) in optimizer_state
@@ -200,7 +214,25 @@ impl Model {
                 to_safetensors(&tensors, metadata.into_iter().collect())?,
             ));
         }
-        write_checkpoint(dir, &files)
+        let progress = self.fitted.map(|(epoch, shuffle)| TrainingProgress {
+            epoch,
+            shuffle,
+            best,
+            rng: self.rng_positions(),
+        });
+        write_checkpoint(dir, &files, steps as u64, progress.as_ref())
+    }
+
+    /// The random layers' positions in their random sequences, by layer name.
+    fn rng_positions(&self) -> std::collections::BTreeMap<String, u64> {
+        self.graph
+            .layers
+            .iter()
+            .filter_map(|l| match &l.layer {
+                LayerRef::Single(layer) => Some((l.name.clone(), layer.layer().rng_position()?)),
+                LayerRef::Merge(_) => None,
+            })
+            .collect()
     }
 
     /// Loads weights and buffers (and, when the model is compiled and the file exists, the
@@ -208,7 +240,9 @@ impl Model {
     /// checkpoint's manifest and each other first, and a checkpoint of another architecture, another
     /// optimizer or an interrupted save is refused, naming the problem, with the model unchanged.
     pub fn load(&mut self, dir: &Path) -> Result<()> {
-        verify_checkpoint(dir)?;
+        let complete = resolve_checkpoint(dir)?;
+        let dir = complete.as_path();
+        let progress = checkpoint_progress(dir)?;
         let device = self.place()?;
         let (weights, _) = from_safetensors(&dir.join("model.safetensors"), &device)?;
         let state = self.state();
@@ -274,6 +308,18 @@ impl Model {
                 return Err(e);
             }
             compiled.state_device = Some(device);
+        }
+        // Random layers continue their sequences where the checkpoint left them.
+        for (name, position) in progress.map(|p| p.rng).unwrap_or_default() {
+            if let Some(LayerRef::Single(layer)) = self
+                .graph
+                .layers
+                .iter()
+                .find(|l| l.name == name)
+                .map(|l| &l.layer)
+            {
+                layer.layer().set_rng_position(position);
+            }
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Training and evaluation: `compile`, `train_on_batch`, `fit` (with callbacks) and `evaluate`.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kiln_autograd::{Tensor, TensorId, Var, no_grad};
@@ -10,6 +11,7 @@ use super::progress::{epoch_loss, progress_bar, progress_line};
 use super::run::ModelInputs;
 use super::{Compiled, Model};
 use crate::callbacks::{Callback, Control, EpochLogs};
+use crate::checkpoint::{checkpoint_exists, checkpoint_progress};
 use crate::data::{Dataset, Targets};
 use crate::layers::Activation;
 use crate::loss::Loss;
@@ -326,8 +328,14 @@ impl Model {
         let validation = config.validation_data.unwrap_or(&split_off);
         let steps = train.len().div_ceil(config.batch_size);
         let mut history = History::default();
+        let first_epoch = if config.resume {
+            self.resume(config, &mut all_callbacks)?
+        } else {
+            config.initial_epoch
+        };
+        self.fitted = Some((first_epoch, config.shuffle));
         let device = self.place()?;
-        for epoch in config.initial_epoch..config.epochs {
+        for epoch in first_epoch..config.epochs {
             for callback in all_callbacks.iter_mut() {
                 callback.on_epoch_begin(epoch, self)?;
             }
@@ -436,6 +444,7 @@ impl Model {
                 train: &evaluation,
                 validation: validation_eval.as_ref(),
             };
+            self.fitted = Some((epoch + 1, config.shuffle));
             let mut stop = false;
             for callback in all_callbacks.iter_mut() {
                 stop |= callback.on_epoch_end(epoch, &logs, self)? == Control::Stop;
@@ -447,6 +456,67 @@ impl Model {
             }
         }
         Ok(history)
+    }
+
+    /// `resume: true`: loads the checkpoint the callbacks' `ModelCheckpoint` keeps, when there is
+    /// one, and returns the epoch to continue from.
+    fn resume(
+        &mut self,
+        config: &FitConfig<'_>,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<usize> {
+        let dirs: Vec<PathBuf> = callbacks
+            .iter()
+            .filter_map(|c| c.checkpoint_dir().map(Path::to_path_buf))
+            .collect();
+        let dir = match dirs.as_slice() {
+            [dir] => dir,
+            [] => {
+                return Err(Error::invalid(
+                    "fit",
+                    "resume: true continues from a ModelCheckpoint callback's folder; add one",
+                ));
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "fit",
+                    format!(
+                        "resume: true found {} ModelCheckpoint callbacks ({dirs:?}); keep one",
+                        dirs.len()
+                    ),
+                ));
+            }
+        };
+        if !checkpoint_exists(dir) {
+            return Ok(config.initial_epoch);
+        }
+        let progress = checkpoint_progress(dir)?.ok_or_else(|| {
+            Error::invalid(
+                "fit",
+                format!(
+                    "{} was saved outside fit and records no progress to resume from; load it with \
+                     Model::load and set initial_epoch instead",
+                    dir.display()
+                ),
+            )
+        })?;
+        if progress.shuffle != config.shuffle {
+            return Err(Error::invalid(
+                "fit",
+                format!(
+                    "the checkpoint in {} was trained with shuffle {:?}, this fit has {:?}: resuming \
+                     would not continue that run; use the same shuffle seed",
+                    dir.display(),
+                    progress.shuffle,
+                    config.shuffle
+                ),
+            ));
+        }
+        self.load(dir)?;
+        for callback in callbacks.iter_mut() {
+            callback.on_resume(&progress);
+        }
+        Ok(progress.epoch)
     }
 
     /// Loss and metrics on `data`, without training.
