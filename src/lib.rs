@@ -16,7 +16,7 @@
 
 pub use kiln_autograd as autograd;
 pub use kiln_device as device;
-pub use kiln_device::{Error, Result};
+pub use kiln_device::{Error, ErrorKind, Result};
 pub use kiln_nn as nn;
 pub use kiln_nn::data::datasets;
 
@@ -27,8 +27,9 @@ pub mod prelude {
         Var, check_gradients, no_grad,
     };
     pub use kiln_device::{
-        AdamConfig, Backend, BinaryOp, Conv2dParams, DType, Device, DeviceInfo, Error, GpuOptions,
-        Pool2dParams, RawTensor, ReduceOp, Result, RmsPropConfig, SgdConfig, Shape, UnaryOp,
+        AdamConfig, Backend, BinaryOp, Conv2dParams, DType, Device, DeviceInfo, Error, ErrorKind,
+        GpuOptions, Pool2dParams, RawTensor, ReduceOp, Result, RmsPropConfig, SgdConfig, Shape,
+        UnaryOp,
     };
     pub use kiln_nn::prelude::*;
 }

@@ -1,4 +1,5 @@
-//! Bad input on every device: each case must come back as an `Err` whose message names the problem
+//! Bad input on every device: each case must come back as an `Err` of the expected [`ErrorKind`]
+//! whose message names the problem
 //! — never a panic, never a silent `Ok` — or, for degenerate but valid input (empty tensors), at
 //! least not panic. (Issue 12's corpus, growing.)
 
@@ -10,24 +11,25 @@ use kiln::prelude::*;
 /// A call that must not panic.
 type Call<'a> = Box<dyn Fn() -> Result<()> + 'a>;
 
-/// One input: a name, the call, and the words its error must contain (`None`: any result but a
-/// panic is fine).
+/// One input: a name, the call, and the kind of error it must return with the words its message
+/// must contain (`None`: any result but a panic is fine).
 struct Case<'a> {
     name: &'static str,
     call: Call<'a>,
-    words: Option<&'static [&'static str]>,
+    expected: Option<(ErrorKind, &'static [&'static str])>,
 }
 
-/// A case that must fail with an error containing `words`.
+/// A case that must fail with an error of `kind` whose message contains `words`.
 fn refused<'a>(
     name: &'static str,
+    kind: ErrorKind,
     words: &'static [&'static str],
     call: impl Fn() -> Result<()> + 'a,
 ) -> Case<'a> {
     Case {
         name,
         call: Box::new(call),
-        words: Some(words),
+        expected: Some((kind, words)),
     }
 }
 
@@ -36,7 +38,7 @@ fn survives<'a>(name: &'static str, call: impl Fn() -> Result<()> + 'a) -> Case<
     Case {
         name,
         call: Box::new(call),
-        words: None,
+        expected: None,
     }
 }
 
@@ -49,12 +51,18 @@ fn run_cases(device: &Device, cases: Vec<Case<'_>>) {
     let mut problems = Vec::new();
     for case in &cases {
         let name = case.name;
-        match (catch_unwind(AssertUnwindSafe(&case.call)), case.words) {
+        match (catch_unwind(AssertUnwindSafe(&case.call)), case.expected) {
             (Err(_), _) => problems.push(format!("{name}: panicked")),
             (Ok(_), None) => {}
             (Ok(Ok(())), Some(_)) => problems.push(format!("{name}: accepted")),
-            (Ok(Err(e)), Some(words)) => {
+            (Ok(Err(e)), Some((kind, words))) => {
                 let message = e.to_string();
+                if e.kind() != kind {
+                    problems.push(format!(
+                        "{name}: {:?} error {message:?}, expected {kind:?}",
+                        e.kind()
+                    ));
+                }
                 if let Some(word) = words.iter().find(|w| !message.contains(*w)) {
                     problems.push(format!("{name}: error {message:?} lacks {word:?}"));
                 }
@@ -69,16 +77,19 @@ fn tensor_cases(d: &Device) -> Vec<Case<'_>> {
     vec![
         refused(
             "conv2d with 0 output channels",
+            ErrorKind::Shape,
             &["conv2d", "output channel"],
             move || conv(&[1, 1, 4, 4], &[0, 1, 3, 3]).map(drop),
         ),
         refused(
             "conv2d over an image without channels",
+            ErrorKind::Shape,
             &["conv2d"],
             move || conv(&[1, 0, 4, 4], &[2, 0, 3, 3]).map(drop),
         ),
         refused(
             "conv2d with padding near usize::MAX",
+            ErrorKind::Shape,
             &["conv2d", "padding"],
             move || {
                 let p = Conv2dParams {
@@ -100,19 +111,25 @@ fn tensor_cases(d: &Device) -> Vec<Case<'_>> {
         }),
         refused(
             "narrow with a huge start",
+            ErrorKind::Shape,
             &["narrow", "out of bounds"],
             move || t(d, &[4]).narrow(0, usize::MAX - 1, 2).map(drop),
         ),
         refused(
             "reshape to a count that overflows",
+            ErrorKind::Shape,
             &["reshape"],
             move || t(d, &[4]).reshape([usize::MAX, 2]).map(drop),
         ),
-        refused("zeros too large to allocate", &["bytes"], move || {
-            RawTensor::zeros([1usize << 40, 1 << 20], DType::F32, d).map(drop)
-        }),
+        refused(
+            "zeros too large to allocate",
+            ErrorKind::Resource,
+            &["bytes"],
+            move || RawTensor::zeros([1usize << 40, 1 << 20], DType::F32, d).map(drop),
+        ),
         refused(
             "max pool with padding near usize::MAX",
+            ErrorKind::Shape,
             &["padding"],
             move || {
                 let p = Pool2dParams {
@@ -123,21 +140,31 @@ fn tensor_cases(d: &Device) -> Vec<Case<'_>> {
                 t(d, &[1, 1, 4, 4]).max_pool2d(p).map(drop)
             },
         ),
-        refused("topk with k = 0", &["topk", "k = 0"], move || {
-            t(d, &[2, 3]).topk(0, true).map(drop)
-        }),
+        refused(
+            "topk with k = 0",
+            ErrorKind::Argument,
+            &["topk", "k = 0"],
+            move || t(d, &[2, 3]).topk(0, true).map(drop),
+        ),
         refused(
             "topk with k beyond the row",
+            ErrorKind::Argument,
             &["topk", "k = 4"],
             move || t(d, &[2, 3]).topk(4, true).map(drop),
         ),
-        refused("a class label past the classes", &["8"], move || {
-            let labels = RawTensor::from_slice(&[0u32, 8], [2], d)?;
-            let (loss, _) = RawTensor::cross_entropy(&t(d, &[2, 3]), &labels)?;
-            loss.to_vec::<f32>().map(drop)
-        }),
+        refused(
+            "a class label past the classes",
+            ErrorKind::Data,
+            &["8"],
+            move || {
+                let labels = RawTensor::from_slice(&[0u32, 8], [2], d)?;
+                let (loss, _) = RawTensor::cross_entropy(&t(d, &[2, 3]), &labels)?;
+                loss.to_vec::<f32>().map(drop)
+            },
+        ),
         refused(
             "an index outside the table",
+            ErrorKind::Data,
             &["index", "[0, 5)", "7"],
             move || {
                 let ids = RawTensor::from_slice(&[7u32], [1], d)?;
@@ -146,16 +173,19 @@ fn tensor_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "channel_affine with wrong coefficients",
+            ErrorKind::Shape,
             &["channel_affine", "[4, 2]"],
             move || RawTensor::channel_affine(&t(d, &[3, 2, 4]), None, &t(d, &[3, 2])).map(drop),
         ),
         refused(
             "channel moments of an empty tensor",
+            ErrorKind::Shape,
             &["channel_moments"],
             move || t(d, &[0, 2, 4]).channel_moments().map(drop),
         ),
         refused(
             "an LSTM state of odd width",
+            ErrorKind::Shape,
             &["lstm_cell", "2·units"],
             move || {
                 let (x, s) = (t(d, &[2, 12]), t(d, &[2, 3]));
@@ -164,6 +194,7 @@ fn tensor_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "a recurrent mask of the wrong length",
+            ErrorKind::Shape,
             &["gru_cell", "mask"],
             move || {
                 let (x, s) = (t(d, &[2, 9]), t(d, &[2, 3]));
@@ -183,6 +214,7 @@ fn layer_cases(d: &Device) -> Vec<Case<'_>> {
     vec![
         refused(
             "an LSTM given a 2-D input",
+            ErrorKind::Shape,
             &["lstm", "[batch, steps, features]"],
             move || {
                 let (w_ih, w_hh) = weights(&[8, 3], &[8, 2]);
@@ -197,6 +229,7 @@ fn layer_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "an LSTM mask of the wrong length",
+            ErrorKind::Shape,
             &["lstm", "mask"],
             move || {
                 let (w_ih, w_hh) = weights(&[8, 3], &[8, 2]);
@@ -211,6 +244,7 @@ fn layer_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "attention heads that do not divide the features",
+            ErrorKind::Shape,
             &["multi_head_attention", "heads"],
             move || {
                 let (w_in, w_out) = (x(&[15, 5]), x(&[5, 5]));
@@ -225,18 +259,25 @@ fn layer_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "layer norm weights of the wrong size",
+            ErrorKind::Shape,
             &["layer_norm", "weight"],
             move || x(&[2, 4]).layer_norm(&x(&[3]), &x(&[4]), 1e-5).map(drop),
         ),
         refused(
             "conv1d channels that do not match",
+            ErrorKind::Shape,
             &["conv1d", "channels"],
             move || x(&[1, 3, 8]).conv1d(&x(&[4, 2, 3]), None, 1, 0).map(drop),
         ),
-        refused("label smoothing above 1", &["label smoothing"], move || {
-            let labels = Tensor::from_slice(&[0u32, 1], [2], d)?;
-            x(&[2, 3]).cross_entropy_smoothed(&labels, 1.5).map(drop)
-        }),
+        refused(
+            "label smoothing above 1",
+            ErrorKind::Argument,
+            &["label smoothing"],
+            move || {
+                let labels = Tensor::from_slice(&[0u32, 1], [2], d)?;
+                x(&[2, 3]).cross_entropy_smoothed(&labels, 1.5).map(drop)
+            },
+        ),
     ]
 }
 
@@ -260,17 +301,26 @@ fn model_cases(d: &Device) -> Vec<Case<'_>> {
         survives("predict on an empty batch", move || {
             model()?.predict(&Tensor::zeros([0, 3], d)?).map(drop)
         }),
-        refused("Dense with 0 units", &["Dense", "unit"], move || {
-            Sequential::new([3]).on(d).add(Dense::new(0)).map(drop)
-        }),
-        refused("Conv2D with 0 filters", &["Conv2D", "filters"], move || {
-            Sequential::new([1, 8, 8])
-                .on(d)
-                .add(Conv2D::new(0, (3, 3)))
-                .map(drop)
-        }),
+        refused(
+            "Dense with 0 units",
+            ErrorKind::Argument,
+            &["Dense", "unit"],
+            move || Sequential::new([3]).on(d).add(Dense::new(0)).map(drop),
+        ),
+        refused(
+            "Conv2D with 0 filters",
+            ErrorKind::Argument,
+            &["Conv2D", "filters"],
+            move || {
+                Sequential::new([1, 8, 8])
+                    .on(d)
+                    .add(Conv2D::new(0, (3, 3)))
+                    .map(drop)
+            },
+        ),
         refused(
             "Embedding with no rows",
+            ErrorKind::Argument,
             &["Embedding", "input_dim"],
             move || {
                 Sequential::new([4])
@@ -281,16 +331,19 @@ fn model_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "evaluate with batch size 0",
+            ErrorKind::Argument,
             &["evaluate", "batch size"],
             move || model()?.evaluate(&data()?, 0).map(drop),
         ),
         refused(
             "evaluate on an empty data set",
+            ErrorKind::Argument,
             &["evaluate", "0 samples"],
             move || model()?.evaluate(&data()?.select(&[])?, 4).map(drop),
         ),
         refused(
             "validation_split above 1",
+            ErrorKind::Argument,
             &["validation_split"],
             move || {
                 let config = quiet(FitConfig {
@@ -302,6 +355,7 @@ fn model_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "binary cross-entropy targets of 5",
+            ErrorKind::Data,
             &["binary cross-entropy", "5"],
             move || {
                 let mut m = Sequential::new([3])
@@ -312,9 +366,14 @@ fn model_cases(d: &Device) -> Vec<Case<'_>> {
                 m.fit(&bad, &quiet(FitConfig::default())).map(drop)
             },
         ),
-        refused("NaN in regression targets", &["NaN"], move || {
-            Dataset::new(vec![0.1; 6], [3], values(vec![f32::NAN, 0.0, 0.0, 0.0], 2)).map(drop)
-        }),
+        refused(
+            "NaN in regression targets",
+            ErrorKind::Data,
+            &["NaN"],
+            move || {
+                Dataset::new(vec![0.1; 6], [3], values(vec![f32::NAN, 0.0, 0.0, 0.0], 2)).map(drop)
+            },
+        ),
         survives("feature range of samples with no features", move || {
             let data = Dataset::new(
                 Vec::new(),
@@ -329,6 +388,7 @@ fn model_cases(d: &Device) -> Vec<Case<'_>> {
         }),
         refused(
             "a saved config with a huge layer",
+            ErrorKind::Shape,
             &["too many elements"],
             move || {
                 let config = serde_json::json!({
@@ -338,22 +398,31 @@ fn model_cases(d: &Device) -> Vec<Case<'_>> {
                 Sequential::from_config(&config, d).map(drop)
             },
         ),
-        refused("fewer features than labels", &["targets"], move || {
-            Dataset::new(
-                vec![0.1; 3],
-                [3],
-                Targets::Classes {
-                    labels: vec![0, 1],
-                    classes: 2,
-                },
-            )
-            .map(drop)
-        }),
-        refused("a negative sample weight", &["weight", "-1"], move || {
-            data()?.with_sample_weights(vec![1.0, -1.0]).map(drop)
-        }),
+        refused(
+            "fewer features than labels",
+            ErrorKind::Shape,
+            &["targets"],
+            move || {
+                Dataset::new(
+                    vec![0.1; 3],
+                    [3],
+                    Targets::Classes {
+                        labels: vec![0, 1],
+                        classes: 2,
+                    },
+                )
+                .map(drop)
+            },
+        ),
+        refused(
+            "a negative sample weight",
+            ErrorKind::Argument,
+            &["weight", "-1"],
+            move || data()?.with_sample_weights(vec![1.0, -1.0]).map(drop),
+        ),
         refused(
             "class weights for the wrong number of classes",
+            ErrorKind::Argument,
             &["class_weight", "2 classes"],
             move || {
                 let config = quiet(FitConfig {
@@ -400,14 +469,19 @@ fn file_cases(d: &Device) -> Vec<Case<'_>> {
     vec![
         refused(
             "an IDX file shorter than its header",
+            ErrorKind::Data,
             &["header"],
             move || idx("short", vec![0, 0]),
         ),
-        refused("an IDX file with a bad magic", &["data.idx"], move || {
-            idx("magic", vec![1, 2, 8, 3, 0, 0, 0, 1])
-        }),
+        refused(
+            "an IDX file with a bad magic",
+            ErrorKind::Data,
+            &["data.idx"],
+            move || idx("magic", vec![1, 2, 8, 3, 0, 0, 0, 1]),
+        ),
         refused(
             "an IDX header announcing more than the file holds",
+            ErrorKind::Data,
             &["data.idx"],
             move || {
                 let mut bytes = vec![0, 0, 8, 3];
@@ -418,18 +492,29 @@ fn file_cases(d: &Device) -> Vec<Case<'_>> {
                 idx("huge", bytes)
             },
         ),
-        refused("an IDX file of the wrong rank", &["data.idx"], move || {
-            let mut bytes = vec![0, 0, 8, 1];
-            bytes.extend(2u32.to_be_bytes());
-            bytes.extend([7u8, 9]);
-            idx("rank", bytes)
-        }),
-        refused("a missing IDX file", &["nothing-here.idx"], move || {
-            kiln::nn::data::read_idx(std::path::Path::new("/nonexistent/nothing-here.idx"), 3)
-                .map(drop)
-        }),
+        refused(
+            "an IDX file of the wrong rank",
+            ErrorKind::Data,
+            &["data.idx"],
+            move || {
+                let mut bytes = vec![0, 0, 8, 1];
+                bytes.extend(2u32.to_be_bytes());
+                bytes.extend([7u8, 9]);
+                idx("rank", bytes)
+            },
+        ),
+        refused(
+            "a missing IDX file",
+            ErrorKind::Data,
+            &["nothing-here.idx"],
+            move || {
+                kiln::nn::data::read_idx(std::path::Path::new("/nonexistent/nothing-here.idx"), 3)
+                    .map(drop)
+            },
+        ),
         refused(
             "a corrupt weights file",
+            ErrorKind::Data,
             &["model.safetensors"],
             move || {
                 let dir = saved_model("corrupt")?;
@@ -437,13 +522,19 @@ fn file_cases(d: &Device) -> Vec<Case<'_>> {
                 Sequential::load_model(&dir, d).map(drop)
             },
         ),
-        refused("a config that is not JSON", &["config.json"], move || {
-            let dir = saved_model("json")?;
-            std::fs::write(dir.join("config.json"), b"{ nope").unwrap();
-            Sequential::load_model(&dir, d).map(drop)
-        }),
+        refused(
+            "a config that is not JSON",
+            ErrorKind::Data,
+            &["config.json"],
+            move || {
+                let dir = saved_model("json")?;
+                std::fs::write(dir.join("config.json"), b"{ nope").unwrap();
+                Sequential::load_model(&dir, d).map(drop)
+            },
+        ),
         refused(
             "a config with an unknown layer kind",
+            ErrorKind::Data,
             &["capsule"],
             move || {
                 let dir = saved_model("kind")?;
@@ -454,6 +545,7 @@ fn file_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "weights of the wrong shape for the model",
+            ErrorKind::Data,
             &["[2, 3]"],
             move || {
                 let dir = saved_model("shape")?;
@@ -464,6 +556,7 @@ fn file_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "loading from a folder that does not exist",
+            ErrorKind::Data,
             &["no-such-model"],
             move || {
                 Sequential::load_model(std::path::Path::new("/nonexistent/no-such-model"), d)
@@ -472,6 +565,7 @@ fn file_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "an optimizer state saved by another optimizer",
+            ErrorKind::Data,
             &["adam", "sgd"],
             move || {
                 let dir = saved_model("optimizer-kind")?;
@@ -494,66 +588,95 @@ device_test!(files_refuse_bad_input, |device| {
 fn misuse_cases(d: &Device) -> Vec<Case<'_>> {
     let dense = move || Sequential::new([3]).on(d).add(Dense::new(2));
     vec![
-        refused("fit before compile", &["compile"], move || {
-            let data = Dataset::new(
-                vec![0.1; 3],
-                [3],
-                Targets::Values {
-                    values: vec![0.0; 2],
-                    width: 2,
-                },
-            )?;
-            dense()?
-                .fit(
-                    &data,
-                    &FitConfig {
-                        verbose: false,
-                        ..Default::default()
+        refused(
+            "fit before compile",
+            ErrorKind::Usage,
+            &["compile"],
+            move || {
+                let data = Dataset::new(
+                    vec![0.1; 3],
+                    [3],
+                    Targets::Values {
+                        values: vec![0.0; 2],
+                        width: 2,
                     },
-                )
-                .map(drop)
-        }),
+                )?;
+                dense()?
+                    .fit(
+                        &data,
+                        &FitConfig {
+                            verbose: false,
+                            ..Default::default()
+                        },
+                    )
+                    .map(drop)
+            },
+        ),
         refused(
             "predict with the wrong sample shape",
+            ErrorKind::Shape,
             &["expected shape (None, 3)", "(2, 4)"],
             move || dense()?.predict(&Tensor::zeros([2, 4], d)?).map(drop),
         ),
         refused(
             "predict with two inputs for a one-input model",
+            ErrorKind::Shape,
             &["input"],
             move || {
                 let x = Tensor::zeros([2, 3], d)?;
                 dense()?.predict(&[&x, &x]).map(drop)
             },
         ),
-        refused("set_weight with an unknown name", &["nope"], move || {
-            dense()?.set_weight("nope", &RawTensor::zeros([2], DType::F32, d)?)
-        }),
-        refused("set_weight with the wrong shape", &["[2, 3]"], move || {
-            dense()?.set_weight("dense.weight", &RawTensor::zeros([3, 3], DType::F32, d)?)
-        }),
-        refused("select past the data set", &["out of range"], move || {
-            Dataset::new(
-                vec![0.1; 3],
-                [3],
-                Targets::Values {
-                    values: vec![0.0],
-                    width: 1,
-                },
-            )?
-            .select(&[5])
-            .map(drop)
-        }),
-        refused("a Dense layer given ids", &["Dense"], move || {
-            let ids = Input::ids([3]);
-            Dense::new(2).apply(&ids).map(drop)
-        }),
-        refused("a merge of one node", &["Add"], move || {
-            let a = Input::new(3);
-            Add::new().apply(&[&a]).map(drop)
-        }),
+        refused(
+            "set_weight with an unknown name",
+            ErrorKind::Argument,
+            &["nope"],
+            move || dense()?.set_weight("nope", &RawTensor::zeros([2], DType::F32, d)?),
+        ),
+        refused(
+            "set_weight with the wrong shape",
+            ErrorKind::Shape,
+            &["[2, 3]"],
+            move || dense()?.set_weight("dense.weight", &RawTensor::zeros([3, 3], DType::F32, d)?),
+        ),
+        refused(
+            "select past the data set",
+            ErrorKind::Argument,
+            &["out of range"],
+            move || {
+                Dataset::new(
+                    vec![0.1; 3],
+                    [3],
+                    Targets::Values {
+                        values: vec![0.0],
+                        width: 1,
+                    },
+                )?
+                .select(&[5])
+                .map(drop)
+            },
+        ),
+        refused(
+            "a Dense layer given ids",
+            ErrorKind::Shape,
+            &["Dense"],
+            move || {
+                let ids = Input::ids([3]);
+                Dense::new(2).apply(&ids).map(drop)
+            },
+        ),
+        refused(
+            "a merge of one node",
+            ErrorKind::Argument,
+            &["Add"],
+            move || {
+                let a = Input::new(3);
+                Add::new().apply(&[&a]).map(drop)
+            },
+        ),
         refused(
             "a model whose output does not come from its input",
+            ErrorKind::Argument,
             &["input"],
             move || {
                 let (a, b) = (Input::new(3), Input::new(3));
@@ -563,6 +686,7 @@ fn misuse_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "a refused fit leaves the weights as they were",
+            ErrorKind::Data,
             &["binary cross-entropy"],
             move || {
                 let mut m = Sequential::new([3])
@@ -594,6 +718,7 @@ fn misuse_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "a failed load leaves the weights as they were",
+            ErrorKind::Data,
             &["model.safetensors"],
             move || {
                 let dir = scratch("partial-load");
@@ -611,6 +736,7 @@ fn misuse_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "Conv2D with a kernel larger than the image",
+            ErrorKind::Shape,
             &["Conv2D", "kernel"],
             move || {
                 Sequential::new([1, 2, 2])
@@ -619,11 +745,15 @@ fn misuse_cases(d: &Device) -> Vec<Case<'_>> {
                     .map(drop)
             },
         ),
-        refused("an LSTM with no units", &["LSTM", "unit"], move || {
-            Sequential::new([5, 3]).on(d).add(LSTM::new(0)).map(drop)
-        }),
+        refused(
+            "an LSTM with no units",
+            ErrorKind::Argument,
+            &["LSTM", "unit"],
+            move || Sequential::new([5, 3]).on(d).add(LSTM::new(0)).map(drop),
+        ),
         refused(
             "ids beyond an Embedding when fit starts",
+            ErrorKind::Data,
             &["id 9", "Embedding"],
             move || {
                 let mut m = Sequential::new([2])
@@ -651,6 +781,7 @@ fn misuse_cases(d: &Device) -> Vec<Case<'_>> {
         ),
         refused(
             "an optimizer step on a frozen parameter",
+            ErrorKind::Usage,
             &["frozen"],
             move || {
                 let p = Var::new(Tensor::zeros([2], d)?);

@@ -140,7 +140,7 @@ fn reverse_topological(root: &Tensor) -> Vec<Tensor> {
 /// Runs backward from `root` seeded with `seed` (same shape as `root`).
 pub(crate) fn backward(root: &Tensor, seed: RawTensor) -> Result<Gradients> {
     if !root.requires_grad() {
-        return Err(Error::invalid(
+        return Err(Error::usage(
             "backward",
             format!(
                 "the tensor {} does not require grad: no op on its path had an input that requires grad \
@@ -164,7 +164,7 @@ pub(crate) fn backward(root: &Tensor, seed: RawTensor) -> Result<Gradients> {
         };
         let inputs = std::mem::take(&mut *node.inputs.lock().unwrap());
         let run = node.backward.lock().unwrap().take().ok_or_else(|| {
-            Error::invalid(
+            Error::usage(
                 "backward",
                 format!(
                     "the graph through {} was already differentiated and its saved tensors released; \

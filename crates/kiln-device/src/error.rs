@@ -66,6 +66,26 @@ pub enum Error {
         message: String,
     },
 
+    /// An argument's value is outside what the op accepts (a rate, a size, a split, a name that does
+    /// not exist): fix the call.
+    #[error("{op}: {message}")]
+    InvalidArgument {
+        /// The op that was called.
+        op: &'static str,
+        /// The offending value and what is accepted.
+        message: String,
+    },
+
+    /// The API was used in an order or state it does not allow (`fit` before `compile`, a layer
+    /// used before it was built, `backward` twice through one graph).
+    #[error("{op}: {message}")]
+    Usage {
+        /// The op that was called.
+        op: &'static str,
+        /// What is missing and what to call first.
+        message: String,
+    },
+
     /// A buffer would exceed the adapter's limits.
     #[error(
         "{op}: {what} of {bytes} bytes exceeds the GPU adapter's limit of {limit} bytes \
@@ -127,12 +147,92 @@ pub enum Error {
     },
 }
 
+/// What kind of mistake or fault an [`Error`] is, for callers that handle kinds differently
+/// (retry on another device, ask the user for other data, fix the program).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Shapes that do not fit the op ([`Error::InvalidShape`], [`Error::Broadcast`]).
+    Shape,
+    /// A dtype the op does not take ([`Error::DTypeMismatch`], [`Error::UnsupportedDType`]).
+    DType,
+    /// Operands on different devices ([`Error::DeviceMismatch`]).
+    Device,
+    /// An argument's value out of range ([`Error::InvalidArgument`]).
+    Argument,
+    /// The API used in the wrong order or state ([`Error::Usage`]).
+    Usage,
+    /// Data or files with bad contents ([`Error::InvalidData`]).
+    Data,
+    /// Memory or adapter limits ([`Error::TooLarge`], [`Error::HostAlloc`]).
+    Resource,
+    /// The GPU device is gone ([`Error::DeviceLost`]).
+    DeviceLost,
+    /// A GPU error wgpu reported ([`Error::Gpu`]).
+    Gpu,
+    /// No GPU adapter ([`Error::NoAdapter`]).
+    NoAdapter,
+}
+
 impl Error {
+    /// This error's [`ErrorKind`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Broadcast { .. } | Error::InvalidShape { .. } => ErrorKind::Shape,
+            Error::DTypeMismatch { .. } | Error::UnsupportedDType { .. } => ErrorKind::DType,
+            Error::DeviceMismatch { .. } => ErrorKind::Device,
+            Error::InvalidArgument { .. } => ErrorKind::Argument,
+            Error::Usage { .. } => ErrorKind::Usage,
+            Error::InvalidData { .. } => ErrorKind::Data,
+            Error::TooLarge { .. } | Error::HostAlloc { .. } => ErrorKind::Resource,
+            Error::DeviceLost { .. } => ErrorKind::DeviceLost,
+            Error::Gpu { .. } => ErrorKind::Gpu,
+            Error::NoAdapter { .. } => ErrorKind::NoAdapter,
+        }
+    }
+
     /// Shorthand for an [`Error::InvalidShape`].
     pub fn invalid(op: &'static str, message: impl Into<String>) -> Self {
         Error::InvalidShape {
             op,
             message: message.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::InvalidArgument`].
+    pub fn argument(op: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            op,
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::Usage`].
+    pub fn usage(op: &'static str, message: impl Into<String>) -> Self {
+        Error::Usage {
+            op,
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::InvalidData`].
+    pub fn data(op: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidData {
+            op,
+            message: message.into(),
+        }
+    }
+
+    /// The same kind of error reported by `op` with `what` in front of its message (a loss naming
+    /// itself around the op that failed). Device faults (lost device, GPU errors, exhausted memory)
+    /// pass through unchanged, so callers still see what happened.
+    pub fn within(self, op: &'static str, what: &str) -> Self {
+        let message = format!("{what}: {self}");
+        match self {
+            Error::InvalidShape { .. } | Error::Broadcast { .. } => Error::invalid(op, message),
+            Error::InvalidArgument { .. } => Error::argument(op, message),
+            Error::Usage { .. } => Error::usage(op, message),
+            Error::InvalidData { .. } => Error::data(op, message),
+            other => other,
         }
     }
 }

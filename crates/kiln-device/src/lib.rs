@@ -26,7 +26,7 @@ pub mod testing;
 
 pub use device::{Device, DeviceInfo};
 pub use dtype::{DType, Element};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use gpu::{
     Backend, GpuOptions, MemoryStats, PowerPreference, Profile, ProfileRow, RuntimeStats,
 };

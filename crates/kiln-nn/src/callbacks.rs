@@ -47,7 +47,7 @@ impl Monitor {
 
     fn require(self, logs: &EpochLogs<'_>) -> Result<f32> {
         self.score(logs).ok_or_else(|| {
-            Error::invalid(
+            Error::usage(
                 "callback",
                 format!(
                     "{self:?} was not logged (validation needs validation_split or validation_data)"
@@ -424,7 +424,7 @@ impl Callback for ReduceLROnPlateau {
         model: &mut Model,
     ) -> Result<Control> {
         if !(0.0..1.0).contains(&self.factor) {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "ReduceLROnPlateau",
                 format!("factor {} must be in [0, 1)", self.factor),
             ));

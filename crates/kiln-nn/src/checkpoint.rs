@@ -248,11 +248,11 @@ pub(crate) fn to_safetensors(
         .map(|(name, shape, bytes)| {
             TensorView::new(Dtype::F32, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
-                .map_err(|e| Error::invalid("checkpoint", format!("{name}: {e}")))
+                .map_err(|e| Error::data("checkpoint", format!("{name}: {e}")))
         })
         .collect::<Result<_>>()?;
     safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::invalid("checkpoint", e.to_string()))
+        .map_err(|e| Error::data("checkpoint", e.to_string()))
 }
 
 /// Reads every f32 tensor of a safetensors file onto `device`, with the file's metadata.

@@ -81,7 +81,7 @@ impl Loss {
                 scores.cross_entropy_smoothed(targets, s)
             }
         }
-        .map_err(|e| Error::invalid("loss", format!("{}: {e}", self.name())))
+        .map_err(|e| e.within("loss", self.name()))
     }
 
     /// The loss of each sample, `[N]` (for per-sample and class weights).
@@ -160,7 +160,7 @@ impl Loss {
         self.per_sample(scores, targets)?
             .mul(weights)?
             .mean_all()
-            .map_err(|e| Error::invalid("loss", format!("{}: {e}", self.name())))
+            .map_err(|e| e.within("loss", self.name()))
     }
 }
 

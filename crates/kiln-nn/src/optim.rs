@@ -29,7 +29,7 @@ pub trait Optimizer: Send {
 fn check_trainable(optimizer: &str, params: &[Var]) -> Result<()> {
     match params.iter().position(Var::is_frozen) {
         None => Ok(()),
-        Some(i) => Err(kiln_device::Error::invalid(
+        Some(i) => Err(kiln_device::Error::usage(
             "optimizer step",
             format!(
                 "{optimizer}: parameter {i} ({}) belongs to a frozen layer (trainable(false)); \
@@ -158,7 +158,7 @@ impl Optimizer for Adam {
         self.moments.clear();
         for (id, tensors) in state {
             let [m, v]: [RawTensor; 2] = tensors.try_into().map_err(|_| {
-                kiln_device::Error::invalid(
+                kiln_device::Error::data(
                     "load_state",
                     "Adam keeps two tensors per parameter".to_string(),
                 )
@@ -262,7 +262,7 @@ type StateMap = HashMap<TensorId, Vec<RawTensor>>;
 /// Restores `state` after checking each parameter keeps `count` tensors.
 fn load_states(name: &'static str, count: usize, state: StateMap) -> Result<StateMap> {
     if let Some(bad) = state.values().find(|t| t.len() != count) {
-        return Err(kiln_device::Error::invalid(
+        return Err(kiln_device::Error::data(
             "load_state",
             format!(
                 "{name} keeps {count} tensors per parameter, the checkpoint has {}",
@@ -380,7 +380,7 @@ impl Optimizer for RmsProp {
                 match (used, t.numel() == like.numel()) {
             (false, _) => Ok(None),
             (true, true) => Ok(Some(t)),
-            (true, false) => Err(kiln_device::Error::invalid(
+            (true, false) => Err(kiln_device::Error::data(
                 "load_state",
                 "the RMSprop checkpoint was saved without the momentum or centring this optimizer \
                  uses; build it as it was saved"
@@ -491,7 +491,7 @@ pub fn clip_by_global_norm(
     max_norm: f32,
 ) -> Result<(Vec<RawTensor>, RawTensor)> {
     let Some(first) = grads.first() else {
-        return Err(kiln_device::Error::invalid(
+        return Err(kiln_device::Error::argument(
             "clip_by_global_norm",
             "no gradients given",
         ));

@@ -100,7 +100,7 @@ impl Tensor {
         let op = "cross_entropy_smoothed";
         let c = self.classes(op, labels)?;
         if !(0.0..=1.0).contains(&smoothing) {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 op,
                 format!("label smoothing {smoothing} must be in [0, 1]"),
             ));

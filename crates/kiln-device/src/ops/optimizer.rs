@@ -244,7 +244,7 @@ impl RawTensor {
         let op = "adam_step";
         check(op, param, &[grad, m, v])?;
         if step == 0 {
-            return Err(Error::invalid(op, "step counts from 1".to_string()));
+            return Err(Error::argument(op, "step counts from 1"));
         }
         let (p, g, m, v) = (
             param.contiguous()?,
@@ -335,7 +335,7 @@ impl RawTensor {
     ) -> Result<Vec<(RawTensor, RawTensor, RawTensor)>> {
         let op = "adam_step";
         if step == 0 {
-            return Err(Error::invalid(op, "step counts from 1".to_string()));
+            return Err(Error::argument(op, "step counts from 1"));
         }
         let mut updated = Vec::with_capacity(items.len());
         for chunk in items.chunks(gpu::optimizer::MULTI) {

@@ -18,7 +18,7 @@ impl RawTensor {
             ));
         };
         if k == 0 || k > len {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 op,
                 format!(
                     "k = {k} must be in 1..={len}, the length of the last axis of {}",

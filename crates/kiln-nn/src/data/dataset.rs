@@ -366,7 +366,7 @@ impl Dataset {
     /// The samples at `indices`, in that order.
     pub fn select(&self, indices: &[usize]) -> Result<Dataset> {
         if let Some(bad) = indices.iter().find(|&&i| i >= self.len()) {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "Dataset::select",
                 format!("index {bad} is out of range for {} samples", self.len()),
             ));
@@ -408,7 +408,7 @@ impl Dataset {
             .enumerate()
             .find(|(_, w)| !w.is_finite() || **w < 0.0)
         {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "Dataset::with_sample_weights",
                 format!("weight {w} of sample {i} must be finite and >= 0"),
             ));
@@ -510,7 +510,7 @@ impl Dataset {
         device: &Device,
     ) -> Result<Batches<'_>> {
         if batch_size == 0 {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "batches",
                 "the batch size must be at least 1",
             ));

@@ -13,18 +13,30 @@ fn bad(path: &Path, message: impl std::fmt::Display) -> Error {
     }
 }
 
-/// The bytes of `path`, decompressed when they start with the gzip magic.
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| bad(path, e))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| bad(path, format!("gzip: {e}")))?;
-        Ok(out)
+/// Largest IDX body `read_idx` allocates (4 GiB): a header announcing more is refused before any
+/// allocation, so a corrupt header or a gzip bomb cannot exhaust memory.
+pub const MAX_IDX_BYTES: usize = 1 << 32;
+
+/// A reader of `path`'s bytes, decompressing when they start with the gzip magic (streamed: the
+/// header is checked before the body is inflated).
+fn open(path: &Path) -> Result<Box<dyn Read>> {
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| bad(path, e))?);
+    let gzip = std::io::BufRead::fill_buf(&mut file)
+        .map_err(|e| bad(path, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip {
+        Box::new(flate2::bufread::GzDecoder::new(file))
     } else {
-        Ok(raw)
-    }
+        Box::new(file)
+    })
+}
+
+/// Fills `buf` from `reader`; `what` names the part when the data ends early.
+fn fill(path: &Path, reader: &mut dyn Read, buf: &mut [u8], what: &str) -> Result<()> {
+    reader.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => bad(path, format!("{what} (truncated or corrupt)")),
+        _ => bad(path, e),
+    })
 }
 
 /// An unsigned-byte IDX array: its dimensions and values.
@@ -35,13 +47,14 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Reads an IDX file of unsigned bytes with `rank` dimensions.
+/// Reads an IDX file of unsigned bytes with `rank` dimensions (raw or gzip). The header is checked
+/// (magic, rank, a body of at most [`MAX_IDX_BYTES`]) before the body is read, and the body must
+/// hold exactly the values the header announces.
 pub fn read_idx(path: &Path, rank: usize) -> Result<IdxArray> {
-    let bytes = read_bytes(path)?;
-    if bytes.len() < 4 {
-        return Err(bad(path, "shorter than the 4-byte header"));
-    }
-    let [zero0, zero1, kind, dims_count] = [bytes[0], bytes[1], bytes[2], bytes[3]];
+    let mut reader = open(path)?;
+    let mut magic = [0u8; 4];
+    fill(path, reader.as_mut(), &mut magic, "shorter than the 4-byte header")?;
+    let [zero0, zero1, kind, dims_count] = magic;
     if zero0 != 0 || zero1 != 0 || kind != 0x08 {
         return Err(bad(
             path,
@@ -57,29 +70,42 @@ pub fn read_idx(path: &Path, rank: usize) -> Result<IdxArray> {
             format!("has {dims_count} dimensions, expected {rank}"),
         ));
     }
-    let header = 4 + 4 * rank;
-    if bytes.len() < header {
-        return Err(bad(path, "truncated header"));
-    }
-    let dims: Vec<usize> = (0..rank)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
+    let mut header = vec![0u8; 4 * rank];
+    fill(path, reader.as_mut(), &mut header, "truncated header")?;
+    let dims: Vec<usize> = header
+        .chunks_exact(4)
+        .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
         .collect();
     let expected = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| bad(path, "dimensions overflow"))?;
-    let body = &bytes[header..];
-    if body.len() != expected {
+        .filter(|&n| n <= MAX_IDX_BYTES)
+        .ok_or_else(|| {
+            bad(
+                path,
+                format!("its header {dims:?} announces more than {MAX_IDX_BYTES} values"),
+            )
+        })?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(expected + 1).map_err(|_| {
+        bad(
+            path,
+            format!("cannot allocate the {expected} bytes its header {dims:?} announces"),
+        )
+    })?;
+    // One byte past the announced body tells a file with trailing values from a complete one.
+    let got = reader
+        .take(expected as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| bad(path, e))?;
+    if got != expected {
         return Err(bad(
             path,
             format!(
-                "holds {} values but its header {dims:?} says {expected} (truncated or corrupt)",
-                body.len()
+                "holds {}{got} values but its header {dims:?} says {expected} (truncated or corrupt)",
+                if got > expected { "more than " } else { "" }
             ),
         ));
     }
-    Ok(IdxArray {
-        dims,
-        data: body.to_vec(),
-    })
+    Ok(IdxArray { dims, data })
 }

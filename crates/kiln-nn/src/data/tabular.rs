@@ -119,7 +119,7 @@ impl Table {
             .position(|n| n == name)
             .map(|i| &self.columns[i])
             .ok_or_else(|| {
-                Error::invalid(
+                Error::argument(
                     "Table::column",
                     format!("no column {name:?} (columns: {})", self.names.join(", ")),
                 )
@@ -135,7 +135,7 @@ impl Table {
                 .collect(),
             TableColumn::Numeric(values) => {
                 let target: f32 = positive.parse().map_err(|_| {
-                    Error::invalid(
+                    Error::argument(
                         "binary_labels",
                         format!("column {name:?} is numeric; {positive:?} is not a number"),
                     )
@@ -174,7 +174,7 @@ impl Table {
 /// `Err` unless every row index is inside the table.
 fn check_rows(op: &'static str, table: &Table, rows: &[usize]) -> Result<()> {
     match rows.iter().find(|&&r| r >= table.rows) {
-        Some(r) => Err(Error::invalid(
+        Some(r) => Err(Error::argument(
             op,
             format!("row {r} is outside the table's {} rows", table.rows),
         )),
@@ -207,7 +207,7 @@ impl ColumnTransformer {
     /// Fits every column of `table` but `exclude` (the target) on the rows `rows`.
     pub fn fit(table: &Table, exclude: &[&str], rows: &[usize]) -> Result<ColumnTransformer> {
         if rows.is_empty() {
-            return Err(Error::invalid("ColumnTransformer::fit", "no training rows"));
+            return Err(Error::data("ColumnTransformer::fit", "no training rows"));
         }
         check_rows("ColumnTransformer::fit", table, rows)?;
         let mut features = Vec::new();
@@ -296,7 +296,7 @@ impl ColumnTransformer {
                         out.extend((0..=categories.len()).map(|i| f32::from(u8::from(i == slot))));
                     }
                     _ => {
-                        return Err(Error::invalid(
+                        return Err(Error::data(
                             "ColumnTransformer::transform",
                             format!(
                                 "column {name:?} changed type since the transformer was fitted"

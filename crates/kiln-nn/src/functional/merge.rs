@@ -47,7 +47,7 @@ pub(crate) fn apply_merge(layer: Arc<dyn MergeLayer>, inputs: &[&Node]) -> Resul
     let name = provisional_name(kind, inputs);
     let type_name = keras_type_name(kind);
     if inputs.len() < 2 {
-        return Err(Error::invalid(
+        return Err(Error::argument(
             "apply",
             format!(
                 "layer {name} ({type_name}) merges at least two inputs, got {}",
@@ -242,7 +242,7 @@ impl MergeLayer for Concatenate {
 /// or 1 against any).
 fn broadcast(name: &str, type_name: &str, inputs: &[&[usize]]) -> Result<Vec<usize>> {
     let Some((first, rest)) = inputs.split_first() else {
-        return Err(Error::invalid(
+        return Err(Error::argument(
             "apply",
             format!("layer {name} ({type_name}) merges at least two inputs, got none"),
         ));

@@ -72,7 +72,7 @@ impl AttentionParams {
 fn check_sequence(name: &str, type_name: &str, input: &[usize], heads: usize) -> Result<usize> {
     match *input {
         [_, features] if heads > 0 && features % heads == 0 => Ok(features),
-        [_, features] => Err(Error::invalid(
+        [_, features] => Err(Error::argument(
             "build",
             format!(
                 "layer {name} ({type_name}): {heads} heads must divide the {features} features"

@@ -118,7 +118,7 @@ impl Layer for Conv2D {
             ));
         };
         if self.filters == 0 || self.kernel.contains(&0) || self.strides.contains(&0) {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "build",
                 format!(
                     "layer {name} (Conv2D): filters {}, kernel {:?} and strides {:?} must be positive",
@@ -132,7 +132,7 @@ impl Layer for Conv2D {
                 [self.kernel[0] / 2, self.kernel[1] / 2]
             }
             Padding::Same => {
-                return Err(Error::invalid(
+                return Err(Error::argument(
                     "build",
                     format!(
                         "layer {name} (Conv2D): 'same' padding needs an odd kernel, got {:?}",

@@ -91,13 +91,13 @@ impl Layer for Conv1D {
             ));
         };
         if self.kernel == 0 || self.stride == 0 || self.filters == 0 {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "build",
                 format!("layer {name} (Conv1D): filters, kernel and stride must be positive"),
             ));
         }
         if self.padding == Padding::Same && self.kernel.is_multiple_of(2) {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "build",
                 format!(
                     "layer {name} (Conv1D): `same` padding needs an odd kernel, got {}",

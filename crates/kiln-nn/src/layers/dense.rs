@@ -84,7 +84,7 @@ impl Layer for Dense {
             ));
         };
         if self.units == 0 {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "build",
                 format!("layer {name} (Dense) needs at least 1 unit, got 0"),
             ));

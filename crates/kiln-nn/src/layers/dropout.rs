@@ -42,7 +42,7 @@ impl Layer for Dropout {
         seed: u64,
     ) -> Result<Vec<usize>> {
         if !(0.0..1.0).contains(&self.rate) {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "build",
                 format!("layer {name}: rate {} must be in [0, 1)", self.rate),
             ));

@@ -86,7 +86,7 @@ impl Layer for Embedding {
             ));
         }
         if self.input_dim == 0 || self.output_dim == 0 {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "build",
                 format!(
                     "layer {name} (Embedding) needs input_dim and output_dim of at least 1, got {} and {}",

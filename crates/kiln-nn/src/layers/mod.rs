@@ -109,7 +109,7 @@ pub trait Layer: Send {
 /// `Err` naming `layer` unless it was built.
 pub(crate) fn built<'a, T>(layer: &str, value: &'a Option<T>) -> Result<&'a T> {
     value.as_ref().ok_or_else(|| {
-        Error::invalid(
+        Error::usage(
             "forward",
             format!("layer {layer} is used before it was built"),
         )

@@ -115,7 +115,7 @@ impl Layer for Recurrent {
             ));
         };
         if self.units == 0 {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "build",
                 format!(
                     "layer {name} ({}) needs at least one unit",

@@ -33,7 +33,7 @@ impl<'a> Callbacks<'a> {
     /// The list for one `fit` (an error if another `fit` is using it).
     pub(crate) fn borrow(&self) -> Result<RefMut<'_, Vec<&'a mut dyn Callback>>> {
         self.0.try_borrow_mut().map_err(|_| {
-            Error::invalid(
+            Error::usage(
                 "fit",
                 "these callbacks are already in use by a running fit (a callback called fit with \
                  the same FitConfig)",

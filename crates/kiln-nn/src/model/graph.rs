@@ -73,7 +73,7 @@ pub(crate) struct Graph {
 }
 
 fn invalid(message: String) -> Error {
-    Error::invalid("Model::new", message)
+    Error::argument("Model::new", message)
 }
 
 impl Graph {

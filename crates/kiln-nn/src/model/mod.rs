@@ -117,12 +117,12 @@ impl Model {
         match self.graph.layers.iter().find(|l| l.name == name) {
             Some(l) => match &l.layer {
                 LayerRef::Single(layer) => Ok(layer.clone()),
-                LayerRef::Merge(_) => Err(Error::invalid(
+                LayerRef::Merge(_) => Err(Error::argument(
                     "get_layer",
                     format!("{name} is a merge layer, which has no weights"),
                 )),
             },
-            None => Err(Error::invalid(
+            None => Err(Error::argument(
                 "get_layer",
                 format!(
                     "the model has no layer {name:?} (its layers: {})",
@@ -189,7 +189,7 @@ impl Model {
             .into_iter()
             .find(|(n, _)| n == name)
             .ok_or_else(|| {
-                Error::invalid("set_weight", format!("the model has no parameter {name:?}"))
+                Error::argument("set_weight", format!("the model has no parameter {name:?}"))
             })?;
         var.set(value.to_device(&self.place()?)?)
     }
@@ -197,7 +197,7 @@ impl Model {
     /// The optimizer settings, or an error telling `op`'s caller to compile first.
     fn compiled(&self, op: &'static str) -> Result<&Compiled> {
         self.compiled.as_ref().ok_or_else(|| {
-            Error::invalid(
+            Error::usage(
                 op,
                 "call compile(optimizer, loss, metrics) first".to_string(),
             )

@@ -251,10 +251,10 @@ impl Model {
         for (name, var) in &state {
             let value = weights
                 .get(name)
-                .ok_or_else(|| Error::invalid("load", format!("the checkpoint has no {name}")))?;
+                .ok_or_else(|| Error::data("load", format!("the checkpoint has no {name}")))?;
             let current = var.tensor();
             if value.shape() != current.shape() {
-                return Err(Error::invalid(
+                return Err(Error::data(
                     "load",
                     format!(
                         "parameter {name} is {} in the checkpoint but {} in this model (a different architecture)",
@@ -271,7 +271,7 @@ impl Model {
                 let (tensors, metadata) = from_safetensors(&state_file, &device)?;
                 let saved_by = metadata.get("optimizer").map(String::as_str).unwrap_or("");
                 if !saved_by.is_empty() && saved_by != compiled.optimizer.name() {
-                    return Err(Error::invalid(
+                    return Err(Error::data(
                         "load",
                         format!(
                             "the checkpoint's optimizer state is {saved_by}'s, this model is compiled \

@@ -226,7 +226,7 @@ impl Model {
             Ok::<_, Error>(())
         })?;
         if parts.is_empty() {
-            return Err(Error::invalid("predict_dataset", "the data set is empty"));
+            return Err(Error::argument("predict_dataset", "the data set is empty"));
         }
         Tensor::concat(&parts.iter().collect::<Vec<_>>(), 0)
     }
@@ -252,7 +252,7 @@ impl Model {
     pub(crate) fn single_output(&self, op: &'static str) -> Result<()> {
         match self.graph.outputs.len() {
             1 => Ok(()),
-            n => Err(Error::invalid(
+            n => Err(Error::usage(
                 op,
                 format!(
                     "model {:?} has {n} outputs; {op} takes one-output models (use call_all)",
@@ -346,7 +346,7 @@ impl Model {
                 (None, None) => None,
             };
             if let Some(largest) = largest.filter(|&l| l >= rows as f64) {
-                return Err(Error::invalid(
+                return Err(Error::data(
                     op,
                     format!(
                         "input {:?} holds id {largest} but layer {:?} (Embedding) has {rows} rows \

@@ -48,7 +48,7 @@ fn class_weights(class_weight: &[f32], y: &Tensor) -> Result<Tensor> {
     let n = y.dims().first().copied().unwrap_or(0);
     let weights = Tensor::from_slice(class_weight, [class_weight.len()], y.device())?;
     let wrong = |what: String| {
-        Err(Error::invalid(
+        Err(Error::argument(
             "fit",
             format!("class_weight has {} weights, {what}", class_weight.len()),
         ))
@@ -81,7 +81,7 @@ fn check_class_weight(data: &Dataset, class_weight: Option<&[f32]>) -> Result<()
         Targets::None => return Ok(()),
     };
     if weights.len() != classes {
-        return Err(Error::invalid(
+        return Err(Error::argument(
             "fit",
             format!(
                 "class_weight has {} weights but the targets have {classes} classes; give one per class",
@@ -90,7 +90,7 @@ fn check_class_weight(data: &Dataset, class_weight: Option<&[f32]>) -> Result<()
         ));
     }
     if let Some(w) = weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
-        return Err(Error::invalid(
+        return Err(Error::argument(
             "fit",
             format!("class weight {w} must be finite and >= 0"),
         ));
@@ -231,7 +231,7 @@ impl Model {
     /// Refuses data `fit` or `evaluate` cannot use with this loss, before any work.
     fn check_targets(&self, op: &'static str, data: &Dataset, loss: Loss) -> Result<()> {
         match data.targets() {
-            Targets::None => Err(Error::invalid(
+            Targets::None => Err(Error::data(
                 op,
                 "the data set has no targets (Targets::None); give it labels or values".to_string(),
             )),
@@ -241,7 +241,7 @@ impl Model {
                     Loss::BinaryCrossentropy | Loss::BinaryCrossentropyPosWeight(_)
                 ) && *classes > 2 =>
             {
-                Err(Error::invalid(
+                Err(Error::data(
                     op,
                     format!(
                         "binary cross-entropy takes 0/1 labels, but the data set has {classes} \
@@ -257,7 +257,7 @@ impl Model {
             {
                 match values.iter().find(|v| !(0.0..=1.0).contains(*v)) {
                     None => Ok(()),
-                    Some(v) => Err(Error::invalid(
+                    Some(v) => Err(Error::data(
                         op,
                         format!(
                             "binary cross-entropy takes targets in [0, 1], but the data set holds {v}; \
@@ -286,7 +286,7 @@ impl Model {
         let compiled = self.compiled("fit")?;
         let (loss_fn, metric_list) = (compiled.loss, compiled.metrics.clone());
         if config.batch_size == 0 || data.is_empty() {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "fit",
                 format!(
                     "needs a batch size >= 1 and data (got {} and {} samples)",
@@ -298,7 +298,7 @@ impl Model {
         self.check_targets("fit", data, loss_fn)?;
         check_class_weight(data, config.class_weight.as_deref())?;
         if !(0.0..1.0).contains(&config.validation_split) {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "fit",
                 format!(
                     "validation_split {} must be in [0, 1): the fraction of samples held out",
@@ -316,7 +316,7 @@ impl Model {
         let held_out = (data.len() as f32 * config.validation_split.clamp(0.0, 1.0)) as usize;
         let (train, split_off) = data.split_at(data.len() - held_out);
         if train.is_empty() {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "fit",
                 format!(
                     "validation_split {} leaves none of the {} samples to train on; use a split below 1",
@@ -359,7 +359,7 @@ impl Model {
                     }
                     let y = batch
                         .targets
-                        .ok_or_else(|| Error::invalid("fit", "a batch without targets"))?;
+                        .ok_or_else(|| Error::data("fit", "a batch without targets"))?;
                     let inputs = self.prepare(batch.inputs, &device)?;
                     if on_cpu {
                         last_good = self.snapshot()?;
@@ -472,13 +472,13 @@ impl Model {
         let dir = match dirs.as_slice() {
             [dir] => dir,
             [] => {
-                return Err(Error::invalid(
+                return Err(Error::usage(
                     "fit",
                     "resume: true continues from a ModelCheckpoint callback's folder; add one",
                 ));
             }
             _ => {
-                return Err(Error::invalid(
+                return Err(Error::usage(
                     "fit",
                     format!(
                         "resume: true found {} ModelCheckpoint callbacks ({dirs:?}); keep one",
@@ -491,7 +491,7 @@ impl Model {
             return Ok(config.initial_epoch);
         }
         let progress = checkpoint_progress(dir)?.ok_or_else(|| {
-            Error::invalid(
+            Error::usage(
                 "fit",
                 format!(
                     "{} was saved outside fit and records no progress to resume from; load it with \
@@ -501,7 +501,7 @@ impl Model {
             )
         })?;
         if progress.shuffle != config.shuffle {
-            return Err(Error::invalid(
+            return Err(Error::usage(
                 "fit",
                 format!(
                     "the checkpoint in {} was trained with shuffle {:?}, this fit has {:?}: resuming \
@@ -524,7 +524,7 @@ impl Model {
         let compiled = self.compiled("evaluate")?;
         let (loss_fn, mut totals) = (compiled.loss, MetricTotals::new(&compiled.metrics));
         if batch_size == 0 || data.is_empty() {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 "evaluate",
                 format!(
                     "needs a batch size >= 1 and data, got batch size {batch_size} and {} samples \
@@ -541,7 +541,7 @@ impl Model {
             data.for_each_batch(&columns, batch_size.max(1), None, &device, |batch| {
                 let y = batch
                     .targets
-                    .ok_or_else(|| Error::invalid("evaluate", "a batch without targets"))?;
+                    .ok_or_else(|| Error::data("evaluate", "a batch without targets"))?;
                 let inputs = self.prepare(batch.inputs, &device)?;
                 let (scores, threshold) = self.scores(inputs, false, loss_fn)?;
                 let y = adapt_targets(loss_fn, &scores, &y)?;
