@@ -20,7 +20,9 @@ impl RawTensor {
         device: &Device,
     ) -> Result<Self> {
         let n = shape.numel();
-        if u32::try_from(2 * n).is_err() {
+        if n.checked_mul(2)
+            .is_none_or(|draws| u32::try_from(draws).is_err())
+        {
             return Err(Error::invalid(
                 "random",
                 format!("shape {shape} has too many elements for the generator"),

@@ -18,17 +18,18 @@ fn bad(path: &Path, message: impl std::fmt::Display) -> Error {
 pub const MAX_IDX_BYTES: usize = 1 << 32;
 
 /// A reader of `path`'s bytes, decompressing when they start with the gzip magic (streamed: the
-/// header is checked before the body is inflated).
-fn open(path: &Path) -> Result<Box<dyn Read>> {
+/// header is checked before the body is inflated), and whether it is gzip.
+fn open(path: &Path) -> Result<(Box<dyn Read>, bool)> {
     let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| bad(path, e))?);
     let gzip = std::io::BufRead::fill_buf(&mut file)
         .map_err(|e| bad(path, e))?
         .starts_with(&[0x1f, 0x8b]);
-    Ok(if gzip {
+    let reader: Box<dyn Read> = if gzip {
         Box::new(flate2::bufread::GzDecoder::new(file))
     } else {
         Box::new(file)
-    })
+    };
+    Ok((reader, gzip))
 }
 
 /// Fills `buf` from `reader`; `what` names the part when the data ends early.
@@ -40,6 +41,7 @@ fn fill(path: &Path, reader: &mut dyn Read, buf: &mut [u8], what: &str) -> Resul
 }
 
 /// An unsigned-byte IDX array: its dimensions and values.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdxArray {
     /// Dimensions (`[count, rows, cols]` for images, `[count]` for labels).
     pub dims: Vec<usize>,
@@ -51,9 +53,26 @@ pub struct IdxArray {
 /// (magic, rank, a body of at most [`MAX_IDX_BYTES`]) before the body is read, and the body must
 /// hold exactly the values the header announces.
 pub fn read_idx(path: &Path, rank: usize) -> Result<IdxArray> {
-    let mut reader = open(path)?;
+    let (reader, gzip) = open(path)?;
+    // Errors in compressed files say so (a corrupt stream reads as a truncated or odd file).
+    read_array(path, reader, rank).map_err(|e| match e {
+        Error::InvalidData { op, message } if gzip => Error::InvalidData {
+            op,
+            message: format!("{message} (in gzip data)"),
+        },
+        other => other,
+    })
+}
+
+/// [`read_idx`] on an open reader.
+fn read_array(path: &Path, mut reader: Box<dyn Read>, rank: usize) -> Result<IdxArray> {
     let mut magic = [0u8; 4];
-    fill(path, reader.as_mut(), &mut magic, "shorter than the 4-byte header")?;
+    fill(
+        path,
+        reader.as_mut(),
+        &mut magic,
+        "shorter than the 4-byte header",
+    )?;
     let [zero0, zero1, kind, dims_count] = magic;
     if zero0 != 0 || zero1 != 0 || kind != 0x08 {
         return Err(bad(

@@ -27,6 +27,9 @@ pub struct Tokenizer {
     index: HashMap<String, u32>,
 }
 
+/// The longest `length` a saved tokenizer may declare (each `encode` allocates that many ids).
+pub const MAX_LENGTH: usize = 1 << 20;
+
 impl Tokenizer {
     /// A tokenizer keeping at most `max_tokens` ids (padding and out-of-vocabulary included) and
     /// making every text `length` ids long; fit it on training texts before encoding.
@@ -170,7 +173,13 @@ impl Tokenizer {
             .map(|w| w.as_str().map(str::to_string))
             .collect::<Option<_>>()
             .ok_or_else(|| bad("a non-string word"))?;
-        let mut tokenizer = Tokenizer::new(count("max_tokens")?, count("length")?)
+        let length = count("length")?;
+        if length > MAX_LENGTH {
+            return Err(bad(&format!(
+                "a length of {length} ids (more than {MAX_LENGTH}: a corrupt file)"
+            )));
+        }
+        let mut tokenizer = Tokenizer::new(count("max_tokens")?, length)
             .min_frequency(count("min_frequency")?)
             .bigrams(value["ngrams"].as_u64() == Some(2));
         tokenizer.index = words

@@ -58,15 +58,19 @@ impl Initializer {
         seed: u64,
         device: &Device,
     ) -> Result<Var> {
-        let uniform = |limit: f32| Tensor::uniform(shape.to_vec(), -limit, limit, seed, device);
-        let normal = |std: f32| {
-            RawTensor::rand_normal(shape.to_vec(), 0.0, std, seed, device).map(Tensor::from_raw)
+        // Fans in f64: their sum cannot overflow whatever sizes a config asks for.
+        let (fan_in, fan_out) = (fan_in as f64, fan_out as f64);
+        let uniform =
+            |limit: f64| Tensor::uniform(shape.to_vec(), -limit as f32, limit as f32, seed, device);
+        let normal = |std: f64| {
+            RawTensor::rand_normal(shape.to_vec(), 0.0, std as f32, seed, device)
+                .map(Tensor::from_raw)
         };
         let tensor = match self {
-            Initializer::GlorotUniform => uniform((6.0 / (fan_in + fan_out) as f32).sqrt())?,
-            Initializer::GlorotNormal => normal((2.0 / (fan_in + fan_out) as f32).sqrt())?,
-            Initializer::HeUniform => uniform((6.0 / fan_in as f32).sqrt())?,
-            Initializer::HeNormal => normal((2.0 / fan_in as f32).sqrt())?,
+            Initializer::GlorotUniform => uniform((6.0 / (fan_in + fan_out)).sqrt())?,
+            Initializer::GlorotNormal => normal((2.0 / (fan_in + fan_out)).sqrt())?,
+            Initializer::HeUniform => uniform((6.0 / fan_in).sqrt())?,
+            Initializer::HeNormal => normal((2.0 / fan_in).sqrt())?,
             Initializer::Orthogonal => orthogonal(shape, seed, device)?,
             Initializer::Zeros => Tensor::zeros(shape.to_vec(), device)?,
         };
