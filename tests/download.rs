@@ -3,8 +3,11 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use kiln::nn::data::{RemoteFile, download_verified, read_idx};
+use kiln::nn::data::{
+    DownloadLimits, RemoteFile, download_verified, download_verified_with, read_idx,
+};
 
 const IMAGES_SHA256: &str = "a03b666d5ad70839432564b36777186704a9cefd6155dd8c6567a5f799e03b6e";
 const LABELS_SHA256: &str = "22261f2bd5dc188d83bf9ace3a4dd38b1de50b58c59060c44cc0b4b47dd9132a";
@@ -137,4 +140,83 @@ fn dataset_downloads_check_the_published_checksums() {
     );
     assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
     std::fs::remove_dir_all(&mirror).unwrap();
+}
+
+/// A server that answers one request with `head` and `body`, then holds the connection open for
+/// `hold` without sending more.
+fn stalling_server(head: String, body: Vec<u8>, hold: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        if let Some(Ok(mut stream)) = listener.incoming().next() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+            std::thread::sleep(hold);
+        }
+    });
+    address
+}
+
+#[test]
+fn a_stalled_transfer_times_out_and_leaves_nothing() {
+    let dest = std::env::temp_dir().join(format!("kiln-stall-{}", std::process::id()));
+    let head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_string();
+    let url = stalling_server(head, vec![7u8; 1000], Duration::from_secs(20));
+    let limits = DownloadLimits {
+        idle: Duration::from_secs(1),
+        ..DownloadLimits::default()
+    };
+    let file = [RemoteFile {
+        name: "slow.gz",
+        sha256: IMAGES_SHA256,
+    }];
+    let started = Instant::now();
+    let err = download_verified_with(&url, &file, &dest, limits)
+        .unwrap_err()
+        .to_string();
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    assert!(err.contains("slow.gz"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&dest).unwrap().count(),
+        0,
+        "no partial file kept"
+    );
+    std::fs::remove_dir_all(&dest).unwrap();
+}
+
+#[test]
+fn a_file_larger_than_the_cap_is_refused() {
+    let dest = std::env::temp_dir().join(format!("kiln-cap-{}", std::process::id()));
+    let file = [RemoteFile {
+        name: "huge.gz",
+        sha256: IMAGES_SHA256,
+    }];
+    let limits = DownloadLimits {
+        max_bytes: 1000,
+        ..DownloadLimits::default()
+    };
+    // Announced too large: refused from the headers.
+    let head = "HTTP/1.1 200 OK\r\nContent-Length: 5000000000\r\n\r\n".to_string();
+    let url = stalling_server(head, Vec::new(), Duration::from_secs(5));
+    let err = download_verified_with(&url, &file, &dest, limits)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("5000000000") && err.contains("max_bytes"),
+        "{err}"
+    );
+    // Not announced, but more than the cap arrives: refused while reading.
+    let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string();
+    let url = stalling_server(head, vec![1u8; 5000], Duration::from_millis(10));
+    let err = download_verified_with(&url, &file, &dest, limits)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than the 1000 bytes"), "{err}");
+    assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
+    std::fs::remove_dir_all(&dest).unwrap();
 }

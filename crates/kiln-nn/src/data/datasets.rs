@@ -1,14 +1,17 @@
 //! MNIST and Fashion-MNIST. The files are looked for, in order: an explicit folder or `KILN_DATA`,
 //! the user cache (`~/.cache/kiln/<name>`), Debian's packages (`/usr/share/datasets/<name>`), a
 //! download from the standard mirrors into the user cache (each file checked against its published
-//! SHA-256; set `KILN_OFFLINE=1` to skip it, `KILN_MIRROR=<url>` to try another mirror first), and
-//! finally the 10,000-digit sample shipped in the repository (`data/mnist-sample`, or
-//! `KILN_DATA/mnist-sample`; MNIST only). A line on stderr says which was used.
+//! SHA-256, with timeouts and a size cap; set `KILN_OFFLINE=1` to skip it, `KILN_MIRROR=<url>` to try
+//! another mirror first), and finally the 10,000-digit sample shipped in the repository
+//! (`data/mnist-sample`, or `KILN_DATA/mnist-sample`; MNIST only). Cached files are checked against
+//! their published SHA-256 before use (a corrupt one is deleted and fetched again), and a folder
+//! whose files fail to load is skipped for the next source. A line on stderr says which was used.
 
 use std::path::{Path, PathBuf};
 
 use kiln_device::{Error, Result};
 
+use super::download::hash_file;
 use super::{Dataset, RemoteFile, Targets, download_verified, read_idx};
 
 /// Which data set.
@@ -124,7 +127,6 @@ fn standard_files(dir: &Path) -> Option<[PathBuf; 4]> {
     ])
 }
 
-/// The repository's sample folder (`data/mnist-sample`), next to the workspace root.
 /// The shipped sample: `KILN_DATA/mnist-sample` when it is there (binaries run away from the source
 /// tree), else the repository's `data/mnist-sample`.
 fn sample_dir() -> PathBuf {
@@ -176,30 +178,48 @@ pub fn load(which: Which, dir: Option<&Path>) -> Result<Splits> {
         .map(|home| PathBuf::from(home).join(".cache/kiln").join(which.folder()));
     candidates.extend(cache.clone());
     candidates.push(Path::new("/usr/share/datasets").join(which.folder()));
-    for dir in &candidates {
-        if let Some(splits) = load_dir(which, dir)? {
-            return Ok(splits);
+    let offline = std::env::var_os("KILN_OFFLINE").is_some_and(|v| v != "0");
+    let mirrors: Vec<String> = if offline {
+        Vec::new()
+    } else {
+        std::env::var("KILN_MIRROR")
+            .ok()
+            .into_iter()
+            .chain(which.mirrors().iter().map(|m| m.to_string()))
+            .collect()
+    };
+    find(which, &candidates, cache.as_deref(), &mirrors)
+}
+
+/// The first of: a candidate folder that loads (the cache's files checked against their published
+/// SHA-256 first, corrupt ones deleted; a folder that fails to load is skipped with a note), a
+/// download from `mirrors` into `cache`, the shipped sample (MNIST).
+fn find(
+    which: Which,
+    candidates: &[PathBuf],
+    cache: Option<&Path>,
+    mirrors: &[String],
+) -> Result<Splits> {
+    for dir in candidates {
+        if Some(dir.as_path()) == cache {
+            discard_corrupt(which, dir);
+        }
+        match load_dir(which, dir) {
+            Ok(Some(splits)) => return Ok(splits),
+            Ok(None) => {}
+            Err(e) => eprintln!("kiln: skipping {}: {e}", dir.display()),
         }
     }
-    let offline = std::env::var_os("KILN_OFFLINE").is_some_and(|v| v != "0");
-    if let (Some(cache), false) = (cache, offline) {
-        let custom = std::env::var("KILN_MIRROR").ok();
-        for mirror in custom
-            .iter()
-            .map(String::as_str)
-            .chain(which.mirrors().iter().copied())
-        {
+    if let Some(cache) = cache {
+        for mirror in mirrors {
             eprintln!("kiln: downloading {} from {mirror}", which.folder());
-            match download(which, mirror, &cache) {
-                Ok(()) => {
-                    if let Some(splits) = load_dir(which, &cache)? {
-                        return Ok(splits);
-                    }
-                }
+            match download(which, mirror, cache).and_then(|()| load_dir(which, cache)) {
+                Ok(Some(splits)) => return Ok(splits),
+                Ok(None) => {}
                 Err(e) => {
                     eprintln!("kiln: download failed: {e}");
                     // Leave no empty cache folder behind (remove_dir only removes an empty one).
-                    let _ = std::fs::remove_dir(&cache);
+                    let _ = std::fs::remove_dir(cache);
                 }
             }
         }
@@ -216,6 +236,21 @@ pub fn load(which: Which, dir: Option<&Path>) -> Result<Splits> {
             which.folder()
         ),
     })
+}
+
+/// Deletes the files in kiln's download cache `dir` whose SHA-256 is not the published one (a
+/// download from an older kiln, a disk error, an edit), so they are fetched again.
+fn discard_corrupt(which: Which, dir: &Path) {
+    for file in which.files() {
+        let path = dir.join(file.name);
+        if path.exists() && hash_file(&path).ok().as_deref() != Some(file.sha256) {
+            eprintln!(
+                "kiln: {} does not have its published SHA-256; deleting it to fetch it again",
+                path.display()
+            );
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// The 10,000 real MNIST digits shipped in the repository, split 8,000 / 2,000.
@@ -307,4 +342,65 @@ pub fn breast_cancer(path: Option<&Path>) -> Result<Dataset> {
             width: 1,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kiln-datasets-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A folder holding the four standard names, filled with the sample's (valid IDX, but not the
+    /// published) files, or with `broken` bytes for the training images.
+    fn fake_copy(dir: &Path, broken: Option<&[u8]>) {
+        let sample = sample_dir();
+        for (name, source) in FILE_NAMES.iter().zip([
+            "images-idx3-ubyte.gz",
+            "labels-idx1-ubyte.gz",
+            "images-idx3-ubyte.gz",
+            "labels-idx1-ubyte.gz",
+        ]) {
+            std::fs::copy(sample.join(source), dir.join(name)).unwrap();
+        }
+        if let Some(bytes) = broken {
+            std::fs::write(dir.join(FILE_NAMES[0]), bytes).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_corrupt_cache_is_deleted_and_a_broken_folder_skipped_then_the_sample_serves() {
+        let cache = scratch("cache");
+        fake_copy(&cache, None);
+        let broken = scratch("broken");
+        fake_copy(&broken, Some(&[0, 0, 8, 3, 0, 0]));
+        let splits = find(Which::Mnist, &[broken, cache.clone()], Some(&cache), &[]).unwrap();
+        assert!(splits.source.contains("mnist-sample"), "{}", splits.source);
+        // Every cached file failed its published hash, so none is kept to fail again.
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_download_that_fails_falls_back_to_the_next_mirror_then_the_sample() {
+        let cache = scratch("mirrors");
+        let mirrors = [
+            "http://127.0.0.1:9/none".to_string(),
+            "http://127.0.0.1:9/other".to_string(),
+        ];
+        let splits = find(Which::Mnist, &[], Some(&cache.join("mnist")), &mirrors).unwrap();
+        assert!(splits.source.contains("mnist-sample"), "{}", splits.source);
+        assert!(
+            find(
+                Which::FashionMnist,
+                &[],
+                Some(&cache.join("fashion")),
+                &mirrors
+            )
+            .is_err()
+        );
+    }
 }

@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::time::Duration;
 
 use kiln_device::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -26,33 +27,85 @@ fn failed(name: &str, message: impl std::fmt::Display) -> Error {
 }
 
 /// SHA-256 of a file, lowercase hex.
-fn hash_file(path: &Path) -> Result<String> {
+pub(crate) fn hash_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| failed(&path.display().to_string(), e))?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).map_err(|e| failed(&path.display().to_string(), e))?;
     Ok(format!("{:x}", hasher.finalize()))
 }
 
+/// How long a download may wait and how much it may fetch: a stalled or hostile mirror ends in an
+/// error, never a hang or a full disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DownloadLimits {
+    /// Longest wait to connect.
+    pub connect: Duration,
+    /// Longest wait for the response's headers.
+    pub response: Duration,
+    /// Longest wait for any one read of the body (a stalled transfer).
+    pub idle: Duration,
+    /// Longest time a whole file may take.
+    pub total: Duration,
+    /// Largest file accepted, in bytes: checked against `Content-Length` before reading, and while
+    /// reading.
+    pub max_bytes: u64,
+}
+
+impl Default for DownloadLimits {
+    /// 15 s to connect, 30 s for headers, 30 s without data, 30 min per file, 256 MiB per file.
+    fn default() -> Self {
+        DownloadLimits {
+            connect: Duration::from_secs(15),
+            response: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+            total: Duration::from_secs(30 * 60),
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
 /// Fetches `base_url/<name>` for every file into `dest` (created if needed), skipping files already
 /// there with the right hash. A file whose bytes do not match its SHA-256 is an error and is not kept.
+/// Waits and sizes are bounded by [`DownloadLimits::default`].
 pub fn download_verified(base_url: &str, files: &[RemoteFile<'_>], dest: &Path) -> Result<()> {
+    download_verified_with(base_url, files, dest, DownloadLimits::default())
+}
+
+/// [`download_verified`] with other [`DownloadLimits`].
+pub fn download_verified_with(
+    base_url: &str,
+    files: &[RemoteFile<'_>],
+    dest: &Path,
+    limits: DownloadLimits,
+) -> Result<()> {
     std::fs::create_dir_all(dest).map_err(|e| failed(&dest.display().to_string(), e))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(limits.connect))
+        .timeout_recv_response(Some(limits.response))
+        .timeout_per_read(Some(limits.idle))
+        .timeout_recv_body(Some(limits.total))
+        .build()
+        .into();
     for file in files {
         let target = dest.join(file.name);
         if target.exists() && hash_file(&target)? == file.sha256 {
             continue;
         }
         let url = format!("{}/{}", base_url.trim_end_matches('/'), file.name);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(std::time::Duration::from_secs(15)))
-            .timeout_recv_response(Some(std::time::Duration::from_secs(30)))
-            .build()
-            .into();
         let mut response = agent
             .get(&url)
             .call()
             .map_err(|e| failed(file.name, format!("GET {url}: {e}")))?;
         let length = response.body().content_length();
+        if let Some(length) = length.filter(|&l| l > limits.max_bytes) {
+            return Err(failed(
+                file.name,
+                format!(
+                    "{url} announces {length} bytes, more than the {} allowed (DownloadLimits::max_bytes)",
+                    limits.max_bytes
+                ),
+            ));
+        }
         let bar = progress(file.name, length);
         let part = dest.join(format!("{}.part", file.name));
         let result = (|| {
@@ -60,12 +113,23 @@ pub fn download_verified(base_url: &str, files: &[RemoteFile<'_>], dest: &Path) 
             let mut reader = response.body_mut().as_reader();
             let mut hasher = Sha256::new();
             let mut buffer = vec![0u8; 1 << 16];
+            let mut received = 0u64;
             loop {
                 let n = reader
                     .read(&mut buffer)
                     .map_err(|e| failed(file.name, format!("reading {url}: {e}")))?;
                 if n == 0 {
                     break;
+                }
+                received += n as u64;
+                if received > limits.max_bytes {
+                    return Err(failed(
+                        file.name,
+                        format!(
+                            "{url} sent more than the {} bytes allowed (DownloadLimits::max_bytes)",
+                            limits.max_bytes
+                        ),
+                    ));
                 }
                 hasher.update(&buffer[..n]);
                 out.write_all(&buffer[..n])

@@ -10,5 +10,5 @@ pub mod tabular;
 pub mod text;
 
 pub use dataset::{Batch, Batches, Column, Dataset, Targets, to_categorical};
-pub use download::{RemoteFile, download_verified};
+pub use download::{DownloadLimits, RemoteFile, download_verified, download_verified_with};
 pub use idx::{IdxArray, read_idx};
