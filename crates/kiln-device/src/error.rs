@@ -102,6 +102,20 @@ pub enum Error {
         limit: u64,
     },
 
+    /// The GPU ran out of memory, even after kiln gave its pooled buffers back to the driver.
+    #[error(
+        "{op}: the GPU is out of memory allocating {bytes} bytes ({message}); use smaller batches or \
+         tensors, free tensors you no longer need, or run on the CPU device"
+    )]
+    DeviceOutOfMemory {
+        /// The op that was called.
+        op: &'static str,
+        /// Requested size in bytes.
+        bytes: u64,
+        /// The driver's message.
+        message: String,
+    },
+
     /// The host could not allocate a tensor's memory.
     #[error("{op}: cannot allocate {bytes} bytes of host memory (use smaller tensors or batches)")]
     HostAlloc {
@@ -163,7 +177,8 @@ pub enum ErrorKind {
     Usage,
     /// Data or files with bad contents ([`Error::InvalidData`]).
     Data,
-    /// Memory or adapter limits ([`Error::TooLarge`], [`Error::HostAlloc`]).
+    /// Memory or adapter limits ([`Error::TooLarge`], [`Error::HostAlloc`],
+    /// [`Error::DeviceOutOfMemory`]).
     Resource,
     /// The GPU device is gone ([`Error::DeviceLost`]).
     DeviceLost,
@@ -183,7 +198,9 @@ impl Error {
             Error::InvalidArgument { .. } => ErrorKind::Argument,
             Error::Usage { .. } => ErrorKind::Usage,
             Error::InvalidData { .. } => ErrorKind::Data,
-            Error::TooLarge { .. } | Error::HostAlloc { .. } => ErrorKind::Resource,
+            Error::TooLarge { .. } | Error::HostAlloc { .. } | Error::DeviceOutOfMemory { .. } => {
+                ErrorKind::Resource
+            }
             Error::DeviceLost { .. } => ErrorKind::DeviceLost,
             Error::Gpu { .. } => ErrorKind::Gpu,
             Error::NoAdapter { .. } => ErrorKind::NoAdapter,

@@ -11,6 +11,7 @@
 //! a missing adapter into a failure (CI sets it).
 
 use crate::Device;
+pub use crate::gpu::GpuFault;
 
 /// Whether `KILN_REQUIRE_GPU` asks for a missing GPU to fail tests.
 pub fn gpu_required() -> bool {
@@ -34,6 +35,19 @@ pub fn gpu_for_tests() -> Option<Device> {
             eprintln!("skipping GPU test: {e} (set KILN_REQUIRE_GPU=1 to make this a failure)");
             None
         }
+    }
+}
+
+/// Makes `device`'s GPU runtime raise `fault` where it next applies (allocation, submission,
+/// readback or wait), to test that kiln turns driver faults into errors. Returns `false` on the CPU
+/// device, which has no such faults.
+pub fn inject_gpu_fault(device: &Device, fault: GpuFault) -> bool {
+    match device {
+        Device::Gpu(gpu) => {
+            gpu.ctx.inject_fault(fault);
+            true
+        }
+        Device::Cpu(_) => false,
     }
 }
 

@@ -196,7 +196,8 @@ impl Callback for EarlyStopping {
 
 /// Saves the model (weights, config, optimizer state and training progress, as one atomic unit) after
 /// each epoch, or only when the monitored value improved. `fit` with `resume: true` continues from
-/// its folder (the best value so far included).
+/// its folder (the best value so far included). `fit` runs it after the epoch's other callbacks, so
+/// what they record (a log row) is never ahead of the checkpoint.
 pub struct ModelCheckpoint {
     dir: PathBuf,
     best_only: Option<Monitor>,
@@ -259,8 +260,8 @@ pub struct CsvLogger {
 
 impl CsvLogger {
     /// Logs to `path`: replaced when training starts from epoch 0; when `fit` resumes at a later
-    /// epoch (`initial_epoch`), the rows of earlier epochs are kept and those of the resumed epoch
-    /// on (left by an interrupted run) are dropped.
+    /// epoch (`resume` or `initial_epoch`), the rows of earlier epochs are kept and those of the
+    /// resumed epoch on (left by an interrupted run), or cut short by a crash, are dropped.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         CsvLogger {
             path: path.into(),
@@ -301,20 +302,24 @@ impl Callback for CsvLogger {
                 .map_err(io)?
         } else {
             // Resuming: keep the header and the rows of the epochs before this one.
+            // (A row cut short by a crash has fewer fields than the header and goes too.)
             let kept: Vec<String> = match (epoch, std::fs::read_to_string(&self.path)) {
-                (1.., Ok(text)) => text
-                    .lines()
-                    .enumerate()
-                    .filter(|(i, line)| {
-                        *i == 0
-                            || line
-                                .split(',')
-                                .next()
-                                .and_then(|e| e.parse::<usize>().ok())
-                                .is_some_and(|e| e < epoch)
-                    })
-                    .map(|(_, line)| line.to_string())
-                    .collect(),
+                (1.., Ok(text)) => {
+                    let fields = text.lines().next().map_or(0, |h| h.split(',').count());
+                    text.lines()
+                        .enumerate()
+                        .filter(|(i, line)| {
+                            *i == 0
+                                || (line.split(',').count() == fields
+                                    && line
+                                        .split(',')
+                                        .next()
+                                        .and_then(|e| e.parse::<usize>().ok())
+                                        .is_some_and(|e| e < epoch))
+                        })
+                        .map(|(_, line)| line.to_string())
+                        .collect()
+                }
                 _ => Vec::new(),
             };
             let mut f = std::fs::File::create(&self.path).map_err(io)?;

@@ -50,6 +50,53 @@ pub struct RuntimeStats {
     pub bind_groups: u64,
 }
 
+/// `Mutex::lock` that survives poisoning: a panic on another thread while it held a lock (inside a
+/// driver callback, say) must not turn every later GPU call into a panic. The runtime's locked state
+/// stays consistent at every await point, so the data is still usable.
+pub(crate) trait Locked<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T>;
+}
+
+impl<T> Locked<T> for Mutex<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Faults the test hook ([`crate::testing::inject_gpu_fault`]) makes the runtime raise, to test how
+/// kiln handles what a driver may do at any time.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuFault {
+    /// The next buffer asked of the driver fails as out of memory; the retry after releasing the
+    /// pool succeeds.
+    OutOfMemoryOnce,
+    /// The next buffer asked of the driver and its retry fail as out of memory.
+    OutOfMemory,
+    /// The next submission fails; its batch of work is lost.
+    Submit,
+    /// The next readback's mapping fails.
+    Readback,
+    /// The next wait for the GPU times out.
+    Timeout,
+    /// The device is lost at the next wait.
+    DeviceLost,
+}
+
+/// How long a wait for the GPU may take before it is an error (`KILN_GPU_TIMEOUT_SECS` overrides).
+fn wait_timeout() -> std::time::Duration {
+    let secs = std::env::var("KILN_GPU_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    std::time::Duration::from_secs(secs)
+}
+
+/// Readback staging buffers up to this size are kept for the next readback; larger ones are made
+/// for one readback and dropped.
+const KEPT_STAGING_BYTES: u64 = 64 << 20;
+
 /// Device loss and uncaptured validation errors, filled in by wgpu's callbacks.
 #[derive(Default)]
 struct Health {
@@ -128,6 +175,8 @@ pub(crate) struct GpuContext {
     subgroups: AtomicBool,
     /// Bind groups by what they bind: a training step's dispatches find theirs from the last step.
     bind_groups: Mutex<FxHashMap<BindKey, wgpu::BindGroup>>,
+    /// Faults injected by the test hook, raised once each where they apply.
+    faults: Mutex<Vec<GpuFault>>,
 }
 
 /// A storage buffer holding one tensor's elements. Returns to the pool when dropped.
@@ -189,7 +238,7 @@ pub(crate) fn or_placeholder<'a>(
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
         if let Some(buffer) = self.buffer.take() {
-            self.ctx.pool.lock().unwrap().give_back(self.bucket, buffer);
+            self.ctx.pool.locked().give_back(self.bucket, buffer);
         }
     }
 }
@@ -200,12 +249,12 @@ impl GpuContext {
         let health = Arc::new(Health::default());
         let on_lost = health.clone();
         device.set_device_lost_callback(move |reason, message| {
-            let mut lost = on_lost.lost.lock().unwrap();
+            let mut lost = on_lost.lost.locked();
             lost.get_or_insert_with(|| format!("{reason:?}: {message}"));
         });
         let on_error = health.clone();
         device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
-            on_error.errors.lock().unwrap().push(error.to_string());
+            on_error.errors.locked().push(error.to_string());
         }));
         let params_buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kiln params"),
@@ -289,6 +338,7 @@ impl GpuContext {
             timestamps,
             subgroups: AtomicBool::new(subgroups),
             bind_groups: Mutex::new(FxHashMap::default()),
+            faults: Mutex::new(Vec::new()),
         })
     }
 
@@ -319,7 +369,7 @@ impl GpuContext {
     /// Turns the per-kernel profiler on or off (off drops what it recorded).
     pub(crate) fn set_profiling(&self, on: bool) -> Result<()> {
         self.flush()?;
-        let mut profiler = self.profiler.lock().unwrap();
+        let mut profiler = self.profiler.locked();
         if on != profiler.is_some() {
             *profiler = on.then(Profiler::default);
         }
@@ -328,7 +378,7 @@ impl GpuContext {
 
     /// Whether the profiler is on.
     pub(crate) fn profiling(&self) -> bool {
-        self.profiler.lock().unwrap().is_some()
+        self.profiler.locked().is_some()
     }
 
     /// The kernel times recorded since the last call (waits for pending work); `None` when the profiler
@@ -340,24 +390,19 @@ impl GpuContext {
         } else {
             "host clock, one dispatch per submit"
         };
-        Ok(self
-            .profiler
-            .lock()
-            .unwrap()
-            .as_mut()
-            .map(|p| p.take(timer)))
+        Ok(self.profiler.locked().as_mut().map(|p| p.take(timer)))
     }
 
     /// Tells the profiler about the next dispatch; `describe` runs only while profiling.
     pub(crate) fn annotate(&self, describe: impl FnOnce() -> Annotation) {
         if self.profiling() {
-            *self.annotation.lock().unwrap() = Some(describe());
+            *self.annotation.locked() = Some(describe());
         }
     }
 
     /// `Err(DeviceLost)` once the device is gone.
     pub(crate) fn check_alive(&self, op: &'static str) -> Result<()> {
-        match &*self.health.lost.lock().unwrap() {
+        match &*self.health.lost.locked() {
             Some(reason) => Err(Error::DeviceLost {
                 op,
                 reason: reason.clone(),
@@ -388,26 +433,25 @@ impl GpuContext {
             });
         }
         let bucket = bucket_size(bytes, self.limits.max_buffer_size);
-        let pooled = self.pool.lock().unwrap().take(bucket);
+        let pooled = self.pool.locked().take(bucket);
         let buffer = match pooled {
             Some(buffer) => buffer,
             None => {
-                let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(op),
-                    size: bucket,
-                    usage: wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                if let Some(error) = pollster::block_on(scope.pop()) {
-                    return Err(Error::Gpu {
-                        op: op.to_string(),
-                        message: format!("allocating {bucket} bytes: {error}"),
-                    });
-                }
-                self.pool.lock().unwrap().note_allocation(bucket);
+                // Out of memory: give the pool's free buffers back to the driver and try once more.
+                let buffer = match self.create_storage(op, bucket) {
+                    Err(_) => {
+                        self.release_pooled();
+                        self.create_storage(op, bucket).map_err(|message| {
+                            Error::DeviceOutOfMemory {
+                                op,
+                                bytes: bucket,
+                                message,
+                            }
+                        })?
+                    }
+                    Ok(buffer) => buffer,
+                };
+                self.pool.locked().note_allocation(bucket);
                 buffer
             }
         };
@@ -417,6 +461,45 @@ impl GpuContext {
             bucket,
             ctx: self.clone(),
         })
+    }
+
+    /// A new storage buffer of `bytes` from the driver, or its out-of-memory message.
+    fn create_storage(
+        &self,
+        op: &'static str,
+        bytes: u64,
+    ) -> std::result::Result<wgpu::Buffer, String> {
+        if let Some(fault) = self.take_fault(&[GpuFault::OutOfMemoryOnce, GpuFault::OutOfMemory]) {
+            if fault == GpuFault::OutOfMemory {
+                self.faults.locked().push(GpuFault::OutOfMemoryOnce);
+            }
+            return Err("out of memory (injected)".to_string());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(op),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        match pollster::block_on(scope.pop()) {
+            Some(error) => Err(error.to_string()),
+            None => Ok(buffer),
+        }
+    }
+
+    /// Removes and returns the first injected fault among `kinds`.
+    fn take_fault(&self, kinds: &[GpuFault]) -> Option<GpuFault> {
+        let mut faults = self.faults.locked();
+        let at = faults.iter().position(|f| kinds.contains(f))?;
+        Some(faults.remove(at))
+    }
+
+    /// Makes the runtime raise `fault` where it next applies (tests only).
+    pub(crate) fn inject_fault(&self, fault: GpuFault) {
+        self.faults.locked().push(fault);
     }
 
     /// A buffer holding `data` (padded with zeros to a multiple of 4 bytes).
@@ -443,7 +526,7 @@ impl GpuContext {
     /// The error-flag word and the code under which a kernel reports `message` through it. At most
     /// [`MAX_ERROR_MESSAGES`] distinct messages are kept; later ones share a general message.
     pub(crate) fn error_check(&self, message: String) -> (DeviceWord<'_>, u32) {
-        let mut messages = self.error_messages.lock().unwrap();
+        let mut messages = self.error_messages.locked();
         let (list, codes) = &mut *messages;
         let code = match codes.get(&message) {
             Some(&code) => code,
@@ -482,6 +565,9 @@ impl GpuContext {
                 let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
                 let pipeline = self.pipelines.compile(&self.device, kernel);
                 if let Some(error) = pollster::block_on(scope.pop()) {
+                    // Not cached: a later call compiles again (and reports again) instead of
+                    // dispatching a broken pipeline.
+                    self.pipelines.forget(kernel);
                     return Err(Error::Gpu {
                         op: op.to_string(),
                         message: format!(
@@ -498,7 +584,7 @@ impl GpuContext {
         let record = self.profiling().then(|| Record {
             op,
             kernel: kernel.describe(),
-            annotation: self.annotation.lock().unwrap().take().unwrap_or_default(),
+            annotation: self.annotation.locked().take().unwrap_or_default(),
             bytes: bindings.iter().map(|(_, b)| b.binding().1).sum(),
         });
         let host_timed = record.is_some() && self.timestamps.is_none();
@@ -508,7 +594,7 @@ impl GpuContext {
         }
         let started = std::time::Instant::now();
 
-        let mut batch = self.batch.lock().unwrap();
+        let mut batch = self.batch.locked();
         if batch.ops.len() == MAX_BATCH_DISPATCHES {
             self.submit(&mut batch)?;
         }
@@ -532,7 +618,7 @@ impl GpuContext {
                     })
                     .collect(),
             };
-            let mut cache = self.bind_groups.lock().unwrap();
+            let mut cache = self.bind_groups.locked();
             if let Some(group) = cache.get(&key) {
                 group.clone()
             } else {
@@ -599,10 +685,10 @@ impl GpuContext {
                 drop(batch);
                 self.wait(op)?;
                 let seconds = started.elapsed().as_secs_f64();
-                if let Some(p) = self.profiler.lock().unwrap().as_mut() {
+                if let Some(p) = self.profiler.locked().as_mut() {
                     p.add(record, seconds);
                 }
-            } else if let Some(p) = self.profiler.lock().unwrap().as_mut() {
+            } else if let Some(p) = self.profiler.locked().as_mut() {
                 p.pending.push(record);
             }
         }
@@ -664,7 +750,7 @@ impl GpuContext {
 
     /// Submits the pending batch, if any, and reports errors wgpu raised while recording it.
     pub(crate) fn flush(&self) -> Result<()> {
-        let mut batch = self.batch.lock().unwrap();
+        let mut batch = self.batch.locked();
         self.submit(&mut batch)
     }
 
@@ -673,7 +759,7 @@ impl GpuContext {
             return self.take_errors("flush");
         };
         drop(batch.pass.take());
-        let profiled = match (&self.timestamps, self.profiler.lock().unwrap().as_mut()) {
+        let profiled = match (&self.timestamps, self.profiler.locked().as_mut()) {
             (Some(t), Some(p)) if !p.pending.is_empty() => {
                 let queries = 2 * p.pending.len() as u32;
                 encoder.resolve_query_set(&t.queries, 0..queries, &t.resolved, 0);
@@ -688,6 +774,15 @@ impl GpuContext {
             }
             _ => Vec::new(),
         };
+        if self.take_fault(&[GpuFault::Submit]).is_some() {
+            drop(encoder);
+            batch.params.clear();
+            let ops = std::mem::take(&mut batch.ops);
+            return Err(Error::Gpu {
+                op: format!("a batch of {} ops", ops.len()),
+                message: "the submission failed (injected); its results are lost".to_string(),
+            });
+        }
         self.queue
             .write_buffer(&batch.params_buffer, 0, &batch.params);
         self.queue.submit([encoder.finish()]);
@@ -719,7 +814,7 @@ impl GpuContext {
             bytemuck::cast_slice(&view).to_vec()
         };
         t.readback.unmap();
-        if let Some(p) = self.profiler.lock().unwrap().as_mut() {
+        if let Some(p) = self.profiler.locked().as_mut() {
             for (record, pair) in records.into_iter().zip(ticks.chunks_exact(2)) {
                 let seconds = pair[1].saturating_sub(pair[0]) as f64 * t.period * 1e-9;
                 p.add(record, seconds);
@@ -729,7 +824,7 @@ impl GpuContext {
     }
 
     fn take_errors(&self, context: &str) -> Result<()> {
-        let errors = std::mem::take(&mut *self.health.errors.lock().unwrap());
+        let errors = std::mem::take(&mut *self.health.errors.locked());
         if errors.is_empty() {
             Ok(())
         } else {
@@ -747,12 +842,29 @@ impl GpuContext {
         self.wait("synchronize")
     }
 
+    /// Waits for the submitted work, at most [`wait_timeout`]: a hung GPU is an error, not a hang.
     fn wait(&self, op: &'static str) -> Result<()> {
-        let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
+        let timeout = wait_timeout();
+        if self.take_fault(&[GpuFault::DeviceLost]).is_some() {
+            self.lose("lost (injected)");
+        }
+        let polled = if self.take_fault(&[GpuFault::Timeout]).is_some() {
+            Err(wgpu::PollError::Timeout)
+        } else {
+            self.device.poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(timeout),
+            })
+        };
         self.check_alive(op)?;
         polled.map(|_| ()).map_err(|e| Error::Gpu {
             op: op.to_string(),
-            message: e.to_string(),
+            message: match e {
+                wgpu::PollError::Timeout => format!(
+                    "the GPU did not finish within {timeout:?} (KILN_GPU_TIMEOUT_SECS sets the limit)"
+                ),
+                other => other.to_string(),
+            },
         })
     }
 
@@ -769,16 +881,41 @@ impl GpuContext {
         let copy_len = (len as u64).next_multiple_of(4);
         // The error flag travels with the data, right after it.
         let staged_len = copy_len + 8;
-        let mut staging_slot = self.staging.lock().unwrap();
-        if staging_slot.as_ref().is_none_or(|s| s.size() < staged_len) {
-            *staging_slot = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("kiln readback"),
-                size: staged_len.next_power_of_two().max(256),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }));
+        if self.take_fault(&[GpuFault::Readback]).is_some() {
+            return Err(Error::Gpu {
+                op: op.to_string(),
+                message: "mapping the readback buffer failed (injected)".to_string(),
+            });
         }
-        let staging = staging_slot.as_ref().expect("staging buffer just ensured");
+        let mut staging_slot = self.staging.locked();
+        let one_off;
+        let staging = match staging_slot.as_ref() {
+            Some(kept) if kept.size() >= staged_len => kept,
+            _ => {
+                // Its own size (rounded to 256 bytes), under an error scope: a failure is this
+                // readback's error and leaves the kept buffer as it was.
+                let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("kiln readback"),
+                    size: staged_len.next_multiple_of(256),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                if let Some(error) = pollster::block_on(scope.pop()) {
+                    return Err(Error::DeviceOutOfMemory {
+                        op,
+                        bytes: staged_len,
+                        message: format!("the readback buffer: {error}"),
+                    });
+                }
+                if staged_len <= KEPT_STAGING_BYTES {
+                    &*staging_slot.insert(buffer)
+                } else {
+                    one_off = buffer;
+                    &one_off
+                }
+            }
+        };
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -795,24 +932,28 @@ impl GpuContext {
         let on_mapped = mapped.clone();
         let slice = staging.slice(..staged_len);
         slice.map_async(wgpu::MapMode::Read, move |result| {
-            *on_mapped.lock().unwrap() = Some(result);
+            *on_mapped.locked() = Some(result);
         });
-        self.wait(op)?;
-        self.take_errors(op)?;
-        match mapped.lock().unwrap().take() {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                return Err(Error::Gpu {
+        let ready = self
+            .wait(op)
+            .and_then(|()| self.take_errors(op))
+            .and_then(|()| match mapped.locked().take() {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err(Error::Gpu {
                     op: op.to_string(),
                     message: format!("mapping the readback buffer: {e}"),
-                });
-            }
-            None => {
-                return Err(Error::Gpu {
+                }),
+                None => Err(Error::Gpu {
                     op: op.to_string(),
                     message: "the readback buffer was never mapped".into(),
-                });
-            }
+                }),
+            });
+        if let Err(e) = ready {
+            // A map still pending (a timeout) or half done must not block the next readback: cancel
+            // it and start the next one with a fresh staging buffer.
+            staging.unmap();
+            *staging_slot = None;
+            return Err(e);
         }
         let (data, flag) = {
             let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
@@ -831,7 +972,7 @@ impl GpuContext {
         let (code, value) = flag;
         if code != 0 {
             self.queue.write_buffer(&self.error_flag, 0, &[0; 8]);
-            let messages = self.error_messages.lock().unwrap();
+            let messages = self.error_messages.locked();
             let mut message = messages.0.get(code as usize - 1).cloned().unwrap_or_else(|| {
                 "a kernel found bad data (an index or label out of range; more kinds of error were \
                  raised than kiln keeps messages for)"
@@ -847,7 +988,7 @@ impl GpuContext {
 
     /// Memory counters of the pool.
     pub(crate) fn memory_stats(&self) -> MemoryStats {
-        self.pool.lock().unwrap().stats
+        self.pool.locked().stats
     }
 
     /// Traffic counters.
@@ -863,17 +1004,21 @@ impl GpuContext {
 
     /// Returns every pooled buffer's memory to the driver (kept bind groups would hold it).
     pub(crate) fn release_pooled(&self) {
-        self.bind_groups.lock().unwrap().clear();
-        self.pool.lock().unwrap().clear();
+        self.bind_groups.locked().clear();
+        self.pool.locked().clear();
     }
 
     /// Destroys the device: every later op returns [`Error::DeviceLost`].
     pub(crate) fn destroy(&self) {
+        self.lose("destroyed by Device::destroy()");
+    }
+
+    /// Marks the device lost for `reason` (unless it already is) and destroys it.
+    fn lose(&self, reason: &str) {
         self.health
             .lost
-            .lock()
-            .unwrap()
-            .get_or_insert_with(|| "destroyed by Device::destroy()".to_string());
+            .locked()
+            .get_or_insert_with(|| reason.to_string());
         self.device.destroy();
     }
 }

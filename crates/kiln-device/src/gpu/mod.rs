@@ -27,7 +27,7 @@ pub(crate) mod topk;
 use std::sync::Arc;
 
 pub use buffer_pool::MemoryStats;
-pub use context::{GpuBuffer, RuntimeStats};
+pub use context::{GpuBuffer, GpuFault, RuntimeStats};
 pub(crate) use context::{GpuContext, groups_for};
 pub use profiler::{Profile, ProfileRow};
 pub(crate) use select::list_adapters;

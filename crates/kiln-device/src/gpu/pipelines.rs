@@ -176,6 +176,18 @@ impl PipelineCache {
 
     /// Compiles the pipeline of `kernel` (callers look in [`PipelineCache::cached`] first).
     /// Compilation errors are caught by the caller's error scope.
+    /// Drops `kernel`'s pipeline and its shader module (after they failed to compile).
+    pub(crate) fn forget(&self, kernel: &Kernel) {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(kernel);
+        self.modules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(kernel.shader, kernel.variant));
+    }
+
     pub(crate) fn compile(&self, device: &wgpu::Device, kernel: &Kernel) -> Arc<Pipeline> {
         let module = {
             let mut modules = self.modules.lock().unwrap();

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kiln_autograd::{Tensor, TensorId, Var, no_grad};
-use kiln_device::{BinaryOp, DType, Device, Error, RawTensor, Result};
+use kiln_device::{BinaryOp, DType, Device, Error, ErrorKind, RawTensor, Result};
 
 use super::fit_config::{Evaluation, FitConfig, History};
 use super::progress::{epoch_loss, progress_bar, progress_line};
@@ -397,6 +397,17 @@ impl Model {
             };
             let loss = match loss {
                 Ok(loss) => loss,
+                // A device fault is reported as it is (a caller retries elsewhere on DeviceLost);
+                // the state is put back as far as the device still allows.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::DeviceLost | ErrorKind::Gpu | ErrorKind::Resource
+                    ) =>
+                {
+                    let _ = self.restore(last_good);
+                    return Err(e);
+                }
                 Err(e) => {
                     self.restore(last_good)?;
                     let restored = if on_cpu {
@@ -445,9 +456,15 @@ impl Model {
                 validation: validation_eval.as_ref(),
             };
             self.fitted = Some((epoch + 1, config.shuffle));
+            // Checkpoints last: whatever the other callbacks record for this epoch (a log row) is
+            // then never ahead of the checkpoint a crash would resume from.
             let mut stop = false;
-            for callback in all_callbacks.iter_mut() {
-                stop |= callback.on_epoch_end(epoch, &logs, self)? == Control::Stop;
+            for checkpoints in [false, true] {
+                for callback in all_callbacks.iter_mut() {
+                    if callback.checkpoint_dir().is_some() == checkpoints {
+                        stop |= callback.on_epoch_end(epoch, &logs, self)? == Control::Stop;
+                    }
+                }
             }
             history.train.push(evaluation);
             history.validation.extend(validation_eval);
