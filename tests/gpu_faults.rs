@@ -73,7 +73,8 @@ fn a_lost_device_fails_every_later_call_without_panicking() {
     }
 }
 
-/// Loses the GPU at the end of epoch `at` (after the checkpoint callback before it has saved).
+/// Loses the GPU at the end of epoch `at`, just before that epoch's checkpoint is saved (`fit` runs
+/// checkpoint callbacks last), so the save fails with the device.
 struct LoseDevice {
     at: usize,
     device: Device,
@@ -138,8 +139,8 @@ fn training_whose_device_is_lost_resumes_on_the_cpu_from_its_last_checkpoint() {
         };
         model.fit(&data(), &config).map(|h| h.train.len())
     };
-    // Lost after epoch 2 (index 1) was saved: the epoch-3 steps fail with DeviceLost.
-    let e = fit(&gpu, Some(1)).unwrap_err();
+    // Lost at the end of epoch 3 (index 2): its save fails with DeviceLost, epoch 2's stays.
+    let e = fit(&gpu, Some(2)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::DeviceLost, "{e}");
     let progress = kiln::nn::checkpoint_progress(&checkpoint_dir)
         .unwrap()

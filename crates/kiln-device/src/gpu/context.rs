@@ -22,6 +22,10 @@ pub(crate) const WORKGROUP_SIZE: u64 = 256;
 const PARAM_SLOT_BYTES: u64 = 256;
 /// Dispatches recorded before the batch is submitted.
 const MAX_BATCH_DISPATCHES: usize = 512;
+
+/// Submitted batches the CPU may have ahead of the GPU; recording waits for the oldest beyond this,
+/// so a loop that never reads back cannot queue work (and the memory it holds) without limit.
+const MAX_IN_FLIGHT: usize = 4;
 /// Workgroups that fill a hardware GPU (see [`GpuContext::fill_workgroups`]).
 const HARDWARE_FILL: usize = 128;
 
@@ -48,6 +52,10 @@ pub struct RuntimeStats {
     pub pipelines: u64,
     /// Bind groups created (a dispatch on the same buffers as an earlier one reuses its bind group).
     pub bind_groups: u64,
+    /// Bytes of the readback staging buffer kept for the next readback.
+    pub staging_bytes: u64,
+    /// The most submitted batches that were ever in flight at once (at most 4 + 1).
+    pub max_in_flight: u64,
 }
 
 /// `Mutex::lock` that survives poisoning: a panic on another thread while it held a lock (inside a
@@ -177,6 +185,9 @@ pub(crate) struct GpuContext {
     bind_groups: Mutex<FxHashMap<BindKey, wgpu::BindGroup>>,
     /// Faults injected by the test hook, raised once each where they apply.
     faults: Mutex<Vec<GpuFault>>,
+    /// Submissions that may still be running, oldest first.
+    in_flight: Mutex<std::collections::VecDeque<wgpu::SubmissionIndex>>,
+    max_in_flight: AtomicU64,
 }
 
 /// A storage buffer holding one tensor's elements. Returns to the pool when dropped.
@@ -339,6 +350,8 @@ impl GpuContext {
             subgroups: AtomicBool::new(subgroups),
             bind_groups: Mutex::new(FxHashMap::default()),
             faults: Mutex::new(Vec::new()),
+            in_flight: Mutex::new(std::collections::VecDeque::new()),
+            max_in_flight: AtomicU64::new(0),
         })
     }
 
@@ -785,8 +798,9 @@ impl GpuContext {
         }
         self.queue
             .write_buffer(&batch.params_buffer, 0, &batch.params);
-        self.queue.submit([encoder.finish()]);
+        let submitted = self.queue.submit([encoder.finish()]);
         self.submissions.fetch_add(1, Ordering::Relaxed);
+        self.limit_in_flight(submitted)?;
         if !profiled.is_empty() {
             self.read_timestamps(profiled)?;
         }
@@ -842,6 +856,29 @@ impl GpuContext {
         self.wait("synchronize")
     }
 
+    /// Records `submitted` as in flight and waits for the oldest submissions beyond
+    /// [`MAX_IN_FLIGHT`].
+    fn limit_in_flight(&self, submitted: wgpu::SubmissionIndex) -> Result<()> {
+        let mut in_flight = self.in_flight.locked();
+        in_flight.push_back(submitted);
+        self.max_in_flight
+            .fetch_max(in_flight.len() as u64, Ordering::Relaxed);
+        while in_flight.len() > MAX_IN_FLIGHT {
+            let oldest = in_flight.pop_front().expect("more than MAX_IN_FLIGHT");
+            let timeout = wait_timeout();
+            self.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(oldest),
+                    timeout: Some(timeout),
+                })
+                .map_err(|e| Error::Gpu {
+                    op: "submit".to_string(),
+                    message: format!("waiting for an earlier batch: {e}"),
+                })?;
+        }
+        Ok(())
+    }
+
     /// Waits for the submitted work, at most [`wait_timeout`]: a hung GPU is an error, not a hang.
     fn wait(&self, op: &'static str) -> Result<()> {
         let timeout = wait_timeout();
@@ -857,6 +894,9 @@ impl GpuContext {
             })
         };
         self.check_alive(op)?;
+        if polled.is_ok() {
+            self.in_flight.locked().clear();
+        }
         polled.map(|_| ()).map_err(|e| Error::Gpu {
             op: op.to_string(),
             message: match e {
@@ -999,6 +1039,8 @@ impl GpuContext {
             readbacks: self.readbacks.load(Ordering::Relaxed),
             pipelines: self.pipelines.len() as u64,
             bind_groups: self.bind_groups_created.load(Ordering::Relaxed),
+            staging_bytes: self.staging.locked().as_ref().map_or(0, |s| s.size()),
+            max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
         }
     }
 
