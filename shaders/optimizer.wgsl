@@ -15,6 +15,10 @@
 //   adam_multi, sgd_multi  the same for up to four parameters in one launch (a model's whole update),
 //              each in its own buffers: parameter k gets its own run of workgroups, so which buffers a
 //              thread reads is the same across its workgroup
+//   guard_main the step guard of `fit` on a GPU: when the loss (binding 1) is NaN or infinite and the
+//              guard word is still 0, writes word 0 (the step + 1) into it. Every update kernel reads
+//              the guard (binding 38) and, once it is set, writes its inputs through unchanged: the
+//              weights and state stay those before the first non-finite step, with no host sync.
 //
 // Params (see crates/kiln-device/src/gpu/optimizer.rs), floats as f32 bits:
 //   0 elements  1 lr  2 β1 | momentum  3 β2 | dampening  4 eps  5 weight decay  6 c1  7 c2
@@ -29,6 +33,23 @@
 @group(0) @binding(5) var<storage, read_write> param_out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> state1_out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> state2_out: array<f32>;
+
+// The step guard: 0 while every loss so far was finite (a zero word when no guard is set).
+@group(0) @binding(38) var<storage, read> guard: array<u32>;
+@group(0) @binding(39) var<storage, read_write> guard_out: array<u32>;
+
+// Whether an earlier loss was non-finite: updates write their inputs through.
+fn held() -> bool {
+    return guard[0] != 0u;
+}
+
+@compute @workgroup_size(1)
+fn guard_main() {
+    let non_finite = (bitcast<u32>(param[0]) & 0x7f800000u) == 0x7f800000u;
+    if non_finite && guard_out[0] == 0u {
+        guard_out[0] = word(0u);
+    }
+}
 
 fn float_word(i: u32) -> f32 {
     return bitcast<f32>(word(i));
@@ -84,7 +105,10 @@ fn adam_main(
     if i >= word(0u) {
         return;
     }
-    let u = adam_update(param[i], grad[i], state1[i], state2[i]);
+    var u = adam_update(param[i], grad[i], state1[i], state2[i]);
+    if held() {
+        u = Updated(param[i], state1[i], state2[i]);
+    }
     param_out[i] = u.param;
     state1_out[i] = u.state1;
     state2_out[i] = u.state2;
@@ -104,22 +128,23 @@ fn rmsprop_main(
         return;
     }
     let rho = float_word(2u);
+    let keep = held();
     let p = param[i];
     let g = grad[i] + float_word(5u) * p;
     let square_avg = rho * state1[i] + (1.0 - rho) * g * g;
-    state1_out[i] = square_avg;
+    state1_out[i] = select(square_avg, state1[i], keep);
     var variance = square_avg;
     if (word(8u) & 8u) != 0u {
         let grad_avg = rho * state3[i] + (1.0 - rho) * g;
-        state3_out[i] = grad_avg;
+        state3_out[i] = select(grad_avg, state3[i], keep);
         variance = variance - grad_avg * grad_avg;
     }
     var step = g / (sqrt(variance) + float_word(4u));
     if (word(8u) & 16u) != 0u {
         step = float_word(3u) * state2[i] + step;
-        state2_out[i] = step;
+        state2_out[i] = select(step, state2[i], keep);
     }
-    param_out[i] = p - float_word(1u) * step;
+    param_out[i] = select(p - float_word(1u) * step, p, keep);
 }
 
 @compute @workgroup_size(256)
@@ -132,10 +157,11 @@ fn adagrad_main(
     if i >= word(0u) {
         return;
     }
+    let keep = held();
     let g = grad[i];
     let sum = state1[i] + g * g;
-    state1_out[i] = sum;
-    param_out[i] = param[i] - float_word(1u) * g / (sqrt(sum) + float_word(4u));
+    state1_out[i] = select(sum, state1[i], keep);
+    param_out[i] = select(param[i] - float_word(1u) * g / (sqrt(sum) + float_word(4u)), param[i], keep);
 }
 
 @compute @workgroup_size(256)
@@ -152,7 +178,10 @@ fn sgd_main(
     if (word(8u) & 4u) == 0u {
         buf = state1[i];
     }
-    let u = sgd_update(param[i], grad[i], buf);
+    var u = sgd_update(param[i], grad[i], buf);
+    if held() {
+        u = Updated(param[i], buf, 0.0);
+    }
     param_out[i] = u.param;
     state1_out[i] = u.state1;
 }
@@ -264,12 +293,15 @@ fn adam_multi(
     if at.z == 0u {
         return;
     }
-    let u = adam_update(
+    var u = adam_update(
         multi_param(at.x, at.y),
         multi_grad(at.x, at.y),
         multi_state1(at.x, at.y),
         multi_state2(at.x, at.y),
     );
+    if held() {
+        u = Updated(multi_param(at.x, at.y), multi_state1(at.x, at.y), multi_state2(at.x, at.y));
+    }
     multi_store(at.x, at.y, u);
     multi_store_state2(at.x, at.y, u.state2);
 }
@@ -288,5 +320,9 @@ fn sgd_multi(
     if (word(8u) & 4u) == 0u {
         buf = multi_state1(at.x, at.y);
     }
-    multi_store(at.x, at.y, sgd_update(multi_param(at.x, at.y), multi_grad(at.x, at.y), buf));
+    var u = sgd_update(multi_param(at.x, at.y), multi_grad(at.x, at.y), buf);
+    if held() {
+        u = Updated(multi_param(at.x, at.y), buf, 0.0);
+    }
+    multi_store(at.x, at.y, u);
 }

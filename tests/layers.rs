@@ -645,3 +645,107 @@ device_test!(
         }
     }
 );
+
+/// Every tensor and the step count of a saved optimizer state.
+fn optimizer_state(dir: &std::path::Path) -> (Option<String>, Vec<(String, Vec<u8>)>) {
+    let bytes = std::fs::read(dir.join("optimizer.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let steps = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("steps").cloned());
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect();
+    tensors.sort();
+    (steps, tensors)
+}
+
+device_test!(
+    a_diverging_fit_keeps_the_good_steps_before_the_bad_batch,
+    |device| {
+        // Step by step the weights overflow; on every device the run stops at the first batch
+        // whose loss is not finite and keeps the updates of the batches before it — weights and
+        // optimizer state (on a GPU the device-side step guard holds every later update without a
+        // host sync, and the step count is rewound).
+        let xs: Vec<f32> = (0..64).map(|i| (i % 7) as f32 + 1.0).collect();
+        let ys: Vec<f32> = (0..32).map(|i| (i % 5) as f32).collect();
+        let data = |n: usize| {
+            Dataset::new(
+                xs[..2 * n].to_vec(),
+                [2],
+                Targets::Values {
+                    values: ys[..n].to_vec(),
+                    width: 1,
+                },
+            )
+            .unwrap()
+        };
+        let config = FitConfig {
+            epochs: 1,
+            batch_size: 4,
+            verbose: false,
+            shuffle: None,
+            ..Default::default()
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "kiln-diverge-{}-{}",
+            std::process::id(),
+            device.is_gpu()
+        ));
+        for adam in [false, true] {
+            let model = || {
+                kiln::nn::functional::set_random_seed(3);
+                let mut model = Sequential::new([2]).on(&device).add(Dense::new(1)).unwrap();
+                if adam {
+                    model
+                        .compile(Adam::new(3e18), Loss::MeanSquaredError, &[])
+                        .unwrap();
+                } else {
+                    model
+                        .compile(Sgd::new(3e4), Loss::MeanSquaredError, &[])
+                        .unwrap();
+                }
+                model
+            };
+            let mut diverging = model();
+            let err = diverging.fit(&data(32), &config).unwrap_err().to_string();
+            let batch: usize = err
+                .split("batch ")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|b| b.parse().ok())
+                .unwrap_or_else(|| panic!("no batch in {err:?}"));
+            assert!(
+                batch > 1,
+                "adam {adam}: diverged at once, the test needs good steps first: {err}"
+            );
+            // The same model trained on exactly the batches before the bad one.
+            let mut good = model();
+            good.fit(&data(4 * (batch - 1)), &config).unwrap();
+            for ((name, got), (_, want)) in diverging
+                .named_parameters()
+                .iter()
+                .zip(good.named_parameters())
+            {
+                let got = got.tensor().to_vec::<f32>().unwrap();
+                let want = want.tensor().to_vec::<f32>().unwrap();
+                assert_eq!(
+                    got, want,
+                    "adam {adam}: {name} after the refused batch {batch}"
+                );
+            }
+            diverging.save(&dir.join("diverging")).unwrap();
+            good.save(&dir.join("good")).unwrap();
+            assert_eq!(
+                optimizer_state(&dir.join("diverging")),
+                optimizer_state(&dir.join("good")),
+                "adam {adam}: optimizer state after the refused batch {batch}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+);

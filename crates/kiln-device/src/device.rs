@@ -3,7 +3,7 @@
 
 use crate::cpu::CpuDevice;
 use crate::gpu::{self, Backend, GpuDevice, GpuOptions, MemoryStats, Profile, RuntimeStats};
-use crate::{Error, Result};
+use crate::{DType, Error, RawTensor, Result};
 
 /// What a device (or an adapter) is and can do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +152,56 @@ impl Device {
     pub fn release_pooled_memory(&self) {
         if let Device::Gpu(gpu) = self {
             gpu.ctx.release_pooled();
+        }
+    }
+
+    /// Starts a step guard (what `fit` uses on a GPU to catch a non-finite loss without a host sync
+    /// per step): from now on every optimizer update kernel reads a device word, and once
+    /// [`Device::guard_loss`] has found a NaN or infinite loss, writes its inputs through
+    /// unchanged — so the weights and optimizer state stay those before that step. The CPU device,
+    /// which can read each loss for free, has no guard: this and the two calls below do nothing
+    /// there.
+    pub fn begin_step_guard(&self) -> Result<()> {
+        match self {
+            Device::Cpu(_) => Ok(()),
+            Device::Gpu(gpu) => gpu.ctx.begin_step_guard("begin_step_guard"),
+        }
+    }
+
+    /// Records the guard's check of step `step`'s loss (a one-element f32 tensor on this device).
+    pub fn guard_loss(&self, loss: &RawTensor, step: u32) -> Result<()> {
+        let Device::Gpu(gpu) = self else {
+            return Ok(());
+        };
+        let op = "guard_loss";
+        if !loss.device().same_device(self)
+            || loss.dtype() != DType::F32
+            || loss.shape().numel() != 1
+        {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "takes a one-element f32 loss on {self}, got {:?} {} on {}",
+                    loss.dtype(),
+                    loss.shape(),
+                    loss.device()
+                ),
+            ));
+        }
+        let loss = if loss.layout().is_contiguous() && loss.layout().offset() == 0 {
+            loss.clone()
+        } else {
+            loss.contiguous()?
+        };
+        crate::gpu::optimizer::guard_loss(&gpu.ctx, loss.buffer(), step)
+    }
+
+    /// Ends the step guard and reads it (one readback): the first step given to
+    /// [`Device::guard_loss`] whose loss was non-finite, if any.
+    pub fn end_step_guard(&self) -> Result<Option<u32>> {
+        match self {
+            Device::Cpu(_) => Ok(None),
+            Device::Gpu(gpu) => gpu.ctx.end_step_guard("end_step_guard"),
         }
     }
 

@@ -165,6 +165,10 @@ pub(crate) struct GpuContext {
     error_flag: wgpu::Buffer,
     /// A 4-byte storage buffer bound where a kernel declares an output the dispatch does not use.
     placeholder: wgpu::Buffer,
+    /// A 4-byte word of zero that update kernels read as the step guard when no guard is set.
+    zero_word: wgpu::Buffer,
+    /// The step guard `fit` sets on a GPU (see `shaders/optimizer.wgsl`).
+    guard: Mutex<Option<wgpu::Buffer>>,
     /// Messages of the error codes kernels may raise (code `i + 1` is the list's `i`), and the code
     /// of each message.
     error_messages: Mutex<(Vec<String>, FxHashMap<String, u32>)>,
@@ -235,6 +239,15 @@ impl Bindable for DeviceWord<'_> {
     }
 }
 
+/// The step guard word update kernels bind (the set guard, or the zero word).
+pub(crate) struct StepGuard(pub(crate) wgpu::Buffer);
+
+impl Bindable for StepGuard {
+    fn binding(&self) -> (&wgpu::Buffer, u64) {
+        (&self.0, 4)
+    }
+}
+
 /// `buffer` when the dispatch has one, else `placeholder` (from [`GpuContext::placeholder`]).
 pub(crate) fn or_placeholder<'a>(
     buffer: Option<&'a GpuBuffer>,
@@ -284,6 +297,12 @@ impl GpuContext {
         });
         let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kiln unused binding"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let zero_word = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln zero word"),
             size: 4,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
@@ -339,6 +358,8 @@ impl GpuContext {
             health,
             error_flag,
             placeholder,
+            zero_word,
+            guard: Mutex::new(None),
             error_messages: Mutex::new((Vec::new(), FxHashMap::default())),
             dispatches: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
@@ -916,6 +937,17 @@ impl GpuContext {
         offset: u64,
         len: usize,
     ) -> Result<Vec<u8>> {
+        self.read_raw(op, buffer.raw(), offset, len)
+    }
+
+    /// [`GpuContext::read`] of any buffer of the device.
+    fn read_raw(
+        &self,
+        op: &'static str,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
         self.check_alive(op)?;
         self.flush()?;
         let copy_len = (len as u64).next_multiple_of(4);
@@ -962,7 +994,7 @@ impl GpuContext {
                 label: Some("kiln readback"),
             });
         if copy_len > 0 {
-            encoder.copy_buffer_to_buffer(buffer.raw(), offset, staging, 0, copy_len);
+            encoder.copy_buffer_to_buffer(buffer, offset, staging, 0, copy_len);
         }
         encoder.copy_buffer_to_buffer(&self.error_flag, 0, staging, copy_len, 8);
         self.queue.submit([encoder.finish()]);
@@ -1048,6 +1080,45 @@ impl GpuContext {
     pub(crate) fn release_pooled(&self) {
         self.bind_groups.locked().clear();
         self.pool.locked().clear();
+    }
+
+    /// What update kernels bind as the step guard: the one set by [`GpuContext::begin_step_guard`],
+    /// else a zero word (never held).
+    pub(crate) fn step_guard(&self) -> StepGuard {
+        StepGuard(
+            self.step_guard_buffer()
+                .unwrap_or_else(|| self.zero_word.clone()),
+        )
+    }
+
+    /// The step guard's buffer, when one is set.
+    pub(crate) fn step_guard_buffer(&self) -> Option<wgpu::Buffer> {
+        self.guard.locked().clone()
+    }
+
+    /// Sets a fresh step guard (zero: every loss finite so far).
+    pub(crate) fn begin_step_guard(&self, op: &'static str) -> Result<()> {
+        self.check_alive(op)?;
+        // Pending updates were recorded against the previous guard (or none): submit them first.
+        self.flush()?;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln step guard"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        *self.guard.locked() = Some(buffer);
+        Ok(())
+    }
+
+    /// Removes the step guard and reads it: the first step whose loss was non-finite, if any.
+    pub(crate) fn end_step_guard(&self, op: &'static str) -> Result<Option<u32>> {
+        let Some(buffer) = self.guard.locked().take() else {
+            return Ok(None);
+        };
+        let word = self.read_raw(op, &buffer, 0, 4)?;
+        let step = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        Ok(step.checked_sub(1))
     }
 
     /// Destroys the device: every later op returns [`Error::DeviceLost`].

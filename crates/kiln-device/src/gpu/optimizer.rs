@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::context::WORKGROUP_SIZE;
-use super::context::{Bindable, or_placeholder};
+use super::context::{Bindable, StepGuard, or_placeholder};
 use super::params::Params;
 use super::pipelines::Kernel;
 use super::{GpuBuffer, GpuContext, groups_for};
@@ -14,8 +14,11 @@ use crate::{AdamConfig, DType, Result, RmsPropConfig, SgdConfig};
 
 /// Parameters one launch of `adam_multi` / `sgd_multi` updates.
 pub(crate) const MULTI: usize = 4;
-/// Storage buffers `adam_multi` binds: seven per parameter.
-const MULTI_BINDINGS: u32 = 7 * MULTI as u32;
+/// Storage buffers `adam_multi` binds: seven per parameter and the step guard.
+const MULTI_BINDINGS: u32 = 7 * MULTI as u32 + 1;
+/// Where update kernels read the step guard, and where `guard_main` writes it.
+const GUARD: u32 = 38;
+const GUARD_OUT: u32 = 39;
 
 const DECOUPLED: u32 = 1;
 const NESTEROV: u32 = 2;
@@ -77,6 +80,7 @@ pub(crate) fn adam(
             (5, &outs[0]),
             (6, &outs[1]),
             (7, &outs[2]),
+            (GUARD, &ctx.step_guard()),
         ],
         groups_for(numel),
     )?;
@@ -102,7 +106,14 @@ pub(crate) fn sgd(
         op,
         &kernel,
         &params,
-        &[(1, p), (2, g), (3, buf.unwrap_or(g)), (5, &p2), (6, &b2)],
+        &[
+            (1, p),
+            (2, g),
+            (3, buf.unwrap_or(g)),
+            (5, &p2),
+            (6, &b2),
+            (GUARD, &ctx.step_guard()),
+        ],
         groups_for(numel),
     )?;
     Ok((p2, b2))
@@ -152,6 +163,7 @@ pub(crate) fn rmsprop(
             (6, &a2),
             (7, b2.as_ref().unwrap_or(&scratch)),
             (37, m2.as_ref().unwrap_or(&scratch)),
+            (GUARD, &ctx.step_guard()),
         ],
         groups_for(numel),
     )?;
@@ -180,7 +192,14 @@ pub(crate) fn adagrad(
         op,
         &Kernel::new(Shader::Optimizer, "adagrad_main", DType::F32),
         &params,
-        &[(1, p), (2, g), (3, sum), (5, &p2), (6, &s2)],
+        &[
+            (1, p),
+            (2, g),
+            (3, sum),
+            (5, &p2),
+            (6, &s2),
+            (GUARD, &ctx.step_guard()),
+        ],
         groups_for(numel),
     )?;
     Ok((p2, s2))
@@ -246,8 +265,27 @@ fn launch_multi(
             bindings.push((binding, or_placeholder(out, &placeholder)));
         }
     }
+    let guard = ctx.step_guard();
+    bindings.push((GUARD, &guard));
     let kernel = Kernel::new(Shader::Optimizer, entry, DType::F32);
     ctx.dispatch(op, &kernel, params, &bindings, workgroups)
+}
+
+/// Records the step guard's check of `loss` (a scalar) for step `step` (0-based): the first
+/// non-finite one is kept as `step + 1` in the guard word, which holds every later update.
+pub(crate) fn guard_loss(ctx: &Arc<GpuContext>, loss: &GpuBuffer, step: u32) -> Result<()> {
+    let op = "guard_loss";
+    let Some(guard) = ctx.step_guard_buffer() else {
+        return Ok(());
+    };
+    let params = Params::new().with_words(op, 0, &[step as usize + 1])?;
+    ctx.dispatch(
+        op,
+        &Kernel::new(Shader::Optimizer, "guard_main", DType::F32),
+        &params,
+        &[(1, loss), (GUARD_OUT, &StepGuard(guard))],
+        1,
+    )
 }
 
 /// One Adam step of up to [`MULTI`] parameters in one launch: `items[k]` = (param, grad, m, v) of

@@ -141,6 +141,31 @@ impl Model {
         Ok(())
     }
 
+    /// The buffers' values now (handles).
+    fn buffer_values(&self) -> Vec<(Var, RawTensor)> {
+        self.named_buffers()
+            .into_iter()
+            .map(|(_, var)| {
+                let value = var.tensor().raw().clone();
+                (var, value)
+            })
+            .collect()
+    }
+
+    /// Sets the optimizer's step count back to `steps` (its state tensors were held by the step
+    /// guard); at 0 it starts afresh, as before its first step.
+    fn rewind_optimizer(&mut self, steps: u32) -> Result<()> {
+        if let Some(compiled) = self.compiled.as_mut() {
+            let state = if steps == 0 {
+                Default::default()
+            } else {
+                compiled.optimizer.state().1
+            };
+            compiled.optimizer.load_state(steps, state)?;
+        }
+        Ok(())
+    }
+
     /// Chooses the optimizer, the loss and the metrics, and moves the model to its device.
     pub fn compile(
         &mut self,
@@ -196,7 +221,7 @@ impl Model {
         let device = self.place()?;
         let inputs = self.prepare(x.into_tensors(), &device)?;
         let y = super::device::on_device(y, &device)?;
-        Ok(self.train_step(inputs, &y, None, None)?.0)
+        Ok(self.train_step(inputs, &y, None, None, None)?.0)
     }
 
     /// One optimizer step on prepared inputs; returns the loss, the scores the metrics read, the
@@ -208,6 +233,7 @@ impl Model {
         y: &Tensor,
         weights: Option<&Tensor>,
         class_weight: Option<&[f32]>,
+        guarded_step: Option<u32>,
     ) -> Result<(Tensor, Tensor, Tensor, f32)> {
         let loss_fn = self.compiled("train_on_batch")?.loss;
         let device = self.place()?;
@@ -220,6 +246,10 @@ impl Model {
             (None, w) => w.cloned(),
         };
         let loss = batch_loss(loss_fn, &scores, &y, weights.as_ref())?;
+        if let Some(step) = guarded_step {
+            // Before the updates it must be able to hold.
+            device.guard_loss(loss.raw(), step)?;
+        }
         let grads = loss.backward()?;
         let params = self.trainable_parameters();
         if let Some(compiled) = self.compiled.as_mut() {
@@ -342,10 +372,17 @@ impl Model {
             let started = Instant::now();
             // A non-finite loss must not leave NaN weights behind: on the CPU each step's loss is
             // checked as it comes (reading it costs nothing) and the state before that step comes
-            // back; on a GPU the losses are read once per epoch, so the state of the epoch's start
-            // comes back. (Handles, not copies: tensors are immutable.)
+            // back (handles, not copies: tensors are immutable); on a GPU the step guard below.
             let on_cpu = matches!(device, Device::Cpu(_));
             let mut last_good = self.snapshot()?;
+            // On a GPU the step guard checks each loss on the device and holds every update from
+            // the first non-finite one on (no host sync per step); the buffers the forward pass
+            // updates (batch-norm statistics) are kept per step, as handles, to be put back.
+            let mut buffers_before: Vec<Vec<(Var, RawTensor)>> = Vec::new();
+            let steps_at_start = self.compiled.as_ref().map_or(0, |c| c.optimizer.state().0);
+            if !on_cpu {
+                device.begin_step_guard()?;
+            }
             let mut failed_batch: Option<(usize, f32)> = None;
             let mut totals = MetricTotals::new(&metric_list);
             // Per-batch losses stay on the device until the epoch ends: one readback then.
@@ -363,6 +400,8 @@ impl Model {
                     let inputs = self.prepare(batch.inputs, &device)?;
                     if on_cpu {
                         last_good = self.snapshot()?;
+                    } else {
+                        buffers_before.push(self.buffer_values());
                     }
                     // Metrics read the scores of the training forward pass, as Keras's do.
                     let (loss, scores, y, threshold) = self.train_step(
@@ -370,6 +409,7 @@ impl Model {
                         &y,
                         batch.weights.as_ref(),
                         config.class_weight.as_deref(),
+                        (!on_cpu).then_some(batch_losses.len() as u32),
                     )?;
                     bar.inc(1);
                     if on_cpu {
@@ -382,7 +422,29 @@ impl Model {
                     batch_losses.push((loss.raw().reshape([1])?, batch.len));
                     totals.add(&scores, &y, threshold)
                 });
+            let guarded = if on_cpu {
+                Ok(None)
+            } else {
+                device.end_step_guard()
+            };
             step_result?;
+            if let Some(bad) = guarded? {
+                let bad = bad as usize;
+                for (var, value) in buffers_before.swap_remove(bad) {
+                    var.set(value)?;
+                }
+                self.rewind_optimizer(steps_at_start + bad as u32)?;
+                return Err(Error::data(
+                    "fit",
+                    format!(
+                        "the loss became NaN or infinite at epoch {}, batch {} (lower the learning \
+                         rate, or check the data for NaN, infinities or unnormalised values); the \
+                         weights and optimizer state are back to those before that batch",
+                        epoch + 1,
+                        bad + 1
+                    ),
+                ));
+            }
             let loss = match failed_batch {
                 Some((batch, value)) => Err(Error::InvalidData {
                     op: "fit",
