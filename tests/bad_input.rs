@@ -6,6 +6,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use kiln::device::{CellKind, device_test};
+use kiln::nn::data::movielens::movielens;
+use kiln::nn::data::tabular::Table;
+use kiln::nn::data::text::{Tokenizer, read_csv_columns};
 use kiln::prelude::*;
 
 /// A call that must not panic.
@@ -578,7 +581,67 @@ fn file_cases(d: &Device) -> Vec<Case<'_>> {
                 other.load(&dir)
             },
         ),
+        refused(
+            "a CSV table that does not exist",
+            ErrorKind::Data,
+            &["Table::read_csv", "missing.csv"],
+            move || Table::read_csv(std::path::Path::new("/nonexistent/missing.csv")).map(drop),
+        ),
+        refused(
+            "a CSV row with more fields than the header",
+            ErrorKind::Data,
+            &["ragged.csv"],
+            move || Table::read_csv(&csv("ragged", "a,b\n1,2\n3,4,5\n")).map(drop),
+        ),
+        refused(
+            "a text column the CSV does not have",
+            ErrorKind::Data,
+            &["no column \"review\"", "text, score"],
+            move || read_csv_columns(&csv("columns", "text,score\nok,1\n"), &["review"]).map(drop),
+        ),
+        refused(
+            "a MovieLens rating that is not a number",
+            ErrorKind::Data,
+            &["ratings.csv", "row 2"],
+            move || {
+                let path = csv("ratings", "userId,movieId,rating\n1,2,great\n");
+                movielens(path.parent().unwrap()).map(drop)
+            },
+        ),
+        refused(
+            "a breast-cancer CSV whose header announces 10^14 rows",
+            ErrorKind::Data,
+            &["header says 100000000000000"],
+            move || {
+                let path = csv("bc", "100000000000000,2,a,b\n1.0,2.0,0\n");
+                kiln::datasets::breast_cancer(Some(&path)).map(drop)
+            },
+        ),
+        refused(
+            "a tokenizer file that is not JSON",
+            ErrorKind::Data,
+            &["tokenizer.json"],
+            move || {
+                let path = csv("tokenizer", "{ not json");
+                let named = path.with_file_name("tokenizer.json");
+                std::fs::rename(&path, &named).unwrap();
+                Tokenizer::load(&named).map(drop)
+            },
+        ),
     ]
+}
+
+/// A file holding `text` in a fresh scratch folder named after `name` (`ratings.csv` for the
+/// MovieLens reader, `<name>.csv` otherwise).
+fn csv(name: &str, text: &str) -> std::path::PathBuf {
+    let file = if name == "ratings" {
+        "ratings.csv".to_string()
+    } else {
+        format!("{name}.csv")
+    };
+    let path = scratch(&format!("csv-{name}")).join(file);
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 device_test!(files_refuse_bad_input, |device| {

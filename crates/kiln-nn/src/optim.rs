@@ -97,15 +97,16 @@ impl Adam {
 impl Optimizer for Adam {
     fn step(&mut self, params: &[Var], grads: &Gradients) -> Result<()> {
         check_trainable("Adam", params)?;
-        self.step += 1;
+        let step = self.step + 1;
         // Every parameter with a gradient, updated together (one launch for up to four on a GPU).
+        // The moments are handles (cloned, not taken): a step that fails leaves the state as it was.
         let mut updating = Vec::new();
         for p in params {
             let Some(g) = grads.get_raw(p.id()) else {
                 continue;
             };
             let value = p.tensor().raw().clone();
-            let (m, v) = match self.moments.remove(&p.id()) {
+            let (m, v) = match self.moments.get(&p.id()).cloned() {
                 Some(state) => state,
                 None => {
                     let zeros =
@@ -119,7 +120,8 @@ impl Optimizer for Adam {
             .iter()
             .map(|(_, value, g, m, v)| [value, *g, m, v])
             .collect();
-        let updated = RawTensor::adam_step_many(&items, &self.config, self.step)?;
+        let updated = RawTensor::adam_step_many(&items, &self.config, step)?;
+        self.step = step;
         for ((p, ..), (p2, m2, v2)) in updating.iter().zip(updated) {
             p.set(p2)?;
             self.moments.insert(p.id(), (m2, v2));
@@ -208,7 +210,8 @@ impl Optimizer for Sgd {
             let Some(g) = grads.get_raw(p.id()) else {
                 continue;
             };
-            let buffer = self.buffers.remove(&p.id());
+            // Cloned handles, not taken: a step that fails leaves the buffers as they were.
+            let buffer = self.buffers.get(&p.id()).cloned();
             updating.push((p, p.tensor().raw().clone(), g, buffer));
         }
         let items: Vec<_> = updating

@@ -307,9 +307,11 @@ pub fn breast_cancer(path: Option<&Path>) -> Result<Dataset> {
             .ok_or_else(|| bad("bad header".into()))
     };
     let (samples, features) = (count(0)?, count(1)?);
+    // Sized by what the file holds, never by what its header claims (a corrupt one may say 10^14).
+    let rows = text.lines().count().saturating_sub(1);
     let (mut values, mut targets) = (
-        Vec::with_capacity(samples * features),
-        Vec::with_capacity(samples),
+        Vec::with_capacity(rows.min(samples).saturating_mul(features.min(1 << 16))),
+        Vec::with_capacity(rows.min(samples)),
     );
     for (row, line) in lines.filter(|l| !l.trim().is_empty()).enumerate() {
         let fields: Vec<f32> = line
