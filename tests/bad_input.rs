@@ -582,6 +582,33 @@ fn file_cases(d: &Device) -> Vec<Case<'_>> {
             },
         ),
         refused(
+            "labels past the model's outputs when fit starts",
+            ErrorKind::Data,
+            &["label 7", "3", "outputs"],
+            move || {
+                let mut m = Sequential::new([2]).on(d).add(Dense::new(3))?;
+                m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[])?;
+                let labels = Targets::Classes {
+                    labels: vec![0, 7],
+                    classes: 8,
+                };
+                let data = Dataset::new(vec![0.5; 4], [2], labels)?;
+                let before = m.trainable_parameters()[0].tensor().to_vec::<f32>()?;
+                let fitted = m.fit(
+                    &data,
+                    &FitConfig {
+                        verbose: false,
+                        ..Default::default()
+                    },
+                );
+                assert_eq!(
+                    m.trainable_parameters()[0].tensor().to_vec::<f32>()?,
+                    before
+                );
+                fitted.map(drop)
+            },
+        ),
+        refused(
             "a CSV table that does not exist",
             ErrorKind::Data,
             &["Table::read_csv", "missing.csv"],

@@ -749,3 +749,31 @@ device_test!(
         std::fs::remove_dir_all(&dir).unwrap();
     }
 );
+
+device_test!(
+    without_the_non_finite_stop_a_diverging_fit_reports_its_nan_loss,
+    |device| {
+        let mut model = Sequential::new([2]).on(&device).add(Dense::new(1)).unwrap();
+        model
+            .compile(Sgd::new(1e18), Loss::MeanSquaredError, &[])
+            .unwrap();
+        let data = Dataset::new(
+            (0..64).map(|i| (i % 7) as f32).collect(),
+            [2],
+            Targets::Values {
+                values: (0..32).map(|i| (i % 5) as f32).collect(),
+                width: 1,
+            },
+        )
+        .unwrap();
+        let config = FitConfig {
+            epochs: 2,
+            batch_size: 4,
+            verbose: false,
+            stop_on_non_finite: false,
+            ..Default::default()
+        };
+        let history = model.fit(&data, &config).unwrap();
+        assert!(!history.train[1].loss.is_finite(), "{:?}", history.train);
+    }
+);

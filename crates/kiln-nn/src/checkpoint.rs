@@ -122,14 +122,14 @@ fn carry_over(from: &Path, to: &Path, written: &[&str]) -> Result<()> {
 }
 
 /// Writes the checkpoint `files` as one unit: into `<dir>.partial` (every file and the folder
-/// synced, the manifest of their hashes and `progress` last), then swapped in for `dir` by two
+/// synced, the manifest last: the files' hashes, the optimizer's kind and step count, `progress`), then swapped in for `dir` by two
 /// renames (`dir` -> `<dir>.previous`, `<dir>.partial` -> `dir`); the previous checkpoint is
 /// deleted only once the new one is in place. A crash at any moment leaves `dir` or
 /// `<dir>.previous` complete ([`resolve_checkpoint`] finds it). Other files in `dir` are kept.
 pub(crate) fn write_checkpoint(
     dir: &Path,
     files: &[(&str, Vec<u8>)],
-    steps: u64,
+    optimizer: Option<(&str, u64)>,
     progress: Option<&TrainingProgress>,
 ) -> Result<()> {
     let (partial, previous) = (sibling(dir, "partial"), sibling(dir, "previous"));
@@ -150,7 +150,8 @@ pub(crate) fn write_checkpoint(
     let manifest = serde_json::json!({
         "format": FORMAT,
         "files": hashes,
-        "steps": steps,
+        "optimizer": optimizer.map(|(name, _)| name),
+        "steps": optimizer.map_or(0, |(_, steps)| steps),
         "progress": progress.map(TrainingProgress::to_json),
     });
     write_synced(&partial.join(MANIFEST), format!("{manifest}\n").as_bytes())?;

@@ -82,6 +82,11 @@ pub struct FitConfig<'a> {
     pub validation_data: Option<&'a Dataset>,
     /// Called around each epoch (early stopping, checkpoints, logs, schedules).
     pub callbacks: Callbacks<'a>,
+    /// Stop at the first NaN or infinite loss with the weights and optimizer state of the step before
+    /// it, naming epoch and batch (default). On a GPU the check runs on the device (the step guard),
+    /// so it costs no host sync; `false` trains on whatever the losses become (Keras's default
+    /// without `TerminateOnNaN`).
+    pub stop_on_non_finite: bool,
     /// A loss weight per class (Keras's `class_weight`, indexed by class; for 0/1 targets
     /// `[weight of 0, weight of 1]`): each sample's loss counts its class's weight. Multiplies the
     /// data set's sample weights when both are given.
@@ -101,6 +106,7 @@ impl Default for FitConfig<'_> {
             validation_data: None,
             callbacks: Callbacks::default(),
             class_weight: None,
+            stop_on_non_finite: true,
         }
     }
 }

@@ -220,7 +220,11 @@ impl Model {
             best,
             rng: self.rng_positions(),
         });
-        write_checkpoint(dir, &files, steps as u64, progress.as_ref())
+        let optimizer = self
+            .compiled
+            .as_ref()
+            .map(|c| (c.optimizer.name(), u64::from(steps)));
+        write_checkpoint(dir, &files, optimizer, progress.as_ref())
     }
 
     /// The random layers' positions in their random sequences, by layer name.

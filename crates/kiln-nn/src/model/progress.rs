@@ -4,15 +4,22 @@ use kiln_device::{Error, RawTensor, Result};
 
 use super::fit_config::Evaluation;
 
-/// The sample-weighted mean of an epoch's batch losses (read back in one transfer); a NaN or infinite
-/// batch loss is an error naming the epoch and the batch.
-pub(crate) fn epoch_loss(batch_losses: &[(RawTensor, usize)], epoch: usize) -> Result<f32> {
+/// The sample-weighted mean of an epoch's batch losses (read back in one transfer); with
+/// `refuse_non_finite`, a NaN or infinite batch loss is an error naming the epoch and the batch.
+pub(crate) fn epoch_loss(
+    batch_losses: &[(RawTensor, usize)],
+    epoch: usize,
+    refuse_non_finite: bool,
+) -> Result<f32> {
     if batch_losses.is_empty() {
         return Ok(f32::NAN);
     }
     let tensors: Vec<&RawTensor> = batch_losses.iter().map(|(t, _)| t).collect();
     let losses = RawTensor::concat(&tensors, 0)?.to_vec::<f32>()?;
-    if let Some(batch) = losses.iter().position(|l| !l.is_finite()) {
+    if let Some(batch) = losses
+        .iter()
+        .position(|l| refuse_non_finite && !l.is_finite())
+    {
         return Err(Error::InvalidData {
             op: "fit",
             message: format!(

@@ -296,6 +296,36 @@ impl Model {
                     )),
                 }
             }
+            // Labels past the model's outputs, found here rather than by a kernel at the epoch's
+            // end (where a GPU would report them).
+            Targets::Classes { labels, .. }
+                if matches!(
+                    loss,
+                    Loss::SparseCategoricalCrossentropy
+                        | Loss::SparseCategoricalCrossentropySmoothed(_)
+                ) =>
+            {
+                let outputs = self
+                    .graph
+                    .outputs
+                    .first()
+                    .and_then(|o| o.shape().last().copied())
+                    .unwrap_or(0);
+                match labels
+                    .iter()
+                    .enumerate()
+                    .find(|(_, l)| **l as usize >= outputs)
+                {
+                    None => Ok(()),
+                    Some((sample, label)) => Err(Error::data(
+                        op,
+                        format!(
+                            "label {label} of sample {sample} is outside the model's {outputs} \
+                             outputs (classes 0..{outputs}); give the last layer one unit per class"
+                        ),
+                    )),
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -374,13 +404,17 @@ impl Model {
             // checked as it comes (reading it costs nothing) and the state before that step comes
             // back (handles, not copies: tensors are immutable); on a GPU the step guard below.
             let on_cpu = matches!(device, Device::Cpu(_));
+            let (check_each_step, guard) = (
+                config.stop_on_non_finite && on_cpu,
+                config.stop_on_non_finite && !on_cpu,
+            );
             let mut last_good = self.snapshot()?;
             // On a GPU the step guard checks each loss on the device and holds every update from
             // the first non-finite one on (no host sync per step); the buffers the forward pass
             // updates (batch-norm statistics) are kept per step, as handles, to be put back.
             let mut buffers_before: Vec<Vec<(Var, RawTensor)>> = Vec::new();
             let steps_at_start = self.compiled.as_ref().map_or(0, |c| c.optimizer.state().0);
-            if !on_cpu {
+            if guard {
                 device.begin_step_guard()?;
             }
             let mut failed_batch: Option<(usize, f32)> = None;
@@ -398,9 +432,9 @@ impl Model {
                         .targets
                         .ok_or_else(|| Error::data("fit", "a batch without targets"))?;
                     let inputs = self.prepare(batch.inputs, &device)?;
-                    if on_cpu {
+                    if check_each_step {
                         last_good = self.snapshot()?;
-                    } else {
+                    } else if guard {
                         buffers_before.push(self.buffer_values());
                     }
                     // Metrics read the scores of the training forward pass, as Keras's do.
@@ -409,10 +443,10 @@ impl Model {
                         &y,
                         batch.weights.as_ref(),
                         config.class_weight.as_deref(),
-                        (!on_cpu).then_some(batch_losses.len() as u32),
+                        guard.then_some(batch_losses.len() as u32),
                     )?;
                     bar.inc(1);
-                    if on_cpu {
+                    if check_each_step {
                         let value = loss.to_scalar()?;
                         if !value.is_finite() {
                             failed_batch = Some((batch_losses.len(), value));
@@ -422,10 +456,10 @@ impl Model {
                     batch_losses.push((loss.raw().reshape([1])?, batch.len));
                     totals.add(&scores, &y, threshold)
                 });
-            let guarded = if on_cpu {
-                Ok(None)
-            } else {
+            let guarded = if guard {
                 device.end_step_guard()
+            } else {
+                Ok(None)
             };
             step_result?;
             if let Some(bad) = guarded? {
@@ -455,7 +489,7 @@ impl Model {
                         batch + 1
                     ),
                 }),
-                None => epoch_loss(&batch_losses, epoch),
+                None => epoch_loss(&batch_losses, epoch, config.stop_on_non_finite),
             };
             let loss = match loss {
                 Ok(loss) => loss,
