@@ -19,7 +19,9 @@
 
 use std::path::PathBuf;
 
-use kiln::nn::data::tabular::{ColumnTransformer, Table, balanced_class_weights, stratified_split};
+use kiln::nn::data::tabular::{
+    ColumnTransformer, ColumnType, Table, balanced_class_weights, stratified_split,
+};
 use kiln::nn::metrics::confusion_matrix;
 use kiln::prelude::*;
 
@@ -58,7 +60,7 @@ fn score(csv: &std::path::Path, device: &Device) -> kiln::Result<()> {
 
 fn main() -> kiln::Result<()> {
     help(
-        "cargo run --release --example credit_risk -- [--csv FILE --target COLUMN --positive VALUE]\n    [--epochs 100] [--batch-size 64] [--lr 0.001] [--threshold 0.5] [--device auto|cpu|gpu]\n    [--seed 0]\ncargo run --release --example credit_risk -- --predict FILE",
+        "cargo run --release --example credit_risk -- [--csv FILE --target COLUMN --positive VALUE]\n    [--numeric COL,COL] [--categorical COL,COL] [--epochs 100] [--batch-size 64] [--lr 0.001]\n    [--threshold 0.5] [--device auto|cpu|gpu] [--seed 0]\ncargo run --release --example credit_risk -- --predict FILE\n(column types are inferred; --numeric/--categorical declare them: a non-number in a declared\nnumeric column is an error naming row and column)",
     );
     let device = device()?;
     let predict = arg("--predict", "");
@@ -75,7 +77,19 @@ fn main() -> kiln::Result<()> {
         number("--seed", 0u64)?,
         number("--threshold", 0.5f32)?,
     );
-    let table = Table::read_csv(&csv)?;
+    let (numeric, categorical) = (arg("--numeric", ""), arg("--categorical", ""));
+    let declared: Vec<(&str, ColumnType)> = numeric
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(|c| (c, ColumnType::Numeric))
+        .chain(
+            categorical
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(|c| (c, ColumnType::Categorical)),
+        )
+        .collect();
+    let table = Table::read_csv_typed(&csv, &declared)?;
     let labels = table.binary_labels(&target, &positive)?;
     let (train_rows, test_rows) = stratified_split(&labels, 0.2, seed);
     // Early stopping watches a stratified tenth of the training rows, never the test split.

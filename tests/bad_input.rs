@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use kiln::device::{CellKind, device_test};
 use kiln::nn::data::movielens::movielens;
-use kiln::nn::data::tabular::Table;
+use kiln::nn::data::tabular::{ColumnType, Table};
 use kiln::nn::data::text::{Tokenizer, read_csv_columns};
 use kiln::prelude::*;
 
@@ -619,6 +619,39 @@ fn file_cases(d: &Device) -> Vec<Case<'_>> {
             ErrorKind::Data,
             &["ragged.csv"],
             move || Table::read_csv(&csv("ragged", "a,b\n1,2\n3,4,5\n")).map(drop),
+        ),
+        refused(
+            "a non-number in a column declared numeric",
+            ErrorKind::Data,
+            &["typed.csv", "row 3", "\"age\"", "\"unknown\""],
+            move || {
+                let path = csv("typed", "age,city\n31,Oslo\nunknown,Rome\n");
+                Table::read_csv_typed(&path, &[("age", ColumnType::Numeric)]).map(drop)
+            },
+        ),
+        refused(
+            "an empty CSV file",
+            ErrorKind::Data,
+            &["empty.csv", "empty file"],
+            move || Table::read_csv(&csv("empty", "")).map(drop),
+        ),
+        refused(
+            "a target column the CSV does not have",
+            ErrorKind::Argument,
+            &["Status", "age, city"],
+            move || {
+                let table = Table::read_csv(&csv("target", "age,city\n31,Oslo\n"))?;
+                table.binary_labels("Status", "bad").map(drop)
+            },
+        ),
+        refused(
+            "a target column with one class",
+            ErrorKind::Data,
+            &["both classes"],
+            move || {
+                let table = Table::read_csv(&csv("one-class", "y,x\ngood,1\ngood,2\n"))?;
+                table.binary_labels("y", "bad").map(drop)
+            },
         ),
         refused(
             "a text column the CSV does not have",

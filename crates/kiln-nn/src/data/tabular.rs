@@ -41,9 +41,26 @@ fn missing(cell: &str) -> bool {
     )
 }
 
+/// How a column's cells are read ([`Table::read_csv_typed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// Numbers; a present cell that is not one is an error naming file, row and column.
+    Numeric,
+    /// Category names, even when they look like numbers (postcodes, codes, years as labels).
+    Categorical,
+}
+
 impl Table {
-    /// Reads a CSV with a header; a column is numeric when every present cell parses as a number.
+    /// Reads a CSV with a header; a column is numeric when every present cell parses as a number
+    /// (cells that are empty or `NA`, `nan`, `null`, `none`, `n/a`, `?` are missing).
     pub fn read_csv(path: &Path) -> Result<Table> {
+        Table::read_csv_typed(path, &[])
+    }
+
+    /// [`Table::read_csv`] with the types of some columns declared instead of inferred: a
+    /// non-number in a declared numeric column is an error naming file, row, column and value, and a
+    /// declared categorical column keeps its cells as text. Declared names must be in the header.
+    pub fn read_csv_typed(path: &Path, declared: &[(&str, ColumnType)]) -> Result<Table> {
         let bad = |e: String| Error::InvalidData {
             op: "Table::read_csv",
             message: format!("{}: {e}", path.display()),
@@ -55,12 +72,21 @@ impl Table {
             .iter()
             .map(str::to_string)
             .collect();
+        if names.is_empty() || names.iter().all(|n| n.trim().is_empty()) {
+            return Err(bad("empty file: no header row".to_string()));
+        }
         if let Some((i, name)) = names
             .iter()
             .enumerate()
             .find(|(i, n)| names[..*i].contains(n))
         {
             return Err(bad(format!("column {} repeats the name {name:?}", i + 1)));
+        }
+        if let Some((name, _)) = declared.iter().find(|(n, _)| !names.iter().any(|h| h == n)) {
+            return Err(bad(format!(
+                "no column {name:?} to declare (the header has {})",
+                names.join(", ")
+            )));
         }
         let mut cells: Vec<Vec<String>> = vec![Vec::new(); names.len()];
         for (row, record) in reader.records().enumerate() {
@@ -71,36 +97,48 @@ impl Table {
             }
         }
         let rows = cells.first().map_or(0, Vec::len);
+        if rows == 0 {
+            return Err(bad("a header but no rows".to_string()));
+        }
         let columns = cells
             .into_iter()
-            .map(|column| -> Result<TableColumn> {
-                let numbers: Option<Vec<Option<f32>>> = column
-                    .iter()
-                    .map(|c| {
-                        if missing(c) {
-                            Some(None)
-                        } else {
-                            c.trim().parse::<f32>().ok().map(Some)
-                        }
-                    })
-                    .collect();
-                let Some(values) = numbers else {
-                    return Ok(TableColumn::Categorical(
+            .zip(&names)
+            .map(|(column, name)| -> Result<TableColumn> {
+                let kind = declared.iter().find(|(n, _)| n == name).map(|(_, k)| *k);
+                let categorical = || {
+                    TableColumn::Categorical(
                         column
-                            .into_iter()
-                            .map(|c| (!missing(&c)).then(|| c.trim().to_string()))
+                            .iter()
+                            .map(|c| (!missing(c)).then(|| c.trim().to_string()))
                             .collect(),
-                    ));
+                    )
                 };
-                if let Some((row, v)) = values
-                    .iter()
-                    .enumerate()
-                    .find_map(|(row, v)| v.filter(|v| !v.is_finite()).map(|v| (row, v)))
-                {
-                    return Err(bad(format!(
-                        "row {}: the number {v} is not finite",
-                        row + 2
-                    )));
+                if kind == Some(ColumnType::Categorical) {
+                    return Ok(categorical());
+                }
+                let mut values = Vec::with_capacity(column.len());
+                for (row, cell) in column.iter().enumerate() {
+                    if missing(cell) {
+                        values.push(None);
+                        continue;
+                    }
+                    match cell.trim().parse::<f32>() {
+                        Ok(v) if v.is_finite() => values.push(Some(v)),
+                        Ok(v) => {
+                            return Err(bad(format!(
+                                "row {}, column {name:?}: the number {v} is not finite",
+                                row + 2
+                            )));
+                        }
+                        Err(_) if kind == Some(ColumnType::Numeric) => {
+                            return Err(bad(format!(
+                                "row {}, column {name:?}: {cell:?} is not a number (the column is \
+                                 declared numeric)",
+                                row + 2
+                            )));
+                        }
+                        Err(_) => return Ok(categorical()),
+                    }
                 }
                 Ok(TableColumn::Numeric(values))
             })
