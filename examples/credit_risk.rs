@@ -23,6 +23,7 @@ use kiln::nn::data::tabular::{
     ColumnTransformer, ColumnType, Table, balanced_class_weights, stratified_split,
 };
 use kiln::nn::metrics::confusion_matrix;
+use kiln::nn::plot;
 use kiln::prelude::*;
 
 mod common;
@@ -161,7 +162,7 @@ fn main() -> kiln::Result<()> {
         callbacks: Callbacks::new(vec![&mut stop]),
         ..Default::default()
     };
-    model.fit(&fit_set, &config)?;
+    let history = model.fit(&fit_set, &config)?;
     let result = model.evaluate(&test_set, 1024)?;
     let value = |name| result.get(name).unwrap_or(f32::NAN);
     println!(
@@ -193,6 +194,16 @@ fn main() -> kiln::Result<()> {
     }
     let saved = std::path::Path::new(SAVED);
     model.save(saved)?;
+    let test_scores = scores.to_vec::<f32>()?;
+    let test_labels: Vec<u32> = test_rows.iter().map(|&r| labels[r]).collect();
+    history.plot(&saved.join("history.png"))?;
+    plot::roc_curve(&test_scores, &test_labels, &saved.join("roc.png"))?;
+    plot::precision_recall_curve(
+        &test_scores,
+        &test_labels,
+        &saved.join("precision_recall.png"),
+    )?;
+    println!("plots: {SAVED}/history.png, {SAVED}/roc.png, {SAVED}/precision_recall.png");
     std::fs::write(saved.join("columns.json"), columns.to_json().to_string()).map_err(|e| {
         Error::InvalidData {
             op: "save",

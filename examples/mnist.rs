@@ -47,7 +47,7 @@ fn main() -> kiln::Result<()> {
         Loss::SparseCategoricalCrossentropy,
         &[Metric::Accuracy],
     )?;
-    model.fit(
+    let history = model.fit(
         &data.train,
         &FitConfig {
             epochs,
@@ -63,8 +63,9 @@ fn main() -> kiln::Result<()> {
     );
     let saved = std::path::Path::new("mnist-model");
     model.save(saved)?;
+    history.plot(&saved.join("history.png"))?;
     println!(
-        "saved weights, config and optimizer state to {}/",
+        "saved weights, config and optimizer state to {0}/; plot: {0}/history.png",
         saved.display()
     );
     Ok(())

@@ -11,9 +11,10 @@
 //! <https://files.grouplens.org/datasets/movielens/ml-100k.zip>) or `ratings.csv` + `movies.csv`;
 //! by default `../shared/data/movielens-100k` next to the repository.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use kiln::nn::data::movielens::{MovieLens, Rating, movielens};
+use kiln::nn::plot;
 use kiln::prelude::*;
 
 mod common;
@@ -35,6 +36,9 @@ fn model(users: usize, items: usize, dim: usize, device: &Device) -> kiln::Resul
 }
 
 /// Every user's predicted score of every movie, `[users, items]`, from one batched prediction.
+/// Where the model and its plots are saved.
+const SAVED: &str = "recommender-model";
+
 fn all_scores(model: &Model, users: usize, items: usize) -> kiln::Result<Vec<f32>> {
     let user_ids: Vec<u32> = (0..users as u32)
         .flat_map(|u| std::iter::repeat_n(u, items))
@@ -145,7 +149,7 @@ fn main() -> kiln::Result<()> {
         callbacks: Callbacks::new(vec![&mut stop]),
         ..Default::default()
     };
-    model.fit(&train_set, &config)?;
+    let history = model.fit(&train_set, &config)?;
     let result = model.evaluate(&test_set, 4096)?;
     let scores = all_scores(&model, data.users, data.items)?;
     let (precision, ndcg) = ranking_quality(&scores, data.items, &train, &test, data.users);
@@ -177,5 +181,20 @@ fn main() -> kiln::Result<()> {
     for (score, item) in top.to_vec::<f32>()?.iter().zip(ids.to_vec::<u32>()?) {
         println!("  {:.2}  {}", score + mean, data.titles[item as usize]);
     }
+    let saved = Path::new(SAVED);
+    model.save(saved)?;
+    let errors: Vec<f32> = test
+        .iter()
+        .map(|r| scores[r.user as usize * data.items + r.item as usize] + mean - r.rating)
+        .collect();
+    history.plot(&saved.join("history.png"))?;
+    plot::histogram(
+        &errors,
+        40,
+        "test rating errors (predicted - actual)",
+        "stars",
+        &saved.join("errors.png"),
+    )?;
+    println!("saved the model to {SAVED}/; plots: {SAVED}/history.png, {SAVED}/errors.png");
     Ok(())
 }

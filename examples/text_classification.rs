@@ -189,7 +189,7 @@ fn main() -> kiln::Result<()> {
         callbacks: Callbacks::new(vec![&mut stop]),
         ..Default::default()
     };
-    model.fit(&train, &config)?;
+    let history = model.fit(&train, &config)?;
     let result = model.evaluate(&test, 256)?;
     let predicted = Tensor::from_raw(
         model
@@ -218,8 +218,10 @@ fn main() -> kiln::Result<()> {
             message: format!("{SAVED}/classes.txt: {e}"),
         }
     })?;
+    history.plot(&Path::new(SAVED).join("history.png"))?;
     println!(
-        "saved the model, tokenizer and classes to {SAVED}/ (classify with --predict \"TEXT\")"
+        "saved the model, tokenizer and classes to {SAVED}/ (classify with --predict \"TEXT\"); \
+         plot: {SAVED}/history.png"
     );
     Ok(())
 }

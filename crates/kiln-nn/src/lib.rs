@@ -26,6 +26,7 @@ mod loss;
 pub mod metrics;
 mod model;
 pub mod optim;
+pub mod plot;
 mod shape;
 
 pub use checkpoint::{TrainingProgress, checkpoint_progress};

@@ -424,26 +424,40 @@ pub fn average_precision(scores: &[f32], labels: &[u32]) -> Option<f64> {
     if positives == 0 || scores.len() != labels.len() {
         return None;
     }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
+    let mut last_recall = 0.0f64;
+    let mut area = 0.0f64;
+    for (true_pos, false_pos) in threshold_counts(scores, labels) {
+        let recall = true_pos as f64 / positives as f64;
+        area += (recall - last_recall) * true_pos as f64 / (true_pos + false_pos) as f64;
+        last_recall = recall;
+    }
+    Some(area)
+}
+
+/// For each distinct score, highest first: how many positives and negatives score at least that
+/// much (true and false positives at that threshold) — the points of the ROC and precision-recall
+/// curves.
+pub fn threshold_counts(scores: &[f32], labels: &[u32]) -> Vec<(usize, usize)> {
+    let mut order: Vec<usize> = (0..scores.len().min(labels.len())).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut true_pos, mut seen, mut last_recall, mut area) = (0usize, 0usize, 0.0f64, 0.0f64);
+    let (mut true_pos, mut false_pos) = (0usize, 0usize);
+    let mut counts = Vec::new();
     let mut start = 0;
     while start < order.len() {
         let mut end = start + 1;
         while end < order.len() && scores[order[end]] == scores[order[start]] {
             end += 1;
         }
-        true_pos += order[start..end]
+        let positives = order[start..end]
             .iter()
             .filter(|&&i| labels[i] != 0)
             .count();
-        seen += end - start;
-        let recall = true_pos as f64 / positives as f64;
-        area += (recall - last_recall) * true_pos as f64 / seen as f64;
-        last_recall = recall;
+        true_pos += positives;
+        false_pos += end - start - positives;
+        counts.push((true_pos, false_pos));
         start = end;
     }
-    Some(area)
+    counts
 }
 
 #[cfg(test)]
