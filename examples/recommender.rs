@@ -9,13 +9,14 @@
 //!     [--user 1]
 //! ```
 //!
-//! `DIR` holds GroupLens's `ml-100k` (`u.data`, `u.item`; download
-//! <https://files.grouplens.org/datasets/movielens/ml-100k.zip>) or `ratings.csv` + `movies.csv`;
-//! by default `../shared/data/movielens-100k` next to the repository.
+//! `DIR` holds GroupLens's `ml-100k` (`u.data`, `u.item`) or `ratings.csv` + `movies.csv`. Without
+//! `--data`: `../shared/data/movielens-100k` next to the repository when it is there, else
+//! <https://files.grouplens.org/datasets/movielens/ml-100k.zip> downloaded into `~/.cache/kiln/movielens`
+//! and checked against the MD5 GroupLens publishes (not with `KILN_OFFLINE=1`).
 
 use std::path::{Path, PathBuf};
 
-use kiln::nn::data::movielens::{MovieLens, Rating, movielens};
+use kiln::nn::data::movielens::{GROUPLENS, MovieLens, Rating, download_movielens, movielens};
 use kiln::nn::plot;
 use kiln::prelude::*;
 
@@ -126,7 +127,28 @@ fn main() -> kiln::Result<()> {
     let device = device()?;
     let default_dir =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/movielens-100k");
-    let dir = PathBuf::from(arg("--data", &default_dir.to_string_lossy()));
+    let given = arg("--data", "");
+    let dir = if !given.is_empty() {
+        PathBuf::from(given)
+    } else if default_dir.exists() {
+        default_dir
+    } else {
+        // GroupLens's ml-100k.zip into the user cache, checked against its published MD5.
+        let cache = std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".cache/kiln/movielens"))
+            .unwrap_or_else(|| PathBuf::from("movielens"));
+        if std::env::var_os("KILN_OFFLINE").is_some_and(|v| v != "0") {
+            return Err(Error::argument(
+                "recommender",
+                "no MovieLens here and KILN_OFFLINE is set: pass --data DIR",
+            ));
+        }
+        println!(
+            "downloading MovieLens 100K from {GROUPLENS} into {}",
+            cache.display()
+        );
+        download_movielens(GROUPLENS, &cache)?
+    };
     let (epochs, batch_size, dim, seed) = (
         number("--epochs", 20)?,
         number("--batch-size", 256)?,

@@ -220,3 +220,76 @@ fn a_file_larger_than_the_cap_is_refused() {
     assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
     std::fs::remove_dir_all(&dest).unwrap();
 }
+
+/// `ml-100k.zip` as GroupLens lays it out (a folder `ml-100k/` with `u.data` and `u.item`), holding
+/// three ratings of two movies.
+fn movielens_zip() -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("ml-100k/u.data", options).unwrap();
+    zip.write_all(b"1\t1\t5\t881250949\n1\t2\t3\t881250950\n2\t1\t4\t881250951\n")
+        .unwrap();
+    zip.start_file("ml-100k/u.item", options).unwrap();
+    zip.write_all(
+        b"1|Toy Story (1995)|01-Jan-1995||http://x|0\n2|GoldenEye (1995)|01-Jan-1995||http://y|0\n",
+    )
+    .unwrap();
+    zip.start_file("ml-100k/README", options).unwrap();
+    zip.write_all(b"not unpacked").unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+#[test]
+fn movielens_downloads_check_grouplens_md5_and_unpack_what_the_loader_reads() {
+    use kiln::nn::data::movielens::{download_movielens, movielens};
+    use md5::{Digest, Md5};
+    let root = std::env::temp_dir().join(format!("kiln-ml-{}", std::process::id()));
+    let (site, dest) = (root.join("site"), root.join("cache"));
+    std::fs::create_dir_all(&site).unwrap();
+    let zip = movielens_zip();
+    std::fs::write(site.join("ml-100k.zip"), &zip).unwrap();
+    // GroupLens's checksum files read "MD5 (ml-100k.zip) = <hex>".
+    let md5 = format!("{:x}", Md5::digest(&zip));
+    std::fs::write(
+        site.join("ml-100k.zip.md5"),
+        format!("MD5 (ml-100k.zip) = {md5}\n"),
+    )
+    .unwrap();
+    let (url, server) = serve(site.clone(), 2);
+    let dir = download_movielens(&url, &dest).unwrap();
+    server.join().unwrap();
+    let data = movielens(&dir).unwrap();
+    assert_eq!((data.users, data.items, data.ratings.len()), (2, 2, 3));
+    assert_eq!(data.titles[1], "GoldenEye (1995)");
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["u.data", "u.item"], "only the unpacked files stay");
+    // Present: nothing is fetched again (no server now).
+    assert_eq!(download_movielens(&url, &dest).unwrap(), dir);
+
+    // A published checksum the archive does not match: refused, nothing kept.
+    std::fs::write(
+        site.join("ml-100k.zip.md5"),
+        "0123456789abcdef0123456789abcdef",
+    )
+    .unwrap();
+    let elsewhere = root.join("other");
+    let (url, server) = serve(site, 2);
+    let err = download_movielens(&url, &elsewhere)
+        .unwrap_err()
+        .to_string();
+    server.join().unwrap();
+    assert!(err.contains("MD5 mismatch") && err.contains(&md5), "{err}");
+    assert_eq!(
+        std::fs::read_dir(elsewhere.join("ml-100k"))
+            .unwrap()
+            .count(),
+        0
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -19,7 +19,7 @@ pub struct RemoteFile<'a> {
     pub sha256: &'a str,
 }
 
-fn failed(name: &str, message: impl std::fmt::Display) -> Error {
+pub(crate) fn failed(name: &str, message: impl std::fmt::Display) -> Error {
     Error::InvalidData {
         op: "download",
         message: format!("{name}: {message}"),
@@ -79,6 +79,38 @@ pub fn download_verified_with(
     limits: DownloadLimits,
 ) -> Result<()> {
     std::fs::create_dir_all(dest).map_err(|e| failed(&dest.display().to_string(), e))?;
+    for file in files {
+        let target = dest.join(file.name);
+        if target.exists() && hash_file(&target)? == file.sha256 {
+            continue;
+        }
+        let url = format!("{}/{}", base_url.trim_end_matches('/'), file.name);
+        fetch(&url, &target, limits, |part| {
+            let got = hash_file(part)?;
+            if got == file.sha256 {
+                Ok(())
+            } else {
+                Err(failed(
+                    file.name,
+                    format!("SHA-256 mismatch: expected {}, got {got}", file.sha256),
+                ))
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Streams `url` into `target` within `limits`: into `<target>.part` first, synced, then `check`ed
+/// (a checksum) and only then renamed into place; on any error nothing is left behind.
+pub(crate) fn fetch(
+    url: &str,
+    target: &Path,
+    limits: DownloadLimits,
+    check: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let name = target
+        .file_name()
+        .map_or_else(|| url.to_string(), |n| n.to_string_lossy().into_owned());
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(limits.connect))
         .timeout_recv_response(Some(limits.response))
@@ -86,73 +118,58 @@ pub fn download_verified_with(
         .timeout_recv_body(Some(limits.total))
         .build()
         .into();
-    for file in files {
-        let target = dest.join(file.name);
-        if target.exists() && hash_file(&target)? == file.sha256 {
-            continue;
-        }
-        let url = format!("{}/{}", base_url.trim_end_matches('/'), file.name);
-        let mut response = agent
-            .get(&url)
-            .call()
-            .map_err(|e| failed(file.name, format!("GET {url}: {e}")))?;
-        let length = response.body().content_length();
-        if let Some(length) = length.filter(|&l| l > limits.max_bytes) {
-            return Err(failed(
-                file.name,
-                format!(
-                    "{url} announces {length} bytes, more than the {} allowed (DownloadLimits::max_bytes)",
-                    limits.max_bytes
-                ),
-            ));
-        }
-        let bar = progress(file.name, length);
-        let part = dest.join(format!("{}.part", file.name));
-        let result = (|| {
-            let mut out = std::fs::File::create(&part).map_err(|e| failed(file.name, e))?;
-            let mut reader = response.body_mut().as_reader();
-            let mut hasher = Sha256::new();
-            let mut buffer = vec![0u8; 1 << 16];
-            let mut received = 0u64;
-            loop {
-                let n = reader
-                    .read(&mut buffer)
-                    .map_err(|e| failed(file.name, format!("reading {url}: {e}")))?;
-                if n == 0 {
-                    break;
-                }
-                received += n as u64;
-                if received > limits.max_bytes {
-                    return Err(failed(
-                        file.name,
-                        format!(
-                            "{url} sent more than the {} bytes allowed (DownloadLimits::max_bytes)",
-                            limits.max_bytes
-                        ),
-                    ));
-                }
-                hasher.update(&buffer[..n]);
-                out.write_all(&buffer[..n])
-                    .map_err(|e| failed(file.name, e))?;
-                bar.inc(n as u64);
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| failed(&name, format!("GET {url}: {e}")))?;
+    let length = response.body().content_length();
+    if let Some(length) = length.filter(|&l| l > limits.max_bytes) {
+        return Err(failed(
+            &name,
+            format!(
+                "{url} announces {length} bytes, more than the {} allowed (DownloadLimits::max_bytes)",
+                limits.max_bytes
+            ),
+        ));
+    }
+    let bar = progress(&name, length);
+    let mut part = target.as_os_str().to_owned();
+    part.push(".part");
+    let part = std::path::PathBuf::from(part);
+    let result = (|| {
+        let mut out = std::fs::File::create(&part).map_err(|e| failed(&name, e))?;
+        let mut reader = response.body_mut().as_reader();
+        let mut buffer = vec![0u8; 1 << 16];
+        let mut received = 0u64;
+        loop {
+            let n = reader
+                .read(&mut buffer)
+                .map_err(|e| failed(&name, format!("reading {url}: {e}")))?;
+            if n == 0 {
+                break;
             }
-            out.sync_all().map_err(|e| failed(file.name, e))?;
-            let got = format!("{:x}", hasher.finalize());
-            if got != file.sha256 {
+            received += n as u64;
+            if received > limits.max_bytes {
                 return Err(failed(
-                    file.name,
-                    format!("SHA-256 mismatch: expected {}, got {got}", file.sha256),
+                    &name,
+                    format!(
+                        "{url} sent more than the {} bytes allowed (DownloadLimits::max_bytes)",
+                        limits.max_bytes
+                    ),
                 ));
             }
-            std::fs::rename(&part, &target).map_err(|e| failed(file.name, e))
-        })();
-        bar.finish_and_clear();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&part);
+            out.write_all(&buffer[..n]).map_err(|e| failed(&name, e))?;
+            bar.inc(n as u64);
         }
-        result?;
+        out.sync_all().map_err(|e| failed(&name, e))?;
+        check(&part)?;
+        std::fs::rename(&part, target).map_err(|e| failed(&name, e))
+    })();
+    bar.finish_and_clear();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&part);
     }
-    Ok(())
+    result
 }
 
 fn progress(name: &str, length: Option<u64>) -> indicatif::ProgressBar {

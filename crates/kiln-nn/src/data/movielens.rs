@@ -1,16 +1,113 @@
 //! MovieLens ratings (user, movie, stars) for recommenders: GroupLens's `ml-100k` layout (`u.data`,
 //! tab-separated `user item rating timestamp`, and `u.item`, `|`-separated with the title second) or
 //! plain CSVs with headers (`ratings.csv`: `user_id,item_id,rating[,timestamp]`, `movies.csv`:
-//! `item_id,title[,..]`). GroupLens does not allow redistributing the files: get them from
-//! <https://files.grouplens.org/datasets/movielens/ml-100k.zip>.
+//! `item_id,title[,..]`). GroupLens does not allow redistributing the files: [`download_movielens`]
+//! fetches <https://files.grouplens.org/datasets/movielens/ml-100k.zip>, checks it against the MD5
+//! GroupLens publishes beside it (`ml-100k.zip.md5`) and unpacks the two files the loader reads.
 
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::download::{DownloadLimits, failed, fetch};
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
 use super::{Column, Dataset, Targets};
 use kiln_device::{Error, Result};
+
+/// Where GroupLens serves MovieLens 100K (`ml-100k.zip` and its `ml-100k.zip.md5`).
+pub const GROUPLENS: &str = "https://files.grouplens.org/datasets/movielens";
+
+/// The files of `ml-100k.zip` the loader reads, unpacked by [`download_movielens`].
+const UNPACKED: [&str; 2] = ["u.data", "u.item"];
+
+/// MovieLens 100K in `dest/ml-100k` (returned): already there, or downloaded from `base_url`
+/// ([`GROUPLENS`]) — `ml-100k.zip` streamed within [`DownloadLimits::default`], checked against the
+/// MD5 in `ml-100k.zip.md5` (GroupLens's published checksum), then `u.data` and `u.item` unpacked
+/// (each written whole before it is renamed into place; the archive is deleted). A checksum that does
+/// not match is an error and nothing is kept.
+pub fn download_movielens(base_url: &str, dest: &Path) -> Result<PathBuf> {
+    let dir = dest.join("ml-100k");
+    if UNPACKED.iter().all(|f| dir.join(f).exists()) {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| failed(&dir.display().to_string(), e))?;
+    let base = base_url.trim_end_matches('/');
+    // The checksum file: "<32 hex digits>" or "MD5 (ml-100k.zip) = <32 hex digits>".
+    let md5_path = dir.join("ml-100k.zip.md5");
+    fetch(
+        &format!("{base}/ml-100k.zip.md5"),
+        &md5_path,
+        DownloadLimits {
+            max_bytes: 4096,
+            ..DownloadLimits::default()
+        },
+        |_| Ok(()),
+    )?;
+    let published = std::fs::read_to_string(&md5_path).map_err(|e| failed("ml-100k.zip.md5", e))?;
+    let _ = std::fs::remove_file(&md5_path);
+    let expected = published
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .find(|word| word.len() == 32)
+        .map(str::to_ascii_lowercase)
+        .ok_or_else(|| failed("ml-100k.zip.md5", format!("no MD5 in {published:?}")))?;
+    let zip_path = dir.join("ml-100k.zip");
+    fetch(
+        &format!("{base}/ml-100k.zip"),
+        &zip_path,
+        DownloadLimits::default(),
+        |part| {
+            use md5::{Digest, Md5};
+            let mut hasher = Md5::new();
+            let mut file = std::fs::File::open(part).map_err(|e| failed("ml-100k.zip", e))?;
+            std::io::copy(&mut file, &mut hasher).map_err(|e| failed("ml-100k.zip", e))?;
+            let got = format!("{:x}", hasher.finalize());
+            if got == expected {
+                Ok(())
+            } else {
+                Err(failed(
+                    "ml-100k.zip",
+                    format!("MD5 mismatch: GroupLens publishes {expected}, got {got}"),
+                ))
+            }
+        },
+    )?;
+    let unpacked = unpack(&zip_path, &dir);
+    let _ = std::fs::remove_file(&zip_path);
+    unpacked?;
+    Ok(dir)
+}
+
+/// Writes `ml-100k/u.data` and `ml-100k/u.item` of the archive into `dir`.
+fn unpack(zip_path: &Path, dir: &Path) -> Result<()> {
+    let file = std::fs::File::open(zip_path).map_err(|e| failed("ml-100k.zip", e))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| failed("ml-100k.zip", e))?;
+    for name in UNPACKED {
+        let mut entry = archive
+            .by_name(&format!("ml-100k/{name}"))
+            .map_err(|e| failed("ml-100k.zip", format!("ml-100k/{name}: {e}")))?;
+        // ml-100k's files are a few MB; a larger entry is not MovieLens 100K.
+        if entry.size() > 64 << 20 {
+            return Err(failed(
+                "ml-100k.zip",
+                format!("ml-100k/{name} unpacks to {} bytes", entry.size()),
+            ));
+        }
+        let mut bytes = Vec::new();
+        entry
+            .by_ref()
+            .take(64 << 20)
+            .read_to_end(&mut bytes)
+            .map_err(|e| failed("ml-100k.zip", format!("ml-100k/{name}: {e}")))?;
+        let target = dir.join(name);
+        let part = dir.join(format!("{name}.part"));
+        std::fs::write(&part, &bytes)
+            .and_then(|()| std::fs::rename(&part, &target))
+            .map_err(|e| failed(name, e))?;
+    }
+    Ok(())
+}
 
 /// One rating, with 0-based user and movie ids.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,8 +202,8 @@ pub fn movielens(dir: &Path) -> Result<MovieLens> {
     } else {
         return Err(bad(
             dir,
-            "neither u.data (GroupLens's ml-100k) nor ratings.csv is here; download \
-             https://files.grouplens.org/datasets/movielens/ml-100k.zip, unzip it and pass its folder",
+            "neither u.data (GroupLens's ml-100k) nor ratings.csv is here; download_movielens \
+             fetches and checks https://files.grouplens.org/datasets/movielens/ml-100k.zip",
         ));
     };
     let mut ratings = Vec::new();
