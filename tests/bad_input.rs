@@ -630,6 +630,15 @@ fn file_cases(d: &Device) -> Vec<Case<'_>> {
             },
         ),
         refused(
+            "a declared column the CSV does not have",
+            ErrorKind::Argument,
+            &["no column \"income\" to declare"],
+            move || {
+                let path = csv("declared", "age,city\n31,Oslo\n");
+                Table::read_csv_typed(&path, &[("income", ColumnType::Numeric)]).map(drop)
+            },
+        ),
+        refused(
             "an empty CSV file",
             ErrorKind::Data,
             &["empty.csv", "empty file"],

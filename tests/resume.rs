@@ -344,3 +344,26 @@ fn resume_needs_one_checkpoint_callback_and_the_same_shuffle_seed() {
     };
     assert_eq!(model.fit(&data, &same_seed).unwrap().train.len(), 2);
 }
+
+#[test]
+fn a_save_keeps_user_files_but_never_an_older_checkpoint_s_own_files() {
+    let dir = scratch("own-files");
+    let ckpt = dir.join("model");
+    // A compiled model's checkpoint has optimizer state; the tokenizer is the user's.
+    model(&Device::cpu()).save(&ckpt).unwrap();
+    assert!(ckpt.join("optimizer.safetensors").exists());
+    std::fs::write(ckpt.join("tokenizer.json"), "{}").unwrap();
+    // An uncompiled model saved over it: no optimizer state of the old one may come along.
+    let uncompiled = Sequential::new([16]).add(Dense::new(4)).unwrap();
+    uncompiled.save(&ckpt).unwrap();
+    assert!(!ckpt.join("optimizer.safetensors").exists());
+    assert!(ckpt.join("tokenizer.json").exists());
+    // After a crash between the renames (only `.previous` complete), the user's file survives too.
+    std::fs::rename(&ckpt, dir.join("model.previous")).unwrap();
+    uncompiled.save(&ckpt).unwrap();
+    assert!(ckpt.join("tokenizer.json").exists());
+    assert!(!dir.join("model.previous").exists());
+    // `.` cannot be swapped by a rename: refused, naming the fix.
+    let e = uncompiled.save(std::path::Path::new(".")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Argument, "{e}");
+}

@@ -107,3 +107,17 @@ fn splits_keep_each_label_share_and_weights_balance_them() {
     let weights = balanced_class_weights(&labels, 2);
     assert!((weights[0] - 100.0 / 150.0).abs() < 1e-6 && (weights[1] - 2.0).abs() < 1e-6);
 }
+
+#[test]
+fn a_text_column_with_a_word_that_reads_as_infinity_stays_categorical() {
+    let path = std::env::temp_dir().join(format!("kiln-inf-{}.csv", std::process::id()));
+    std::fs::write(&path, "name,x\nInf,1\nZero,2\n").unwrap();
+    let table = kiln::nn::data::tabular::Table::read_csv(&path).unwrap();
+    assert!(matches!(
+        table.column("name").unwrap(),
+        kiln::nn::data::tabular::TableColumn::Categorical(_)
+    ));
+    std::fs::write(&path, "x\n1\ninf\n").unwrap();
+    let e = kiln::nn::data::tabular::Table::read_csv(&path).unwrap_err();
+    assert!(e.to_string().contains("not finite"), "{e}");
+}

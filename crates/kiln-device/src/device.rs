@@ -160,7 +160,8 @@ impl Device {
     /// [`Device::guard_loss`] has found a NaN or infinite loss, writes its inputs through
     /// unchanged — so the weights and optimizer state stay those before that step. The CPU device,
     /// which can read each loss for free, has no guard: this and the two calls below do nothing
-    /// there.
+    /// there. The guard belongs to the device: one guarded training loop per device at a time
+    /// (a second one would share, and reset, the first one's guard).
     pub fn begin_step_guard(&self) -> Result<()> {
         match self {
             Device::Cpu(_) => Ok(()),
@@ -178,7 +179,7 @@ impl Device {
             || loss.dtype() != DType::F32
             || loss.shape().numel() != 1
         {
-            return Err(Error::invalid(
+            return Err(Error::argument(
                 op,
                 format!(
                     "takes a one-element f32 loss on {self}, got {:?} {} on {}",

@@ -240,8 +240,9 @@ impl Error {
     }
 
     /// The same kind of error reported by `op` with `what` in front of its message (a loss naming
-    /// itself around the op that failed). Device faults (lost device, GPU errors, exhausted memory)
-    /// pass through unchanged, so callers still see what happened.
+    /// itself around the op that failed), for the kinds that carry a message (shape, argument,
+    /// usage, data). The others — device faults (lost device, GPU errors, exhausted memory), dtype
+    /// and device mismatches — pass through unchanged, so callers still see what happened.
     pub fn within(self, op: &'static str, what: &str) -> Self {
         let message = format!("{what}: {self}");
         match self {

@@ -93,6 +93,22 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     dir.with_file_name(name)
 }
 
+/// `Err` unless `dir` ends in a folder name a sibling can be made of (`.`, `..` and `/` cannot be
+/// swapped by a rename).
+fn check_name(dir: &Path) -> Result<()> {
+    match dir.file_name() {
+        Some(_) => Ok(()),
+        None => Err(Error::argument(
+            "checkpoint",
+            format!(
+                "{}: save a checkpoint as a named folder (e.g. {}), not as . or ..",
+                dir.display(),
+                Path::new("model").display()
+            ),
+        )),
+    }
+}
+
 fn remove_dir_if_there(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(dir, e)),
@@ -100,14 +116,24 @@ fn remove_dir_if_there(dir: &Path) -> Result<()> {
     }
 }
 
-/// Hard-links (or copies) into `to` every entry of `from` the checkpoint does not write itself — a
+/// The files a checkpoint consists of: never carried from an older one into a new one (an uncompiled
+/// model's save must not inherit the previous optimizer state).
+const CHECKPOINT_FILES: [&str; 4] = [
+    "model.safetensors",
+    "config.json",
+    "optimizer.safetensors",
+    MANIFEST,
+];
+
+/// Hard-links (or copies) into `to` every entry of `from` that is not part of a checkpoint — a
 /// tokenizer or column list saved beside the model — so a new checkpoint keeps them.
-fn carry_over(from: &Path, to: &Path, written: &[&str]) -> Result<()> {
+fn carry_over(from: &Path, to: &Path, checkpoint_files: &[&str]) -> Result<()> {
     let entries = std::fs::read_dir(from).map_err(|e| io(from, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| io(from, e))?;
         let name = entry.file_name();
-        if written.iter().any(|w| name == *w) || name == MANIFEST {
+        let leftover = name.to_string_lossy().contains(".tmp-");
+        if checkpoint_files.iter().any(|w| name == *w) || leftover {
             continue;
         }
         let (source, target) = (entry.path(), to.join(&name));
@@ -122,8 +148,9 @@ fn carry_over(from: &Path, to: &Path, written: &[&str]) -> Result<()> {
 }
 
 /// Writes the checkpoint `files` as one unit: into `<dir>.partial` (every file and the folder
-/// synced, the manifest last: the files' hashes, the optimizer's kind and step count, `progress`), then swapped in for `dir` by two
-/// renames (`dir` -> `<dir>.previous`, `<dir>.partial` -> `dir`); the previous checkpoint is
+/// synced, the manifest last: the files' hashes, the optimizer's kind and step count (for readers of
+/// the manifest; `load` takes them from `optimizer.safetensors`), `progress`), then swapped in for
+/// `dir` by two renames (`dir` -> `<dir>.previous`, `<dir>.partial` -> `dir`); the previous checkpoint is
 /// deleted only once the new one is in place. A crash at any moment leaves `dir` or
 /// `<dir>.previous` complete ([`resolve_checkpoint`] finds it). Other files in `dir` are kept.
 pub(crate) fn write_checkpoint(
@@ -132,6 +159,7 @@ pub(crate) fn write_checkpoint(
     optimizer: Option<(&str, u64)>,
     progress: Option<&TrainingProgress>,
 ) -> Result<()> {
+    check_name(dir)?;
     let (partial, previous) = (sibling(dir, "partial"), sibling(dir, "previous"));
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
@@ -143,9 +171,14 @@ pub(crate) fn write_checkpoint(
         write_synced(&partial.join(name), bytes)?;
         hashes.insert((*name).to_string(), sha256_hex(bytes).into());
     }
-    let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+    // What the user keeps beside the model, from the complete checkpoint (after a crash between the
+    // renames that is `<dir>.previous`).
+    let mut own: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+    own.extend(CHECKPOINT_FILES);
     if dir.is_dir() {
-        carry_over(dir, &partial, &names)?;
+        carry_over(dir, &partial, &own)?;
+    } else if previous.join(MANIFEST).exists() {
+        carry_over(&previous, &partial, &own)?;
     }
     let manifest = serde_json::json!({
         "format": FORMAT,
@@ -182,8 +215,8 @@ pub(crate) fn resolve_checkpoint(dir: &Path) -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-/// The training progress recorded in the checkpoint saved as `dir` (`None`: no checkpoint there, or
-/// one saved outside `fit`).
+/// The training progress recorded in the checkpoint saved as `dir` (`None`: saved before any `fit`;
+/// an error when there is no complete checkpoint there).
 pub fn checkpoint_progress(dir: &Path) -> Result<Option<TrainingProgress>> {
     let complete = resolve_checkpoint(dir)?;
     let path = complete.join(MANIFEST);

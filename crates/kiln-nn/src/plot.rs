@@ -310,7 +310,10 @@ fn curve_counts(op: &'static str, scores: &[f32], labels: &[u32]) -> Result<Coun
     })
 }
 
-/// Draws a histogram of `values` in `bins` equal bins to `path`.
+/// The most bins a histogram draws (more than the picture has pixels).
+pub const MAX_BINS: usize = 4096;
+
+/// Draws a histogram of `values` in `bins` equal bins (at most [`MAX_BINS`]) to `path`.
 pub fn histogram(
     values: &[f32],
     bins: usize,
@@ -323,11 +326,11 @@ pub fn histogram(
         .filter(|v| v.is_finite())
         .map(|&v| f64::from(v))
         .collect();
-    if finite.is_empty() || bins == 0 {
+    if finite.is_empty() || bins == 0 || bins > MAX_BINS {
         return Err(Error::argument(
             "histogram",
             format!(
-                "needs finite values and at least one bin, got {} values and {bins} bins",
+                "needs finite values and 1..={MAX_BINS} bins, got {} values and {bins} bins",
                 values.len()
             ),
         ));

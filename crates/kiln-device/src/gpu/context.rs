@@ -886,23 +886,17 @@ impl GpuContext {
             .fetch_max(in_flight.len() as u64, Ordering::Relaxed);
         while in_flight.len() > MAX_IN_FLIGHT {
             let oldest = in_flight.pop_front().expect("more than MAX_IN_FLIGHT");
-            let timeout = wait_timeout();
-            self.device
-                .poll(wgpu::PollType::Wait {
-                    submission_index: Some(oldest),
-                    timeout: Some(timeout),
-                })
-                .map_err(|e| Error::Gpu {
-                    op: "submit".to_string(),
-                    message: format!("waiting for an earlier batch: {e}"),
-                })?;
+            let polled = self.device.poll(wgpu::PollType::Wait {
+                submission_index: Some(oldest),
+                timeout: Some(wait_timeout()),
+            });
+            self.poll_result("submit", polled)?;
         }
         Ok(())
     }
 
     /// Waits for the submitted work, at most [`wait_timeout`]: a hung GPU is an error, not a hang.
     fn wait(&self, op: &'static str) -> Result<()> {
-        let timeout = wait_timeout();
         if self.take_fault(&[GpuFault::DeviceLost]).is_some() {
             self.lose("lost (injected)");
         }
@@ -911,18 +905,29 @@ impl GpuContext {
         } else {
             self.device.poll(wgpu::PollType::Wait {
                 submission_index: None,
-                timeout: Some(timeout),
+                timeout: Some(wait_timeout()),
             })
         };
-        self.check_alive(op)?;
         if polled.is_ok() {
             self.in_flight.locked().clear();
         }
+        self.poll_result(op, polled)
+    }
+
+    /// A poll's outcome as kiln's error: a lost device first (whatever the poll said), then a
+    /// timeout naming the limit, then any other poll error.
+    fn poll_result(
+        &self,
+        op: &'static str,
+        polled: std::result::Result<wgpu::PollStatus, wgpu::PollError>,
+    ) -> Result<()> {
+        self.check_alive(op)?;
         polled.map(|_| ()).map_err(|e| Error::Gpu {
             op: op.to_string(),
             message: match e {
                 wgpu::PollError::Timeout => format!(
-                    "the GPU did not finish within {timeout:?} (KILN_GPU_TIMEOUT_SECS sets the limit)"
+                    "the GPU did not finish within {:?} (KILN_GPU_TIMEOUT_SECS sets the limit)",
+                    wait_timeout()
                 ),
                 other => other.to_string(),
             },
@@ -953,12 +958,6 @@ impl GpuContext {
         let copy_len = (len as u64).next_multiple_of(4);
         // The error flag travels with the data, right after it.
         let staged_len = copy_len + 8;
-        if self.take_fault(&[GpuFault::Readback]).is_some() {
-            return Err(Error::Gpu {
-                op: op.to_string(),
-                message: "mapping the readback buffer failed (injected)".to_string(),
-            });
-        }
         let mut staging_slot = self.staging.locked();
         let one_off;
         let staging = match staging_slot.as_ref() {
@@ -1010,6 +1009,13 @@ impl GpuContext {
             .wait(op)
             .and_then(|()| self.take_errors(op))
             .and_then(|()| match mapped.locked().take() {
+                // An injected readback fault stands in for the driver's map result.
+                Some(Ok(())) if self.take_fault(&[GpuFault::Readback]).is_some() => {
+                    Err(Error::Gpu {
+                        op: op.to_string(),
+                        message: "mapping the readback buffer failed (injected)".to_string(),
+                    })
+                }
                 Some(Ok(())) => Ok(()),
                 Some(Err(e)) => Err(Error::Gpu {
                     op: op.to_string(),

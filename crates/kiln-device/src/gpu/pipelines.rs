@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::context::Locked;
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 
@@ -171,26 +172,22 @@ fn layout_entries(
 impl PipelineCache {
     /// The pipeline of `kernel` if it is compiled.
     pub(crate) fn cached(&self, kernel: &Kernel) -> Option<Arc<Pipeline>> {
-        self.pipelines.lock().unwrap().get(kernel).cloned()
+        self.pipelines.locked().get(kernel).cloned()
+    }
+
+    /// Drops `kernel`'s pipeline and its shader module (after they failed to compile).
+    pub(crate) fn forget(&self, kernel: &Kernel) {
+        self.pipelines.locked().remove(kernel);
+        self.modules
+            .locked()
+            .remove(&(kernel.shader, kernel.variant));
     }
 
     /// Compiles the pipeline of `kernel` (callers look in [`PipelineCache::cached`] first).
     /// Compilation errors are caught by the caller's error scope.
-    /// Drops `kernel`'s pipeline and its shader module (after they failed to compile).
-    pub(crate) fn forget(&self, kernel: &Kernel) {
-        self.pipelines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(kernel);
-        self.modules
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&(kernel.shader, kernel.variant));
-    }
-
     pub(crate) fn compile(&self, device: &wgpu::Device, kernel: &Kernel) -> Arc<Pipeline> {
         let module = {
-            let mut modules = self.modules.lock().unwrap();
+            let mut modules = self.modules.locked();
             modules
                 .entry((kernel.shader, kernel.variant))
                 .or_insert_with(|| {
@@ -275,6 +272,6 @@ impl PipelineCache {
 
     /// Number of pipelines compiled.
     pub(crate) fn len(&self) -> usize {
-        self.pipelines.lock().unwrap().len()
+        self.pipelines.locked().len()
     }
 }

@@ -13,9 +13,10 @@ fn bad(path: &Path, message: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Largest IDX body `read_idx` allocates (4 GiB): a header announcing more is refused before any
-/// allocation, so a corrupt header or a gzip bomb cannot exhaust memory.
-pub const MAX_IDX_BYTES: usize = 1 << 32;
+/// Largest IDX body `read_idx` reads (4 GiB, more than any real IDX file): a header announcing more
+/// is refused before anything is allocated or inflated, and a body is read only up to what its
+/// header announced.
+pub const MAX_IDX_BYTES: u64 = 1 << 32;
 
 /// A reader of `path`'s bytes, decompressing when they start with the gzip magic (streamed: the
 /// header is checked before the body is inflated), and whether it is gzip.
@@ -98,7 +99,7 @@ fn read_array(path: &Path, mut reader: Box<dyn Read>, rank: usize) -> Result<Idx
     let expected = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n <= MAX_IDX_BYTES)
+        .filter(|&n| n as u64 <= MAX_IDX_BYTES)
         .ok_or_else(|| {
             bad(
                 path,

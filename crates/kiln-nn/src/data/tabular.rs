@@ -82,10 +82,23 @@ impl Table {
         {
             return Err(bad(format!("column {} repeats the name {name:?}", i + 1)));
         }
+        let argument = |message: String| {
+            Error::argument("Table::read_csv", format!("{}: {message}", path.display()))
+        };
         if let Some((name, _)) = declared.iter().find(|(n, _)| !names.iter().any(|h| h == n)) {
-            return Err(bad(format!(
+            return Err(argument(format!(
                 "no column {name:?} to declare (the header has {})",
                 names.join(", ")
+            )));
+        }
+        if let Some((i, (name, _))) = declared
+            .iter()
+            .enumerate()
+            .find(|(i, (n, _))| declared[..*i].iter().any(|(m, _)| m == n))
+        {
+            return Err(argument(format!(
+                "column {name:?} is declared twice (declaration {})",
+                i + 1
             )));
         }
         let mut cells: Vec<Vec<String>> = vec![Vec::new(); names.len()];
@@ -116,6 +129,7 @@ impl Table {
                 if kind == Some(ColumnType::Categorical) {
                     return Ok(categorical());
                 }
+                // Every present cell as a number, or the first that is not one.
                 let mut values = Vec::with_capacity(column.len());
                 for (row, cell) in column.iter().enumerate() {
                     if missing(cell) {
@@ -123,13 +137,7 @@ impl Table {
                         continue;
                     }
                     match cell.trim().parse::<f32>() {
-                        Ok(v) if v.is_finite() => values.push(Some(v)),
-                        Ok(v) => {
-                            return Err(bad(format!(
-                                "row {}, column {name:?}: the number {v} is not finite",
-                                row + 2
-                            )));
-                        }
+                        Ok(v) => values.push(Some(v)),
                         Err(_) if kind == Some(ColumnType::Numeric) => {
                             return Err(bad(format!(
                                 "row {}, column {name:?}: {cell:?} is not a number (the column is \
@@ -137,8 +145,19 @@ impl Table {
                                 row + 2
                             )));
                         }
+                        // Text somewhere: an inferred column is categorical.
                         Err(_) => return Ok(categorical()),
                     }
+                }
+                if let Some((row, v)) = values
+                    .iter()
+                    .enumerate()
+                    .find_map(|(row, v)| v.filter(|v| !v.is_finite()).map(|v| (row, v)))
+                {
+                    return Err(bad(format!(
+                        "row {}, column {name:?}: the number {v} is not finite",
+                        row + 2
+                    )));
                 }
                 Ok(TableColumn::Numeric(values))
             })

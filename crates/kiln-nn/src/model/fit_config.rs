@@ -75,8 +75,11 @@ pub struct FitConfig<'a> {
     pub initial_epoch: usize,
     /// Continue from the checkpoint the [`crate::callbacks::ModelCheckpoint`] callback keeps, when
     /// there is one: its weights, optimizer state, random layers' positions and best value, from
-    /// the epoch after the one it saved (`initial_epoch` is then ignored). An interrupted run
-    /// started again with the same arguments ends with the weights an uninterrupted run would have.
+    /// the epoch after the one it saved (`initial_epoch` is then ignored). With a checkpoint every
+    /// epoch, an interrupted run started again with the same arguments ends with the weights an
+    /// uninterrupted run would have — unless other callbacks keep state of their own
+    /// (`EarlyStopping`'s patience and `ReduceLROnPlateau`'s lowered rate start afresh); with
+    /// `save_best_only`, the epochs after the best one are trained again.
     pub resume: bool,
     /// Data to validate on after each epoch (instead of `validation_split`).
     pub validation_data: Option<&'a Dataset>,

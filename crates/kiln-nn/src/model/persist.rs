@@ -165,8 +165,9 @@ impl Model {
 
     /// Saves weights and buffers, configuration and optimizer state as the checkpoint `dir`, as
     /// one unit: written to a new folder, synced, then renamed into place (the previous checkpoint
-    /// is kept until then, so a crash never leaves a mix; other files in `dir` stay). Inside `fit`
-    /// (a callback) the manifest also records the training progress that `resume` continues from.
+    /// is kept until then, so a crash never leaves a mix; other files in `dir` stay). Once the model
+    /// has been through `fit` (in a callback, or after it) the manifest also records the training
+    /// progress that `resume` continues from.
     /// Resume with [`Model::load`] on an identically built model, or rebuild with
     /// [`Model::load_model`].
     pub fn save(&self, dir: &Path) -> Result<()> {
