@@ -452,3 +452,67 @@ device_test!(fused_linear_matches_matmul_add_relu, |device| {
     let err = x.linear(&w.t().unwrap(), None).unwrap_err().to_string();
     assert!(err.contains("linear") && err.contains("[out, in]"), "{err}");
 });
+
+device_test!(
+    channels_last_conv1d_matches_the_transposed_convolution,
+    |device| {
+        // [N, L, C] sequences: values and every gradient equal the channels-first convolution between
+        // two transposes (on the CPU an independent kernel: strided patches, no im2col).
+        for (stride, padding, relu) in [(1, 0, true), (1, 2, false), (2, 1, true), (3, 0, false)] {
+            let x = Tensor::from_slice(&values(2 * 11 * 3, 21.0), [2, 11, 3], &device)
+                .unwrap()
+                .requires_grad_();
+            let w = Tensor::from_slice(&values(4 * 3 * 5, 22.0), [4, 3, 5], &device)
+                .unwrap()
+                .requires_grad_();
+            let b = Tensor::from_slice(&values(4, 23.0), [4], &device)
+                .unwrap()
+                .requires_grad_();
+            let run = |channels_last: bool| {
+                let y = if channels_last {
+                    x.conv1d_channels_last(&w, Some(&b), (stride, padding), relu)
+                        .unwrap()
+                } else {
+                    let t = x.permute(&[0, 2, 1]).unwrap();
+                    let y = if relu {
+                        t.conv1d_relu(&w, Some(&b), stride, padding).unwrap()
+                    } else {
+                        t.conv1d(&w, Some(&b), stride, padding).unwrap()
+                    };
+                    y.permute(&[0, 2, 1]).unwrap()
+                };
+                let weights = Tensor::from_slice(
+                    &values(y.shape().numel(), 24.0),
+                    y.dims().to_vec(),
+                    &device,
+                )
+                .unwrap();
+                let grads = y
+                    .mul(&weights)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let read = |t: &Tensor| grads.get(t).unwrap().to_vec::<f32>().unwrap();
+                (
+                    y.dims().to_vec(),
+                    [y.to_vec::<f32>().unwrap(), read(&x), read(&w), read(&b)],
+                )
+            };
+            let (fast, plain) = (run(true), run(false));
+            assert_eq!(fast.0, plain.0, "stride {stride} padding {padding}");
+            for (name, (a, b)) in ["output", "x grad", "w grad", "b grad"]
+                .iter()
+                .zip(fast.1.iter().zip(&plain.1))
+            {
+                for (a, b) in a.iter().zip(b) {
+                    assert!(
+                        (a - b).abs() < 1e-4 * (1.0 + b.abs()),
+                        "{name} (stride {stride}, padding {padding}, relu {relu}): {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+);

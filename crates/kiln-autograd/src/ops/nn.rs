@@ -75,6 +75,62 @@ impl Tensor {
         self.conv1d_with(weight, bias, (stride, padding), false)
     }
 
+    /// Channels-last 1-D convolution: `[N, L, C]` sequences by `[O, C, K]` weights (+ an `[O]` bias)
+    /// into `[N, Lout, O]`, through ReLU with `relu` — the layout of a Conv1D layer on an
+    /// Embedding's output. On the CPU one op whose patches are strided views of the input (no
+    /// transposes, no im2col, gradients alike); on a GPU the channels-first convolution between two
+    /// transposes.
+    pub fn conv1d_channels_last(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        (stride, padding): (usize, usize),
+        relu: bool,
+    ) -> Result<Tensor> {
+        if self.device().is_gpu() {
+            let x = self.permute(&[0, 2, 1])?;
+            let y = x.conv1d_with(weight, bias, (stride, padding), relu)?;
+            return y.permute(&[0, 2, 1]);
+        }
+        let y = self.raw().conv1d_channels_last(
+            weight.raw(),
+            bias.map(Tensor::raw),
+            stride,
+            padding,
+            relu,
+        )?;
+        let (x, w) = (self.raw().clone(), weight.raw().clone());
+        let relu_out = relu.then(|| y.clone());
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        let has_bias = bias.is_some();
+        let wanted = Conv2dWanted {
+            input: self.requires_grad(),
+            weight: weight.requires_grad(),
+            bias: bias.is_some_and(Tensor::requires_grad),
+        };
+        Ok(Tensor::from_op(
+            "conv1d_channels_last",
+            y,
+            &inputs,
+            move |g| {
+                let grads = RawTensor::conv1d_channels_last_backward(
+                    g,
+                    relu_out.as_ref(),
+                    &x,
+                    &w,
+                    (stride, padding),
+                    wanted,
+                )?;
+                let mut out = vec![grads.input, grads.weight];
+                if has_bias {
+                    out.push(grads.bias);
+                }
+                Ok(out)
+            },
+        ))
+    }
+
     /// `relu(conv1d(..))` as one op, like [`Tensor::conv2d_relu`].
     pub fn conv1d_relu(
         &self,

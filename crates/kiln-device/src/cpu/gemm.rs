@@ -20,7 +20,22 @@ pub(crate) fn sgemm(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    assert!(c.len() >= m * n, "output holds m×n elements");
+    sgemm_strided(m, n, k, a, b, c, n, accumulate);
+}
+
+/// [`sgemm`] into an `m×n` matrix whose rows are `c_row_stride` apart in `c` (≥ n).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Matrix<'_>,
+    b: Matrix<'_>,
+    c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+) {
+    assert!(c_row_stride >= n, "rows of C do not overlap");
     let extent = |x: &Matrix<'_>, rows: usize, cols: usize| {
         if rows == 0 || cols == 0 {
             0
@@ -28,6 +43,12 @@ pub(crate) fn sgemm(
             (rows - 1) * x.row_stride + (cols - 1) * x.col_stride + 1
         }
     };
+    let c_extent = if m == 0 || n == 0 {
+        0
+    } else {
+        (m - 1) * c_row_stride + n
+    };
+    assert!(c.len() >= c_extent, "output holds m×n elements");
     assert!(
         a.data.len() >= extent(&a, m, k) && b.data.len() >= extent(&b, k, n),
         "operands within their slices"
@@ -50,7 +71,7 @@ pub(crate) fn sgemm(
             b.col_stride as isize,
             if accumulate { 1.0 } else { 0.0 },
             c.as_mut_ptr(),
-            n as isize,
+            c_row_stride as isize,
             1,
         );
     }

@@ -1,5 +1,6 @@
 //! The native CPU backend: host memory and one module per kernel family, multi-threaded with rayon.
 
+pub(crate) mod conv1d;
 pub(crate) mod conv2d;
 pub(crate) mod copy;
 pub(crate) mod elementwise;

@@ -2,6 +2,7 @@
 //! dtypes, devices) and dispatches to the CPU twin in `cpu/` or the GPU launcher in `gpu/`.
 
 pub(crate) mod concat;
+pub(crate) mod conv1d;
 pub(crate) mod conv2d;
 pub(crate) mod elementwise;
 pub(crate) mod index;

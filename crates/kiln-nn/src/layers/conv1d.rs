@@ -135,10 +135,12 @@ impl Layer for Conv1D {
         if self.activation == Activation::Relu {
             // One fused op: the ReLU is applied as the outputs are stored.
             let (w, b, padding) = built(&self.name, &self.params)?;
-            return x
-                .permute(&[0, 2, 1])?
-                .conv1d_relu(&w.tensor(), Some(&b.tensor()), self.stride, *padding)?
-                .permute(&[0, 2, 1]);
+            return x.conv1d_channels_last(
+                &w.tensor(),
+                Some(&b.tensor()),
+                (self.stride, *padding),
+                true,
+            );
         }
         self.activation
             .apply(&self.forward_before_activation(x, training)?)
@@ -146,10 +148,12 @@ impl Layer for Conv1D {
 
     fn forward_before_activation(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
         let (w, b, padding) = built(&self.name, &self.params)?;
-        // [N, steps, channels] -> [N, channels, steps] for the kernel, and back.
-        x.permute(&[0, 2, 1])?
-            .conv1d(&w.tensor(), Some(&b.tensor()), self.stride, *padding)?
-            .permute(&[0, 2, 1])
+        x.conv1d_channels_last(
+            &w.tensor(),
+            Some(&b.tensor()),
+            (self.stride, *padding),
+            false,
+        )
     }
 
     fn activation(&self) -> Activation {
