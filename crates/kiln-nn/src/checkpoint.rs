@@ -200,31 +200,37 @@ pub(crate) fn write_checkpoint(
     remove_dir_if_there(&previous)
 }
 
+/// A complete checkpoint, its files checked against its manifest.
+pub(crate) struct Complete {
+    /// Where its files are.
+    pub dir: PathBuf,
+    /// The training progress its manifest records (`None`: saved before any `fit`, or by an older
+    /// kiln).
+    pub progress: Option<TrainingProgress>,
+}
+
 /// The complete checkpoint saved as `dir`: `dir` itself (its files checked against its manifest; a
 /// checkpoint without a manifest, from an older kiln, is taken as it is), or `<dir>.previous` when
-/// a save was interrupted between its two renames.
-pub(crate) fn resolve_checkpoint(dir: &Path) -> Result<PathBuf> {
+/// a save was interrupted between its two renames. The files are read and hashed once.
+pub(crate) fn resolve_checkpoint(dir: &Path) -> Result<Complete> {
+    let mut complete = dir.to_path_buf();
     if !dir.join(MANIFEST).exists() {
         let previous = sibling(dir, "previous");
         if !dir.join("model.safetensors").exists() && previous.join(MANIFEST).exists() {
-            verify_checkpoint(&previous)?;
-            return Ok(previous);
+            complete = previous;
         }
     }
-    verify_checkpoint(dir)?;
-    Ok(dir.to_path_buf())
+    let manifest = verify_checkpoint(&complete)?;
+    Ok(Complete {
+        progress: manifest.and_then(|m| TrainingProgress::from_json(&m["progress"])),
+        dir: complete,
+    })
 }
 
 /// The training progress recorded in the checkpoint saved as `dir` (`None`: saved before any `fit`;
 /// an error when there is no complete checkpoint there).
 pub fn checkpoint_progress(dir: &Path) -> Result<Option<TrainingProgress>> {
-    let complete = resolve_checkpoint(dir)?;
-    let path = complete.join(MANIFEST);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
-    };
-    let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|e| io(&path, e))?;
-    Ok(TrainingProgress::from_json(&manifest["progress"]))
+    Ok(resolve_checkpoint(dir)?.progress)
 }
 
 /// Whether a complete checkpoint exists as `dir` (or its interrupted save's `<dir>.previous`).
@@ -232,15 +238,15 @@ pub(crate) fn checkpoint_exists(dir: &Path) -> bool {
     dir.join("model.safetensors").exists() || sibling(dir, "previous").join(MANIFEST).exists()
 }
 
-/// `Err` unless every file the manifest of `dir` lists is there with its hash (a checkpoint without a
-/// manifest, from an older kiln, is accepted as it is).
-fn verify_checkpoint(dir: &Path) -> Result<()> {
+/// `Err` unless every file the manifest of `dir` lists is there with its hash; the manifest (`None`
+/// for a checkpoint without one, from an older kiln, accepted as it is).
+fn verify_checkpoint(dir: &Path) -> Result<Option<serde_json::Value>> {
     let path = dir.join(MANIFEST);
     let Ok(text) = std::fs::read_to_string(&path) else {
         if !dir.join("model.safetensors").exists() {
             return Err(io(dir, "no checkpoint here (no model.safetensors)"));
         }
-        return Ok(());
+        return Ok(None);
     };
     let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|e| io(&path, e))?;
     let files = manifest["files"]
@@ -257,7 +263,7 @@ fn verify_checkpoint(dir: &Path) -> Result<()> {
             ));
         }
     }
-    Ok(())
+    Ok(Some(manifest))
 }
 
 /// Serialises named f32 tensors (copied to the host) with `metadata`.

@@ -13,7 +13,7 @@ use super::Model;
 use super::graph::LayerRef;
 use super::sequential::Sequential;
 use crate::checkpoint::{
-    TrainingProgress, checkpoint_progress, from_safetensors, resolve_checkpoint, to_safetensors,
+    Complete, TrainingProgress, from_safetensors, resolve_checkpoint, to_safetensors,
     write_checkpoint,
 };
 use crate::functional::{
@@ -158,8 +158,8 @@ impl Model {
     /// also restore the optimizer state and resume training.
     pub fn load_model(dir: &Path, device: &Device) -> Result<Model> {
         let complete = resolve_checkpoint(dir)?;
-        let mut model = Model::from_config(&read_config(&complete)?, device)?;
-        model.load(&complete)?;
+        let mut model = Model::from_config(&read_config(&complete.dir)?, device)?;
+        model.load_complete(complete)?;
         Ok(model)
     }
 
@@ -245,9 +245,13 @@ impl Model {
     /// checkpoint's manifest and each other first, and a checkpoint of another architecture, another
     /// optimizer or an interrupted save is refused, naming the problem, with the model unchanged.
     pub fn load(&mut self, dir: &Path) -> Result<()> {
-        let complete = resolve_checkpoint(dir)?;
-        let dir = complete.as_path();
-        let progress = checkpoint_progress(dir)?;
+        self.load_complete(resolve_checkpoint(dir)?)
+    }
+
+    /// [`Model::load`] of a checkpoint already found and checked.
+    pub(crate) fn load_complete(&mut self, complete: Complete) -> Result<()> {
+        let Complete { dir, progress } = complete;
+        let dir = dir.as_path();
         let device = self.place()?;
         let (weights, _) = from_safetensors(&dir.join("model.safetensors"), &device)?;
         let state = self.state();

@@ -11,7 +11,7 @@ use super::progress::{epoch_loss, progress_bar, progress_line};
 use super::run::ModelInputs;
 use super::{Compiled, Model};
 use crate::callbacks::{Callback, Control, EpochLogs};
-use crate::checkpoint::{checkpoint_exists, checkpoint_progress};
+use crate::checkpoint::{checkpoint_exists, resolve_checkpoint};
 use crate::data::{Dataset, Targets};
 use crate::layers::Activation;
 use crate::loss::Loss;
@@ -603,7 +603,8 @@ impl Model {
         if !checkpoint_exists(dir) {
             return Ok(config.initial_epoch);
         }
-        let progress = checkpoint_progress(dir)?.ok_or_else(|| {
+        let complete = resolve_checkpoint(dir)?;
+        let progress = complete.progress.clone().ok_or_else(|| {
             Error::usage(
                 "fit",
                 format!(
@@ -625,7 +626,7 @@ impl Model {
                 ),
             ));
         }
-        self.load(dir)?;
+        self.load_complete(complete)?;
         for callback in callbacks.iter_mut() {
             callback.on_resume(&progress);
         }
