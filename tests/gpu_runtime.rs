@@ -183,3 +183,42 @@ fn mixing_devices_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn the_webgpu_baseline_profile_leaves_out_optional_features_and_lowers_limits() {
+    if kiln::device::testing::gpu_for_tests().is_none() {
+        return;
+    }
+    let device = Device::gpu_with(&GpuOptions::default().baseline(true)).unwrap();
+    let info = device.info();
+    assert!(
+        !info.subgroup && !info.shader_f16 && !info.timestamp_query,
+        "{info:?}"
+    );
+    assert!(info.max_workgroup_memory_bytes <= 16 << 10, "{info:?}");
+    assert!(info.max_workgroup_invocations <= 256, "{info:?}");
+    assert!(info.max_binding_bytes <= 128 << 20, "{info:?}");
+    // Kernels take their fallbacks there (shared-memory row teams, smaller GEMM tiles): a matmul,
+    // a softmax and a sum still give the CPU's numbers.
+    let a: Vec<f32> = (0..300 * 200)
+        .map(|i| ((i * 7) % 13) as f32 / 13.0)
+        .collect();
+    let b: Vec<f32> = (0..200 * 100)
+        .map(|i| ((i * 5) % 11) as f32 / 11.0)
+        .collect();
+    let run = |d: &Device| {
+        let x = RawTensor::from_slice(&a, [300, 200], d).unwrap();
+        let y = RawTensor::from_slice(&b, [200, 100], d).unwrap();
+        let product = x.matmul(&y).unwrap();
+        let soft = product.softmax(-1).unwrap();
+        let sum = soft.sum(Some(1), false).unwrap();
+        (
+            product.to_vec::<f32>().unwrap(),
+            sum.to_vec::<f32>().unwrap(),
+        )
+    };
+    let (gpu, cpu) = (run(&device), run(&Device::cpu()));
+    for (g, c) in gpu.0.iter().zip(&cpu.0).chain(gpu.1.iter().zip(&cpu.1)) {
+        assert!((g - c).abs() <= 1e-3 * (1.0 + c.abs()), "{g} vs {c}");
+    }
+}

@@ -61,6 +61,11 @@ pub struct GpuOptions {
     pub allow_software: bool,
     /// Caps the largest buffer and storage binding below the adapter's limit (to emulate a smaller GPU).
     pub max_buffer_bytes: Option<u64>,
+    /// Behave as the weakest GPU kiln supports (WebGPU's baseline): no SUBGROUP, SHADER_F16 or
+    /// TIMESTAMP_QUERY even where the adapter has them, 16 KiB of workgroup memory, 256 invocations
+    /// per workgroup, 128 MiB storage bindings and 256 MiB buffers — so the paths integrated and
+    /// older GPUs take are tested on any machine. `KILN_GPU_PROFILE=webgpu` turns it on by default.
+    pub baseline: bool,
 }
 
 impl Default for GpuOptions {
@@ -71,11 +76,18 @@ impl Default for GpuOptions {
             adapter_name: None,
             allow_software: true,
             max_buffer_bytes: None,
+            baseline: std::env::var("KILN_GPU_PROFILE").is_ok_and(|v| v == "webgpu"),
         }
     }
 }
 
 impl GpuOptions {
+    /// The WebGPU-baseline profile on or off (see [`GpuOptions::baseline`]).
+    pub fn baseline(mut self, on: bool) -> Self {
+        self.baseline = on;
+        self
+    }
+
     /// Only these backends.
     pub fn backends(mut self, backends: &[Backend]) -> Self {
         self.backends = backends.to_vec();
@@ -236,8 +248,21 @@ pub(crate) fn open(options: &GpuOptions) -> Result<(wgpu::Device, wgpu::Queue, D
     candidates.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info(), options.power_preference)));
     for adapter in candidates {
         let info = adapter.get_info();
-        let features = adapter.features() & wanted_features();
+        let mut features = adapter.features() & wanted_features();
         let mut limits = adapter.limits();
+        if options.baseline {
+            features = wgpu::Features::empty();
+            limits.max_compute_workgroup_storage_size =
+                limits.max_compute_workgroup_storage_size.min(16 << 10);
+            limits.max_compute_invocations_per_workgroup =
+                limits.max_compute_invocations_per_workgroup.min(256);
+            limits.max_compute_workgroup_size_x = limits.max_compute_workgroup_size_x.min(256);
+            limits.max_compute_workgroup_size_y = limits.max_compute_workgroup_size_y.min(256);
+            limits.max_compute_workgroup_size_z = limits.max_compute_workgroup_size_z.min(64);
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(128 << 20);
+            limits.max_buffer_size = limits.max_buffer_size.min(256 << 20);
+        }
         if let Some(cap) = options.max_buffer_bytes {
             limits.max_buffer_size = limits.max_buffer_size.min(cap);
             limits.max_storage_buffer_binding_size =
