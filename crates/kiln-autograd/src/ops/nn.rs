@@ -1,6 +1,8 @@
 //! Neural-network ops — convolution, pooling, softmax, losses — with their backward kernels.
 
-use kiln_device::{BinaryOp, Conv2dParams, Conv2dWanted, Error, Pool2dParams, RawTensor, Result};
+use kiln_device::{
+    BinaryOp, Conv2dGrads, Conv2dParams, Conv2dWanted, Error, Pool2dParams, RawTensor, Result,
+};
 
 use crate::Tensor;
 
@@ -42,6 +44,38 @@ impl Tensor {
         params: Conv2dParams,
         relu: bool,
     ) -> Result<Tensor> {
+        self.record_conv(
+            name,
+            y,
+            weight,
+            bias,
+            relu,
+            move |g, relu_out, x, w, wanted| {
+                RawTensor::conv2d_backward(g, relu_out, x, w, params, wanted)
+            },
+        )
+    }
+
+    /// Records a convolution (`y` from `self`, `weight` and `bias`, through ReLU with `relu`) whose
+    /// gradients `backward(grad, relu output, input, weight, wanted)` computes.
+    fn record_conv(
+        &self,
+        name: &'static str,
+        y: RawTensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        relu: bool,
+        backward: impl FnOnce(
+            &RawTensor,
+            Option<&RawTensor>,
+            &RawTensor,
+            &RawTensor,
+            Conv2dWanted,
+        ) -> Result<Conv2dGrads>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<Tensor> {
         let (x, w) = (self.raw().clone(), weight.raw().clone());
         let relu_out = relu.then(|| y.clone());
         let mut inputs = vec![self, weight];
@@ -54,7 +88,7 @@ impl Tensor {
             bias: bias.is_some_and(Tensor::requires_grad),
         };
         Ok(Tensor::from_op(name, y, &inputs, move |g| {
-            let grads = RawTensor::conv2d_backward(g, relu_out.as_ref(), &x, &w, params, wanted)?;
+            let grads = backward(g, relu_out.as_ref(), &x, &w, wanted)?;
             let mut out = vec![grads.input, grads.weight];
             if has_bias {
                 out.push(grads.bias);
@@ -99,36 +133,23 @@ impl Tensor {
             padding,
             relu,
         )?;
-        let (x, w) = (self.raw().clone(), weight.raw().clone());
-        let relu_out = relu.then(|| y.clone());
-        let mut inputs = vec![self, weight];
-        inputs.extend(bias);
-        let has_bias = bias.is_some();
-        let wanted = Conv2dWanted {
-            input: self.requires_grad(),
-            weight: weight.requires_grad(),
-            bias: bias.is_some_and(Tensor::requires_grad),
-        };
-        Ok(Tensor::from_op(
+        self.record_conv(
             "conv1d_channels_last",
             y,
-            &inputs,
-            move |g| {
-                let grads = RawTensor::conv1d_channels_last_backward(
+            weight,
+            bias,
+            relu,
+            move |g, relu_out, x, w, wanted| {
+                RawTensor::conv1d_channels_last_backward(
                     g,
-                    relu_out.as_ref(),
-                    &x,
-                    &w,
+                    relu_out,
+                    x,
+                    w,
                     (stride, padding),
                     wanted,
-                )?;
-                let mut out = vec![grads.input, grads.weight];
-                if has_bias {
-                    out.push(grads.bias);
-                }
-                Ok(out)
+                )
             },
-        ))
+        )
     }
 
     /// `relu(conv1d(..))` as one op, like [`Tensor::conv2d_relu`].
