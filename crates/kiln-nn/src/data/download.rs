@@ -28,10 +28,19 @@ pub(crate) fn failed(name: &str, message: impl std::fmt::Display) -> Error {
 
 /// SHA-256 of a file, lowercase hex.
 pub(crate) fn hash_file(path: &Path) -> Result<String> {
+    digest_file::<Sha256>(path)
+}
+
+/// The digest `D` (SHA-256, MD5, ...) of a file, lowercase hex.
+pub(crate) fn digest_file<D: Digest + Write>(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| failed(&path.display().to_string(), e))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = D::new();
     std::io::copy(&mut file, &mut hasher).map_err(|e| failed(&path.display().to_string(), e))?;
-    Ok(format!("{:x}", hasher.finalize()))
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// How long a download may wait and how much it may fetch: a stalled or hostile mirror ends in an

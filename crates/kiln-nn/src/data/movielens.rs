@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::download::{DownloadLimits, failed, fetch};
+use super::download::{DownloadLimits, digest_file, failed, fetch};
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -58,11 +58,7 @@ pub fn download_movielens(base_url: &str, dest: &Path) -> Result<PathBuf> {
         &zip_path,
         DownloadLimits::default(),
         |part| {
-            use md5::{Digest, Md5};
-            let mut hasher = Md5::new();
-            let mut file = std::fs::File::open(part).map_err(|e| failed("ml-100k.zip", e))?;
-            std::io::copy(&mut file, &mut hasher).map_err(|e| failed("ml-100k.zip", e))?;
-            let got = format!("{:x}", hasher.finalize());
+            let got = digest_file::<md5::Md5>(part)?;
             if got == expected {
                 Ok(())
             } else {
