@@ -113,18 +113,21 @@ pub(crate) struct Snapshot {
     optimizer: Option<(u32, std::collections::HashMap<TensorId, Vec<RawTensor>>)>,
 }
 
+/// Each named variable with its value now (a handle: tensors are immutable, so no copy).
+fn current_values(vars: Vec<(String, Var)>) -> Vec<(Var, RawTensor)> {
+    vars.into_iter()
+        .map(|(_, var)| {
+            let value = var.tensor().raw().clone();
+            (var, value)
+        })
+        .collect()
+}
+
 impl Model {
     /// The training state now (see [`Snapshot`]).
     pub(crate) fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
-            values: self
-                .state()
-                .into_iter()
-                .map(|(_, var)| {
-                    let value = var.tensor().raw().clone();
-                    (var, value)
-                })
-                .collect(),
+            values: current_values(self.state()),
             optimizer: self.compiled.as_ref().map(|c| c.optimizer.state()),
         })
     }
@@ -143,13 +146,7 @@ impl Model {
 
     /// The buffers' values now (handles).
     fn buffer_values(&self) -> Vec<(Var, RawTensor)> {
-        self.named_buffers()
-            .into_iter()
-            .map(|(_, var)| {
-                let value = var.tensor().raw().clone();
-                (var, value)
-            })
-            .collect()
+        current_values(self.named_buffers())
     }
 
     /// Sets the optimizer's step count back to `steps` (its state tensors were held by the step
