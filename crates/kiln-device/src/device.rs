@@ -51,7 +51,7 @@ pub enum Device {
 impl Device {
     /// The native CPU backend.
     pub fn cpu() -> Device {
-        Device::Cpu(CpuDevice::default())
+        Device::Cpu(CpuDevice::new())
     }
 
     /// The best GPU adapter, software adapters included (so `Device::gpu()` works on lavapipe).

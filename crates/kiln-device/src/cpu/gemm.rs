@@ -1,8 +1,13 @@
-//! The one CPU GEMM that matmul and conv2d call: `C (m×n) = A (m×k) · B (k×n) [+ C]` on strided f32
-//! matrices, run by `matrixmultiply` (multi-threaded, AVX2/FMA). It measured faster than the `gemm`
-//! crate on every size here, and as fast as a hand-written AVX-512 kernel that was tried and dropped
-//! (`cargo bench --bench cpu_matmul`; figures in BENCHMARKS.md).
-
+//! The one CPU GEMM that matmul, conv1d and conv2d call: `C (m×n) = A (m×k) · B (k×n) [+ C]` on
+//! strided f32 matrices, run by `matrixmultiply` (AVX2/FMA/AVX-512 kernels). It measured faster than
+//! the `gemm` crate on every size here, and as fast as a hand-written AVX-512 kernel that was tried
+//! and dropped (`cargo bench --bench cpu_matmul`; figures in BENCHMARKS.md).
+//!
+//! Threads come from rayon, the pool every other CPU kernel uses: a large product is cut into one
+//! block of rows (or columns) per worker, each multiplied single-threaded. matrixmultiply's own
+//! thread pool was dropped: kernels already running on rayon workers handed each GEMM to a second
+//! set of threads and back, and on two cores the two pools' context switches cost ~15% of a
+//! text-CNN training step (`perf`).
 /// A strided matrix: its data starts at `data[0]`; element (i, j) is at `i·row_stride + j·col_stride`.
 pub(crate) struct Matrix<'a> {
     pub data: &'a [f32],
@@ -56,30 +61,122 @@ pub(crate) fn sgemm_strided(
     if m == 0 || n == 0 {
         return;
     }
-    // SAFETY: the asserts above keep every strided access of A, B and C inside their slices.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.data.as_ptr(),
-            a.row_stride as isize,
-            a.col_stride as isize,
-            b.data.as_ptr(),
-            b.row_stride as isize,
-            b.col_stride as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            c.as_mut_ptr(),
-            c_row_stride as isize,
-            1,
-        );
+    let blocks = BlockPlan::for_shape(m, n, k, rayon::current_num_threads());
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let (a_ptr, b_ptr) = (a.data.as_ptr() as usize, b.data.as_ptr() as usize);
+    let run_block = |block: usize| {
+        let (rows, cols) = blocks.block(block, m, n);
+        if rows.is_empty() || cols.is_empty() {
+            return;
+        }
+        // SAFETY: the asserts above keep every strided access of A, B and C inside their slices,
+        // and the blocks cover disjoint rows (or columns) of C, so no two write the same element.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows.len(),
+                k,
+                cols.len(),
+                1.0,
+                (a_ptr as *const f32).add(rows.start * a.row_stride),
+                a.row_stride as isize,
+                a.col_stride as isize,
+                (b_ptr as *const f32).add(cols.start * b.col_stride),
+                b.row_stride as isize,
+                b.col_stride as isize,
+                if accumulate { 1.0 } else { 0.0 },
+                c_ptr.get().add(rows.start * c_row_stride + cols.start),
+                c_row_stride as isize,
+                1,
+            );
+        }
+    };
+    if blocks.count == 1 {
+        run_block(0);
+    } else {
+        use rayon::prelude::*;
+        (0..blocks.count).into_par_iter().for_each(run_block);
+    }
+}
+
+/// C's pointer, shared by the blocks that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: each block writes only its own rows or columns of C (see `sgemm_strided`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// How a product is cut between threads: `count` blocks of whole rows (`by_rows`) or whole columns.
+#[derive(Debug, PartialEq)]
+struct BlockPlan {
+    count: usize,
+    by_rows: bool,
+}
+
+/// Below this many multiply-adds a product runs on one thread (a hand-off costs a few µs).
+const PARALLEL_MIN_MACS: usize = 1 << 18;
+/// Rows or columns per block are a multiple of this (the micro-kernels' tile edge).
+const BLOCK_ALIGN: usize = 16;
+
+impl BlockPlan {
+    /// One block per thread, cutting the longer of C's sides, when the product is large enough and
+    /// that side has at least two aligned blocks' worth; otherwise one block.
+    fn for_shape(m: usize, n: usize, k: usize, threads: usize) -> BlockPlan {
+        let by_rows = m >= n;
+        let side = if by_rows { m } else { n };
+        let count = if m.saturating_mul(n).saturating_mul(k) < PARALLEL_MIN_MACS {
+            1
+        } else {
+            threads.min(side / BLOCK_ALIGN).max(1)
+        };
+        BlockPlan { count, by_rows }
+    }
+
+    /// Block `i`'s rows and columns of C.
+    fn block(
+        &self,
+        i: usize,
+        m: usize,
+        n: usize,
+    ) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let side = if self.by_rows { m } else { n };
+        let per = side.div_ceil(self.count).next_multiple_of(BLOCK_ALIGN);
+        let part = (i * per).min(side)..((i + 1) * per).min(side);
+        if self.by_rows {
+            (part, 0..n)
+        } else {
+            (0..m, part)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Matrix, sgemm};
+    use super::{BlockPlan, Matrix, sgemm};
+
+    #[test]
+    fn blocks_cover_the_output_once() {
+        for &(m, n, k, threads) in &[(1000, 10, 64, 2), (10, 1000, 64, 3), (100, 100, 100, 8)] {
+            let plan = BlockPlan::for_shape(m, n, k, threads);
+            assert!(plan.count > 1, "{m}x{n}x{k} is worth splitting");
+            let mut covered = vec![0u8; m * n];
+            for i in 0..plan.count {
+                let (rows, cols) = plan.block(i, m, n);
+                for r in rows {
+                    for c in cols.clone() {
+                        covered[r * n + c] += 1;
+                    }
+                }
+            }
+            assert!(covered.iter().all(|&c| c == 1), "{m}x{n}x{k} on {threads}");
+        }
+        assert_eq!(BlockPlan::for_shape(8, 8, 8, 2).count, 1);
+    }
 
     fn values(n: usize, seed: f32) -> Vec<f32> {
         (0..n)
