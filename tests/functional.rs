@@ -114,6 +114,160 @@ device_test!(two_input_recommender_learns_ratings, |device| {
     assert!(err.contains("no targets"), "{err}");
 });
 
+/// x (4 features) → a shared Dense trunk → two heads: `price` (regression, linear) and
+/// `approved` (0/1, sigmoid); with the data: price = x0 + 2·x1, approved = x2 + x3 > 0.
+fn two_headed(samples: usize) -> (Model, Dataset) {
+    let x = Input::new(4);
+    let trunk = Dense::new(16)
+        .activation(Activation::Relu)
+        .apply(&x)
+        .unwrap();
+    let price = Dense::new(1).shared().named("price").apply(&trunk).unwrap();
+    let approved = (Dense::new(1).activation(Activation::Sigmoid).shared())
+        .named("approved")
+        .apply(&trunk)
+        .unwrap();
+    let model = Model::new(&[&x], &[&price, &approved]).unwrap();
+    let features: Vec<f32> = (0..samples * 4).map(|i| noise(i as u64)).collect();
+    let prices = features.chunks(4).map(|f| f[0] + 2.0 * f[1]).collect();
+    let labels = features
+        .chunks(4)
+        .map(|f| u32::from(f[2] + f[3] > 0.0))
+        .collect();
+    let data = Dataset::new(features, [4], Targets::None)
+        .unwrap()
+        .with_output_targets(vec![
+            Targets::Values {
+                values: prices,
+                width: 1,
+            },
+            Targets::Classes { labels, classes: 2 },
+        ])
+        .unwrap();
+    (model, data)
+}
+
+device_test!(
+    a_two_output_model_trains_each_head_with_its_own_loss,
+    |device| {
+        let (model, data) = two_headed(256);
+        assert_eq!(model.output_names(), ["price", "approved"]);
+        let mut model = model.on(&device);
+        model
+            .compile(
+                Adam::new(0.02),
+                Losses::per_output([Loss::MeanSquaredError, Loss::BinaryCrossentropy])
+                    .weighted(&[1.0, 0.5]),
+                &[Metric::MeanAbsoluteError, Metric::Accuracy],
+            )
+            .unwrap();
+        let before = model.evaluate(&data, 64).unwrap();
+        let history = model
+            .fit(
+                &data,
+                &FitConfig {
+                    epochs: 40,
+                    batch_size: 32,
+                    verbose: false,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let after = model.evaluate(&data, 64).unwrap();
+        // Keras's names: the total, then each output's loss and metrics.
+        let names: Vec<String> = after.values().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "loss",
+                "price_loss",
+                "price_mae",
+                "price_accuracy",
+                "approved_loss",
+                "approved_mae",
+                "approved_accuracy"
+            ]
+        );
+        for e in [&before, &after, history.train.last().unwrap()] {
+            let total = e.get("price_loss").unwrap() + 0.5 * e.get("approved_loss").unwrap();
+            assert!(
+                (e.loss - total).abs() <= 1e-4 * (1.0 + total.abs()),
+                "the total {} is not price_loss + 0.5 approved_loss = {total}",
+                e.loss
+            );
+        }
+        let (price, approved) = (
+            after.get("price_loss").unwrap(),
+            after.get("approved_loss").unwrap(),
+        );
+        assert!(
+            price < 0.2 * before.get("price_loss").unwrap(),
+            "price loss fell only from {before:?} to {after:?}"
+        );
+        assert!(approved < 0.5 * before.get("approved_loss").unwrap());
+        assert!(after.get("approved_accuracy").unwrap() > 0.9, "{after:?}");
+
+        // predict_all gives each head (after its activation); train_on_batch takes one target per output.
+        let x = Tensor::from_slice(&data.features().unwrap()[..8 * 4], [8, 4], &device).unwrap();
+        let outputs = model.predict_all(&x).unwrap();
+        assert_eq!(outputs.len(), 2);
+        assert_eq!(outputs[1].dims(), &[8, 1]);
+        assert!(
+            outputs[1]
+                .to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .all(|p| (0.0..=1.0).contains(p))
+        );
+        let y_price = Tensor::from_slice(&[0.5f32; 8], [8, 1], &device).unwrap();
+        let y_approved = Tensor::from_slice(&[1u32; 8], [8], &device).unwrap();
+        let loss = model
+            .train_on_batch(&x, &[y_price.clone(), y_approved])
+            .unwrap();
+        assert!(loss.to_scalar().unwrap().is_finite());
+
+        // What does not fit is refused, naming the outputs.
+        let err = model.train_on_batch(&x, &y_price).unwrap_err().to_string();
+        assert!(err.contains("2 outputs (price, approved)"), "{err}");
+        let one_target = Dataset::new(
+            data.features().unwrap().to_vec(),
+            [4],
+            data.targets().clone(),
+        )
+        .unwrap();
+        let err = model.evaluate(&one_target, 32).unwrap_err().to_string();
+        assert!(
+            err.contains("targets for 1") && err.contains("with_output_targets"),
+            "{err}"
+        );
+        let err = model
+            .fit(
+                &data,
+                &FitConfig {
+                    class_weight: Some(vec![1.0, 2.0]),
+                    verbose: false,
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err.kind(), kiln::ErrorKind::Usage, "{err}");
+        let err = model
+            .compile(Adam::new(0.01), [Loss::MeanSquaredError; 3], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("3 losses for a model with 2 outputs"), "{err}");
+        let err = model
+            .compile(
+                Adam::new(0.01),
+                Losses::per_output([Loss::MeanSquaredError]).weighted(&[1.0, -1.0]),
+                &[],
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("loss weight -1"), "{err}");
+    }
+);
+
 #[test]
 fn a_shared_layer_has_one_set_of_weights() {
     let (left, right) = (Input::new(3).named("left"), Input::new(3).named("right"));

@@ -367,6 +367,7 @@ fn reduce_lr_on_plateau_follows_keras() {
     {
         let train = Evaluation {
             loss,
+            outputs: Vec::new(),
             metrics: Vec::new(),
         };
         let logs = EpochLogs {
@@ -597,6 +598,7 @@ fn monitors_treat_errors_as_lower_is_better() {
     for (epoch, mae) in [0.9f32, 0.5, 0.3].into_iter().enumerate() {
         let train = Evaluation {
             loss: 1.0,
+            outputs: Vec::new(),
             metrics: vec![(Metric::MeanAbsoluteError, mae)],
         };
         let logs = EpochLogs {

@@ -43,6 +43,7 @@ fn svg_size(path: &Path) -> (u32, u32) {
 fn evaluation(loss: f32, accuracy: f32) -> Evaluation {
     Evaluation {
         loss,
+        outputs: Vec::new(),
         metrics: vec![(Metric::Accuracy, accuracy)],
     }
 }

@@ -281,17 +281,15 @@ impl Callback for CsvLogger {
             op: "CsvLogger",
             message: format!("{}: {e}", self.path.display()),
         };
-        let mut columns = vec!["epoch".to_string(), "loss".to_string()];
-        let mut values = vec![epoch.to_string(), logs.train.loss.to_string()];
-        for (m, v) in &logs.train.metrics {
-            columns.push(m.name().to_string());
+        let mut columns = vec!["epoch".to_string()];
+        let mut values = vec![epoch.to_string()];
+        for (name, v) in logs.train.values() {
+            columns.push(name);
             values.push(v.to_string());
         }
         if let Some(val) = logs.validation {
-            columns.push("val_loss".into());
-            values.push(val.loss.to_string());
-            for (m, v) in &val.metrics {
-                columns.push(format!("val_{}", m.name()));
+            for (name, v) in val.values() {
+                columns.push(format!("val_{name}"));
                 values.push(v.to_string());
             }
         }

@@ -30,7 +30,7 @@ pub mod plot;
 mod shape;
 
 pub use checkpoint::{TrainingProgress, checkpoint_progress};
-pub use loss::Loss;
+pub use loss::{Loss, Losses};
 pub use metrics::Metric;
 pub use model::{Callbacks, Evaluation, FitConfig, History, Model, ModelInputs, Sequential};
 pub use shape::IntoShape;
@@ -58,5 +58,7 @@ pub mod prelude {
         Adagrad, Adam, Clip, CosineDecay, ExponentialDecay, LearningRateSchedule, Optimizer,
         OptimizerExt, RmsProp, Sgd,
     };
-    pub use crate::{Callbacks, Evaluation, FitConfig, History, Loss, Metric, Model, Sequential};
+    pub use crate::{
+        Callbacks, Evaluation, FitConfig, History, Loss, Losses, Metric, Model, Sequential,
+    };
 }

@@ -29,6 +29,96 @@ pub enum Loss {
     SparseCategoricalCrossentropySmoothed(f32),
 }
 
+/// The loss of each output of a model and its weight in the total that is minimised (Keras's
+/// `compile(loss=[...], loss_weights=[...])`). A single [`Loss`] converts into it: for a one-output
+/// model, or applied to every output of a multi-output one, as in Keras.
+///
+/// ```
+/// use kiln_nn::{Loss, Losses};
+/// let losses = Losses::per_output([Loss::MeanSquaredError, Loss::BinaryCrossentropy])
+///     .weighted(&[1.0, 0.2]);
+/// # let _ = losses;
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Losses {
+    losses: Vec<Loss>,
+    weights: Option<Vec<f32>>,
+}
+
+impl Losses {
+    /// One loss per output, in the model's output order; each counts once in the total.
+    pub fn per_output(losses: impl Into<Vec<Loss>>) -> Losses {
+        Losses {
+            losses: losses.into(),
+            weights: None,
+        }
+    }
+
+    /// Each output's weight in the total loss (Keras's `loss_weights`), in output order.
+    pub fn weighted(mut self, weights: &[f32]) -> Losses {
+        self.weights = Some(weights.to_vec());
+        self
+    }
+
+    /// Each of `outputs` outputs' loss and weight, or an error naming what does not fit.
+    pub(crate) fn resolve(&self, outputs: usize) -> Result<Vec<(Loss, f32)>> {
+        let losses = match self.losses.as_slice() {
+            [one] => vec![*one; outputs],
+            many if many.len() == outputs => many.to_vec(),
+            many => {
+                return Err(Error::argument(
+                    "compile",
+                    format!(
+                        "{} losses for a model with {outputs} outputs; give one loss, or one per \
+                         output",
+                        many.len()
+                    ),
+                ));
+            }
+        };
+        let weights = match &self.weights {
+            None => vec![1.0; outputs],
+            Some(w) if w.len() != outputs => {
+                return Err(Error::argument(
+                    "compile",
+                    format!(
+                        "{} loss weights for a model with {outputs} outputs; give one per output",
+                        w.len()
+                    ),
+                ));
+            }
+            Some(w) => match w.iter().find(|w| !w.is_finite() || **w < 0.0) {
+                Some(bad) => {
+                    return Err(Error::argument(
+                        "compile",
+                        format!("loss weight {bad} must be finite and >= 0"),
+                    ));
+                }
+                None => w.clone(),
+            },
+        };
+        Ok(losses.into_iter().zip(weights).collect())
+    }
+}
+
+impl From<Loss> for Losses {
+    fn from(loss: Loss) -> Losses {
+        Losses::per_output([loss])
+    }
+}
+
+impl<const N: usize> From<[Loss; N]> for Losses {
+    fn from(losses: [Loss; N]) -> Losses {
+        Losses::per_output(losses)
+    }
+}
+
+impl From<Vec<Loss>> for Losses {
+    fn from(losses: Vec<Loss>) -> Losses {
+        Losses::per_output(losses)
+    }
+}
+
 /// Losses compare equal by variant and parameter; a NaN parameter is a user error.
 impl Eq for Loss {}
 

@@ -217,8 +217,7 @@ impl History {
                 .filter_map(|(epoch, e)| Some(((epoch + 1) as f64, f64::from(pick(e)?))))
                 .collect::<Vec<_>>()
         };
-        let mut names = vec!["loss".to_string()];
-        names.extend(first.metrics.iter().map(|(m, _)| m.name().to_string()));
+        let names: Vec<String> = first.values().into_iter().map(|(name, _)| name).collect();
         let charts: Vec<Chart> = names
             .iter()
             .map(|name| {

@@ -64,6 +64,53 @@ impl Targets {
             Targets::None => return Ok(None),
         }))
     }
+
+    /// `Err` unless these targets label `samples` samples with finite values and in-range labels;
+    /// `what` names them in errors.
+    fn check(&self, what: &str, samples: usize) -> Result<()> {
+        if let Some(count) = self.count()
+            && count != samples
+        {
+            return Err(Error::invalid(
+                "Dataset::new",
+                format!("{what} label {count} samples, the inputs {samples}"),
+            ));
+        }
+        match self {
+            Targets::Values { values, .. } if values.iter().any(|v| !v.is_finite()) => {
+                let i = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                Err(Error::InvalidData {
+                    op: "Dataset::new",
+                    message: format!(
+                        "{what}: target value {i} is {} (NaN or infinite targets would turn the \
+                         weights NaN)",
+                        values[i]
+                    ),
+                })
+            }
+            Targets::Values { values, width }
+                if *width == 0 || !values.len().is_multiple_of(*width) =>
+            {
+                Err(Error::invalid(
+                    "Dataset::new",
+                    format!(
+                        "{what}: {} target values do not split into rows of width {width}",
+                        values.len()
+                    ),
+                ))
+            }
+            Targets::Classes { labels, classes } => {
+                match labels.iter().find(|&&l| l as usize >= *classes) {
+                    Some(bad) => Err(Error::InvalidData {
+                        op: "Dataset::new",
+                        message: format!("{what}: label {bad} is outside [0, {classes})"),
+                    }),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The values of one column.
@@ -207,7 +254,8 @@ struct Input {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     inputs: Vec<Input>,
-    targets: Targets,
+    /// One per model output (at least one; `Targets::None` to predict on).
+    targets: Vec<Targets>,
     /// One loss weight per sample (Keras's `sample_weight`), when given.
     weights: Option<Vec<f32>>,
 }
@@ -215,7 +263,7 @@ pub struct Dataset {
 /// One batch on the host: the chosen columns' rows, their targets and sample weights.
 pub(crate) struct HostBatch {
     columns: Vec<Column>,
-    targets: Targets,
+    targets: Vec<Targets>,
     weights: Option<Vec<f32>>,
     len: usize,
 }
@@ -224,8 +272,8 @@ pub(crate) struct HostBatch {
 pub(crate) struct DeviceBatch {
     /// The model's inputs.
     pub(crate) inputs: Vec<Tensor>,
-    /// The targets, when the data set has them.
-    pub(crate) targets: Option<Tensor>,
+    /// The targets of each model output (none when the data set has none).
+    pub(crate) targets: Vec<Tensor>,
     /// The samples' loss weights `[len]`, when the data set has them.
     pub(crate) weights: Option<Tensor>,
     /// Samples in the batch.
@@ -283,28 +331,7 @@ impl Dataset {
                 first.value_count() / first.per_sample()
             }
         };
-        if let Targets::Values { values, .. } = &targets
-            && let Some(i) = values.iter().position(|v| !v.is_finite())
-        {
-            return Err(Error::InvalidData {
-                op: "Dataset::new",
-                message: format!(
-                    "target value {i} is {} (NaN or infinite targets would turn the weights NaN)",
-                    values[i]
-                ),
-            });
-        }
-        if let Targets::Values { values, width } = &targets
-            && (*width == 0 || !values.len().is_multiple_of(*width))
-        {
-            return Err(Error::invalid(
-                "Dataset::new",
-                format!(
-                    "{} target values do not split into rows of width {width}",
-                    values.len()
-                ),
-            ));
-        }
+        targets.check("the targets", samples)?;
         for (i, input) in inputs.iter().enumerate() {
             let what = match &input.name {
                 Some(name) => format!("input {name:?}"),
@@ -312,24 +339,33 @@ impl Dataset {
             };
             input.column.check(&what, samples)?;
         }
-        if let Targets::Classes { labels, classes } = &targets
-            && let Some(bad) = labels.iter().find(|&&l| l as usize >= *classes)
-        {
-            return Err(Error::InvalidData {
-                op: "Dataset::new",
-                message: format!("label {bad} is outside [0, {classes})"),
-            });
-        }
         Ok(Dataset {
             inputs,
-            targets,
+            targets: vec![targets],
             weights: None,
         })
     }
 
+    /// The same inputs with targets for each output of a multi-output model, in the model's output
+    /// order (Keras's `fit(x, [y1, y2])`); each must label every sample.
+    pub fn with_output_targets(mut self, targets: Vec<Targets>) -> Result<Dataset> {
+        let samples = self.len();
+        if targets.is_empty() || targets.contains(&Targets::None) {
+            return Err(Error::argument(
+                "Dataset::with_output_targets",
+                "give one set of targets (labels or values) per model output",
+            ));
+        }
+        for (o, t) in targets.iter().enumerate() {
+            t.check(&format!("the targets of output {o}"), samples)?;
+        }
+        self.targets = targets;
+        Ok(self)
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
-        match self.targets.count() {
+        match self.targets[0].count() {
             Some(n) => n,
             None => {
                 let first = &self.inputs[0].column;
@@ -343,8 +379,14 @@ impl Dataset {
         self.len() == 0
     }
 
-    /// The targets.
+    /// The targets (of the first output, for a data set made for several).
     pub fn targets(&self) -> &Targets {
+        &self.targets[0]
+    }
+
+    /// The targets of every output (one entry unless made with
+    /// [`Dataset::with_output_targets`]).
+    pub fn output_targets(&self) -> &[Targets] {
         &self.targets
     }
 
@@ -385,7 +427,7 @@ impl Dataset {
                     column: i.column.gather(indices),
                 })
                 .collect(),
-            targets: self.targets.gather(indices),
+            targets: self.targets.iter().map(|t| t.gather(indices)).collect(),
             weights: self
                 .weights
                 .as_ref()
@@ -476,7 +518,7 @@ impl Dataset {
                 .iter()
                 .map(|&c| self.inputs[c].column.gather(indices))
                 .collect(),
-            targets: self.targets.gather(indices),
+            targets: self.targets.iter().map(|t| t.gather(indices)).collect(),
             weights: self
                 .weights
                 .as_ref()
@@ -586,13 +628,17 @@ impl Dataset {
 }
 
 impl HostBatch {
-    fn upload(&self, device: &Device) -> Result<(Vec<Tensor>, Option<Tensor>)> {
+    fn upload(&self, device: &Device) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
         let inputs = self
             .columns
             .iter()
             .map(|c| c.upload(self.len, device))
             .collect::<Result<_>>()?;
-        Ok((inputs, self.targets.upload(self.len, device)?))
+        let mut targets = Vec::with_capacity(self.targets.len());
+        for t in &self.targets {
+            targets.extend(t.upload(self.len, device)?);
+        }
+        Ok((inputs, targets))
     }
 }
 
@@ -605,19 +651,24 @@ pub struct Batch {
     pub inputs: Vec<Tensor>,
     /// Samples in the batch.
     pub len: usize,
-    targets: Option<Tensor>,
+    targets: Vec<Tensor>,
     names: Vec<Option<String>>,
 }
 
 impl Batch {
-    /// The targets (an error for a data set made with `Targets::None`).
+    /// The targets (of the first output; an error for a data set made with `Targets::None`).
     pub fn targets(&self) -> Result<&Tensor> {
-        self.targets.as_ref().ok_or_else(|| {
+        self.targets.first().ok_or_else(|| {
             Error::invalid(
                 "Batch::targets",
                 "the data set has no targets (Targets::None)",
             )
         })
+    }
+
+    /// The targets of every output, in the model's output order (empty without targets).
+    pub fn output_targets(&self) -> &[Tensor] {
+        &self.targets
     }
 
     /// The input of the column named `name`.

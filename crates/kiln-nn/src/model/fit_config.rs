@@ -117,10 +117,13 @@ impl Default for FitConfig<'_> {
 /// Loss and metrics of one pass over some data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
-    /// Mean loss.
+    /// Mean loss (for several outputs: the weighted sum of their losses).
     pub loss: f32,
-    /// Each metric's value.
+    /// Each metric's value (one-output models; see `outputs` for several).
     pub metrics: Vec<(Metric, f32)>,
+    /// A multi-output model's loss and metrics per output, by Keras name (`price_loss`,
+    /// `price_mae`, `approved_accuracy`); empty for one output.
+    pub outputs: Vec<(String, f32)>,
 }
 
 impl Evaluation {
@@ -135,13 +138,19 @@ impl Evaluation {
     /// A value by its Keras name: `"loss"` or a metric's (`"accuracy"`, `"auc"`, `"f1_score"`, ...;
     /// the first metric of that name when several share it).
     pub fn get(&self, name: &str) -> Option<f32> {
-        if name == "loss" {
-            return Some(self.loss);
-        }
-        self.metrics
-            .iter()
-            .find(|(m, _)| m.name() == name)
-            .map(|(_, v)| *v)
+        self.values()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Every logged value by its Keras name, in the order Keras prints them: `loss`, each
+    /// metric, then each output's loss and metrics.
+    pub fn values(&self) -> Vec<(String, f32)> {
+        std::iter::once(("loss".to_string(), self.loss))
+            .chain(self.metrics.iter().map(|(m, v)| (m.name().to_string(), *v)))
+            .chain(self.outputs.iter().cloned())
+            .collect()
     }
 }
 

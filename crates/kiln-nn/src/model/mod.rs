@@ -28,10 +28,11 @@ use crate::optim::Optimizer;
 use device::Placement;
 use graph::{Graph, LayerRef};
 
-/// The optimizer, loss and metrics chosen by `compile`.
+/// The optimizer, losses and metrics chosen by `compile`.
 struct Compiled {
     optimizer: Box<dyn Optimizer>,
-    loss: Loss,
+    /// Each output's loss and its weight in the total.
+    losses: Vec<(Loss, f32)>,
     metrics: Vec<Metric>,
     /// Where the optimizer's state lives (it follows the model when the model moves).
     state_device: Option<kiln_device::Device>,

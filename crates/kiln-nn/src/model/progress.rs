@@ -77,13 +77,12 @@ pub(crate) fn progress_line(
         seconds * 1000.0 / steps.max(1) as f64,
         train.loss
     );
-    for (m, v) in &train.metrics {
-        line += &format!(" - {}: {v:.4}", m.name());
+    for (name, v) in train.values().iter().skip(1) {
+        line += &format!(" - {name}: {v:.4}");
     }
     if let Some(val) = validation {
-        line += &format!(" - val_loss: {:.4}", val.loss);
-        for (m, v) in &val.metrics {
-            line += &format!(" - val_{}: {v:.4}", m.name());
+        for (name, v) in val.values() {
+            line += &format!(" - val_{name}: {v:.4}");
         }
     }
     line

@@ -103,20 +103,25 @@ impl Model {
             .collect()
     }
 
-    /// Runs the graph on prepared inputs. With `before_final_activation`, the first output stops
-    /// before its layer's activation (for a loss fused with it).
+    /// Runs the graph on prepared inputs. Output `o` stops before its layer's activation when
+    /// `before_final_activation[o]` (for a loss fused with it; missing entries mean no).
     pub(crate) fn forward(
         &self,
         inputs: Vec<Tensor>,
         training: bool,
-        before_final_activation: bool,
+        before_final_activation: &[bool],
     ) -> Result<Vec<Tensor>> {
         let graph = &self.graph;
         let n_inputs = graph.inputs.len();
         let mut values: Vec<Option<Value>> = inputs.into_iter().map(|x| Some((x, None))).collect();
         values.resize(n_inputs + graph.steps.len(), None);
-        let fused_slot = graph.output_slots[0];
-        let mut fused: Option<Tensor> = None;
+        let stops_early = |o: usize| before_final_activation.get(o).copied().unwrap_or(false);
+        let fused_slots: Vec<usize> = (graph.output_slots.iter().enumerate())
+            .filter(|&(o, _)| stops_early(o))
+            .map(|(_, &slot)| slot)
+            .collect();
+        // The values before the activation of the outputs that stop early, by slot.
+        let mut fused: Vec<(usize, Tensor)> = Vec::new();
         for (i, step) in graph.steps.iter().enumerate() {
             let slot = n_inputs + i;
             let args: Vec<&Value> = step
@@ -131,12 +136,13 @@ impl Model {
             let value = match &graph.layers[step.layer].layer {
                 LayerRef::Single(layer) => {
                     let (x, mask) = args[0];
-                    if before_final_activation && slot == fused_slot {
+                    if fused_slots.contains(&slot) {
                         let pre = layer.layer().forward_before_activation(x, training)?;
-                        fused = Some(pre.clone());
+                        fused.push((slot, pre.clone()));
                         // The activated value too, only when another step or output reads it.
                         let read_elsewhere = graph.last_read[slot].is_some()
-                            || graph.output_slots[1..].contains(&slot);
+                            || (graph.output_slots.iter().enumerate())
+                                .any(|(o, &s)| s == slot && !stops_early(o));
                         if read_elsewhere {
                             layer.call(x, mask.as_ref(), training)?
                         } else {
@@ -167,8 +173,8 @@ impl Model {
             .output_slots
             .iter()
             .enumerate()
-            .map(|(o, &slot)| match (o, &fused) {
-                (0, Some(pre)) => Ok(pre.clone()),
+            .map(|(o, &slot)| match fused.iter().find(|(s, _)| *s == slot) {
+                Some((_, pre)) if stops_early(o) => Ok(pre.clone()),
                 _ => values[slot]
                     .as_ref()
                     .map(|(y, _)| y.clone())
@@ -179,9 +185,9 @@ impl Model {
             .collect()
     }
 
-    /// The activation the first output ends with (`Linear` for merges and inputs).
-    pub(crate) fn final_activation(&self) -> Activation {
-        match self.graph.step_of(self.graph.output_slots[0]) {
+    /// The activation output `o` ends with (`Linear` for merges and inputs).
+    pub(crate) fn final_activation(&self, o: usize) -> Activation {
+        match self.graph.step_of(self.graph.output_slots[o]) {
             Some(step) => match &self.graph.layers[step.layer].layer {
                 LayerRef::Single(layer) => layer.layer().activation(),
                 LayerRef::Merge(_) => Activation::Linear,
@@ -190,12 +196,24 @@ impl Model {
         }
     }
 
+    /// Each output's name, as Keras names an output's losses and metrics (`price_loss`): the
+    /// name of the layer that computes it (an input's name when an output is an input).
+    pub fn output_names(&self) -> Vec<String> {
+        let graph = &self.graph;
+        (graph.output_slots.iter())
+            .map(|&slot| match graph.step_of(slot) {
+                Some(step) => graph.layers[step.layer].name.clone(),
+                None => graph.inputs[slot].name.clone(),
+            })
+            .collect()
+    }
+
     /// Every output for a batch, recording the ops for autograd (`training` switches dropout and
     /// the like): for custom training loops.
     pub fn call_all(&self, inputs: impl ModelInputs, training: bool) -> Result<Vec<Tensor>> {
         let device = self.place()?;
         let inputs = self.prepare(inputs.into_tensors(), &device)?;
-        self.forward(inputs, training, false)
+        self.forward(inputs, training, &[])
     }
 
     /// The output of a one-output model for a batch, recording the ops for autograd: for custom
@@ -211,6 +229,12 @@ impl Model {
         no_grad(|| Ok(self.call_all(inputs, false)?.remove(0)))
     }
 
+    /// Every output of the model (after every activation) for a batch of inputs, in output order,
+    /// without recording: `predict` for multi-output models.
+    pub fn predict_all(&self, inputs: impl ModelInputs) -> Result<Vec<Tensor>> {
+        no_grad(|| self.call_all(inputs, false))
+    }
+
     /// The model's outputs for every sample of `data`, computed `batch_size` at a time and joined
     /// (on the model's device); the data's targets are not used.
     pub fn predict_dataset(&self, data: &Dataset, batch_size: usize) -> Result<Tensor> {
@@ -221,7 +245,7 @@ impl Model {
         no_grad(|| {
             for batch in data.batches_of(columns, batch_size, None, &device)? {
                 let inputs = self.prepare(batch?.inputs, &device)?;
-                parts.push(self.forward(inputs, false, false)?.remove(0));
+                parts.push(self.forward(inputs, false, &[])?.remove(0));
             }
             Ok::<_, Error>(())
         })?;
@@ -255,7 +279,8 @@ impl Model {
             n => Err(Error::usage(
                 op,
                 format!(
-                    "model {:?} has {n} outputs; {op} takes one-output models (use call_all)",
+                    "model {:?} has {n} outputs; {op} takes one-output models (use call_all or \
+                     predict_all)",
                     self.name
                 ),
             )),

@@ -14,7 +14,7 @@ use crate::callbacks::{Callback, Control, EpochLogs};
 use crate::checkpoint::{checkpoint_exists, resolve_checkpoint};
 use crate::data::{Dataset, Targets};
 use crate::layers::Activation;
-use crate::loss::Loss;
+use crate::loss::{Loss, Losses};
 use crate::metrics::{Metric, MetricTotals};
 use crate::optim::Optimizer;
 
@@ -106,6 +106,67 @@ fn batch_loss(loss: Loss, scores: &Tensor, y: &Tensor, weights: Option<&Tensor>)
     }
 }
 
+/// One output's part of a batch: its mean loss (before its weight), the scores its metrics read,
+/// its targets as the loss took them, and the score at which one score means class 1.
+struct OutputStep {
+    loss: Tensor,
+    scores: Tensor,
+    targets: Tensor,
+    threshold: f32,
+}
+
+/// Per-epoch sums for each output: its metrics and its batch losses (kept on the device).
+struct OutputTotals {
+    metrics: Vec<MetricTotals>,
+    losses: Vec<Vec<(RawTensor, usize)>>,
+}
+
+impl OutputTotals {
+    fn new(outputs: usize, metrics: &[Metric]) -> OutputTotals {
+        OutputTotals {
+            metrics: (0..outputs).map(|_| MetricTotals::new(metrics)).collect(),
+            losses: vec![Vec::new(); outputs],
+        }
+    }
+
+    /// Adds a batch of `len` samples.
+    fn add(&mut self, parts: &[OutputStep], len: usize) -> Result<()> {
+        for ((part, metrics), losses) in parts.iter().zip(&mut self.metrics).zip(&mut self.losses) {
+            metrics.add(&part.scores, &part.targets, part.threshold)?;
+            if parts.len() > 1 {
+                losses.push((part.loss.raw().reshape([1])?, len));
+            }
+        }
+        Ok(())
+    }
+
+    /// The epoch's [`Evaluation`] with total loss `loss`: the metrics of a one-output model, or
+    /// each output's loss and metrics under its name.
+    fn finish(self, loss: f32, names: &[String]) -> Result<Evaluation> {
+        let mut metrics = Vec::new();
+        let mut outputs = Vec::new();
+        let several = names.len() > 1;
+        for ((totals, losses), name) in self.metrics.into_iter().zip(&self.losses).zip(names) {
+            let values = totals.finish()?;
+            if several {
+                outputs.push((format!("{name}_loss"), epoch_loss(losses, 0, false)?));
+                outputs.extend(
+                    values
+                        .into_iter()
+                        .map(|(m, v)| (format!("{name}_{}", m.name()), v)),
+                );
+            } else {
+                metrics = values;
+            }
+        }
+        Ok(Evaluation {
+            loss,
+            metrics,
+            outputs,
+        })
+    }
+}
+
 /// The model's training state at one moment: each parameter's and buffer's value, and the optimizer's
 /// state. Tensors are immutable, so this holds handles, not copies.
 pub(crate) struct Snapshot {
@@ -164,16 +225,20 @@ impl Model {
     }
 
     /// Chooses the optimizer, the loss and the metrics, and moves the model to its device.
+    ///
+    /// `loss` is one [`Loss`], or for a model with several outputs [`Losses`]: one per output and
+    /// their weights in the total (a single `Loss` then applies to every output, as in Keras). The
+    /// metrics are computed for every output.
     pub fn compile(
         &mut self,
         optimizer: impl Optimizer + 'static,
-        loss: Loss,
+        loss: impl Into<Losses>,
         metrics: &[Metric],
     ) -> Result<()> {
-        self.single_output("compile")?;
+        let losses = loss.into().resolve(self.graph.outputs.len())?;
         self.compiled = Some(Compiled {
             optimizer: Box::new(optimizer),
-            loss,
+            losses,
             metrics: metrics.to_vec(),
             state_device: None,
         });
@@ -195,54 +260,114 @@ impl Model {
         Ok(())
     }
 
-    /// Whether the loss absorbs the last layer's activation (softmax + cross-entropy, ...).
-    fn fused(&self, loss: Loss) -> bool {
-        loss.fused_activation() == Some(self.final_activation())
+    /// Whether output `o`'s loss absorbs its last activation (softmax + cross-entropy, ...).
+    fn fused(&self, o: usize, loss: Loss) -> bool {
+        loss.fused_activation() == Some(self.final_activation(o))
     }
 
-    /// Scores for the loss and metrics (before a fused activation), and the threshold at which a
-    /// single score means class 1.
-    fn scores(&self, inputs: Vec<Tensor>, training: bool, loss: Loss) -> Result<(Tensor, f32)> {
-        let fused = self.fused(loss);
-        let threshold = if fused || self.final_activation() == Activation::Linear {
-            0.0
-        } else {
-            0.5
-        };
-        Ok((self.forward(inputs, training, fused)?.remove(0), threshold))
+    /// Each output's scores for its loss and metrics (before a fused activation), and the
+    /// threshold at which a single score means class 1.
+    fn scores(
+        &self,
+        inputs: Vec<Tensor>,
+        training: bool,
+        losses: &[(Loss, f32)],
+    ) -> Result<Vec<(Tensor, f32)>> {
+        let fused: Vec<bool> = (losses.iter().enumerate())
+            .map(|(o, (loss, _))| self.fused(o, *loss))
+            .collect();
+        let outputs = self.forward(inputs, training, &fused)?;
+        Ok((outputs.into_iter().enumerate())
+            .map(|(o, scores)| {
+                let linear = fused[o] || self.final_activation(o) == Activation::Linear;
+                (scores, if linear { 0.0 } else { 0.5 })
+            })
+            .collect())
     }
 
-    /// One optimizer step on a batch (`x`: one tensor, or one per input); returns the batch's mean
-    /// loss (on the device).
-    pub fn train_on_batch(&mut self, x: impl ModelInputs, y: &Tensor) -> Result<Tensor> {
+    /// The total loss of a batch (each output's loss times its weight) and each output's part.
+    /// `weights` are the samples' loss weights, `class_weight` one weight per class.
+    fn batch_losses(
+        &self,
+        op: &'static str,
+        scores: Vec<(Tensor, f32)>,
+        targets: &[Tensor],
+        weights: Option<&Tensor>,
+        class_weight: Option<&[f32]>,
+    ) -> Result<(Tensor, Vec<OutputStep>)> {
+        let losses = &self.compiled(op)?.losses;
+        if targets.len() != scores.len() {
+            return Err(Error::argument(
+                op,
+                format!(
+                    "model {:?} has {} outputs ({}) but {} targets were given; give one per output \
+                     (Dataset::with_output_targets)",
+                    self.name,
+                    scores.len(),
+                    self.output_names().join(", "),
+                    targets.len()
+                ),
+            ));
+        }
+        let mut total: Option<Tensor> = None;
+        let mut parts = Vec::with_capacity(scores.len());
+        for ((&(loss_fn, weight), (scores, threshold)), y) in losses.iter().zip(scores).zip(targets)
+        {
+            let y = adapt_targets(loss_fn, &scores, y)?;
+            let sample_weights = match (class_weight, weights) {
+                (Some(cw), Some(w)) => Some(class_weights(cw, &y)?.mul(w)?),
+                (Some(cw), None) => Some(class_weights(cw, &y)?),
+                (None, w) => w.cloned(),
+            };
+            let loss = batch_loss(loss_fn, &scores, &y, sample_weights.as_ref())?;
+            let weighted = if weight == 1.0 {
+                loss.clone()
+            } else {
+                loss.mul_scalar(weight)?
+            };
+            total = Some(match total {
+                Some(t) => t.add(&weighted)?,
+                None => weighted,
+            });
+            parts.push(OutputStep {
+                loss,
+                scores,
+                targets: y,
+                threshold,
+            });
+        }
+        let total = total.ok_or_else(|| Error::usage(op, "the model has no outputs"))?;
+        Ok((total, parts))
+    }
+
+    /// One optimizer step on a batch (`x`: one tensor, or one per input; `y`: the targets, or one
+    /// tensor per output); returns the batch's mean loss (on the device).
+    pub fn train_on_batch(&mut self, x: impl ModelInputs, y: impl ModelInputs) -> Result<Tensor> {
         let device = self.place()?;
         let inputs = self.prepare(x.into_tensors(), &device)?;
-        let y = super::device::on_device(y, &device)?;
-        Ok(self.train_step(inputs, &y, None, None, None)?.0)
+        let targets = (y.into_tensors().iter())
+            .map(|y| super::device::on_device(y, &device))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.train_step(inputs, &targets, None, None, None)?.0)
     }
 
-    /// One optimizer step on prepared inputs; returns the loss, the scores the metrics read, the
-    /// targets as the loss took them, and the threshold.
-    /// `weights` are the samples' loss weights, `class_weight` one weight per class.
+    /// One optimizer step on prepared inputs; returns the total loss and each output's part (see
+    /// [`OutputStep`]). `weights` are the samples' loss weights, `class_weight` one weight per
+    /// class.
     fn train_step(
         &mut self,
         inputs: Vec<Tensor>,
-        y: &Tensor,
+        targets: &[Tensor],
         weights: Option<&Tensor>,
         class_weight: Option<&[f32]>,
         guarded_step: Option<u32>,
-    ) -> Result<(Tensor, Tensor, Tensor, f32)> {
-        let loss_fn = self.compiled("train_on_batch")?.loss;
+    ) -> Result<(Tensor, Vec<OutputStep>)> {
+        let losses = self.compiled("train_on_batch")?.losses.clone();
         let device = self.place()?;
         self.place_optimizer_state(&device)?;
-        let (scores, threshold) = self.scores(inputs, true, loss_fn)?;
-        let y = adapt_targets(loss_fn, &scores, y)?;
-        let weights = match (class_weight, weights) {
-            (Some(cw), Some(w)) => Some(class_weights(cw, &y)?.mul(w)?),
-            (Some(cw), None) => Some(class_weights(cw, &y)?),
-            (None, w) => w.cloned(),
-        };
-        let loss = batch_loss(loss_fn, &scores, &y, weights.as_ref())?;
+        let scores = self.scores(inputs, true, &losses)?;
+        let (loss, mut parts) =
+            self.batch_losses("train_on_batch", scores, targets, weights, class_weight)?;
         if let Some(step) = guarded_step {
             // Before the updates it must be able to hold.
             device.guard_loss(loss.raw(), step)?;
@@ -252,12 +377,53 @@ impl Model {
         if let Some(compiled) = self.compiled.as_mut() {
             compiled.optimizer.step(&params, &grads)?;
         }
-        Ok((loss.detach(), scores.detach(), y, threshold))
+        for part in &mut parts {
+            part.loss = part.loss.detach();
+            part.scores = part.scores.detach();
+        }
+        Ok((loss.detach(), parts))
     }
 
-    /// Refuses data `fit` or `evaluate` cannot use with this loss, before any work.
-    fn check_targets(&self, op: &'static str, data: &Dataset, loss: Loss) -> Result<()> {
-        match data.targets() {
+    /// Refuses data `fit` or `evaluate` cannot use with the compiled losses (or class weights),
+    /// before any work.
+    fn check_data(&self, op: &'static str, data: &Dataset, class_weight: bool) -> Result<()> {
+        let losses = &self.compiled(op)?.losses;
+        let targets = data.output_targets();
+        if targets.len() != losses.len() {
+            return Err(Error::argument(
+                op,
+                format!(
+                    "model {:?} has {} outputs ({}) but the data set has targets for {}; give one \
+                     set per output with Dataset::with_output_targets",
+                    self.name,
+                    losses.len(),
+                    self.output_names().join(", "),
+                    targets.len()
+                ),
+            ));
+        }
+        if class_weight && losses.len() > 1 {
+            return Err(Error::usage(
+                op,
+                "class_weight is for one-output models (as in Keras); give the samples' weights \
+                 with Dataset::with_sample_weights instead",
+            ));
+        }
+        for (o, (t, (loss, _))) in targets.iter().zip(losses).enumerate() {
+            self.check_targets(op, t, *loss, o)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses targets output `o` cannot be trained on with `loss`.
+    fn check_targets(
+        &self,
+        op: &'static str,
+        targets: &Targets,
+        loss: Loss,
+        o: usize,
+    ) -> Result<()> {
+        match targets {
             Targets::None => Err(Error::data(
                 op,
                 "the data set has no targets (Targets::None); give it labels or values".to_string(),
@@ -302,12 +468,7 @@ impl Model {
                         | Loss::SparseCategoricalCrossentropySmoothed(_)
                 ) =>
             {
-                let outputs = self
-                    .graph
-                    .outputs
-                    .first()
-                    .and_then(|o| o.shape().last().copied())
-                    .unwrap_or(0);
+                let outputs = self.graph.outputs[o].shape().last().copied().unwrap_or(0);
                 match labels
                     .iter()
                     .enumerate()
@@ -340,8 +501,8 @@ impl Model {
         config: &FitConfig<'_>,
         callbacks: &mut [&mut dyn Callback],
     ) -> Result<History> {
-        let compiled = self.compiled("fit")?;
-        let (loss_fn, metric_list) = (compiled.loss, compiled.metrics.clone());
+        let metric_list = self.compiled("fit")?.metrics.clone();
+        let output_names = self.output_names();
         if config.batch_size == 0 || data.is_empty() {
             return Err(Error::argument(
                 "fit",
@@ -352,7 +513,7 @@ impl Model {
                 ),
             ));
         }
-        self.check_targets("fit", data, loss_fn)?;
+        self.check_data("fit", data, config.class_weight.is_some())?;
         check_class_weight(data, config.class_weight.as_deref())?;
         if !(0.0..1.0).contains(&config.validation_split) {
             return Err(Error::argument(
@@ -415,7 +576,7 @@ impl Model {
                 device.begin_step_guard()?;
             }
             let mut failed_batch: Option<(usize, f32)> = None;
-            let mut totals = MetricTotals::new(&metric_list);
+            let mut totals = OutputTotals::new(output_names.len(), &metric_list);
             // Per-batch losses stay on the device until the epoch ends: one readback then.
             let mut batch_losses: Vec<(RawTensor, usize)> = Vec::new();
             let seed = config.shuffle.map(|s| s.wrapping_add(epoch as u64));
@@ -425,9 +586,6 @@ impl Model {
                     if failed_batch.is_some() {
                         return Ok(());
                     }
-                    let y = batch
-                        .targets
-                        .ok_or_else(|| Error::data("fit", "a batch without targets"))?;
                     let inputs = self.prepare(batch.inputs, &device)?;
                     if check_each_step {
                         last_good = self.snapshot()?;
@@ -435,9 +593,9 @@ impl Model {
                         buffers_before.push(self.buffer_values());
                     }
                     // Metrics read the scores of the training forward pass, as Keras's do.
-                    let (loss, scores, y, threshold) = self.train_step(
+                    let (loss, parts) = self.train_step(
                         inputs,
-                        &y,
+                        &batch.targets,
                         batch.weights.as_ref(),
                         config.class_weight.as_deref(),
                         guard.then_some(batch_losses.len() as u32),
@@ -451,7 +609,7 @@ impl Model {
                         }
                     }
                     batch_losses.push((loss.raw().reshape([1])?, batch.len));
-                    totals.add(&scores, &y, threshold)
+                    totals.add(&parts, batch.len)
                 });
             let guarded = if guard {
                 device.end_step_guard()
@@ -517,10 +675,7 @@ impl Model {
                     });
                 }
             };
-            let evaluation = Evaluation {
-                loss,
-                metrics: totals.finish()?,
-            };
+            let evaluation = totals.finish(loss, &output_names)?;
             let validation_eval = if validation.is_empty() {
                 None
             } else {
@@ -633,7 +788,9 @@ impl Model {
     /// Loss and metrics on `data`, without training.
     pub fn evaluate(&self, data: &Dataset, batch_size: usize) -> Result<Evaluation> {
         let compiled = self.compiled("evaluate")?;
-        let (loss_fn, mut totals) = (compiled.loss, MetricTotals::new(&compiled.metrics));
+        let losses = compiled.losses.clone();
+        let output_names = self.output_names();
+        let mut totals = OutputTotals::new(losses.len(), &compiled.metrics);
         if batch_size == 0 || data.is_empty() {
             return Err(Error::argument(
                 "evaluate",
@@ -644,35 +801,33 @@ impl Model {
                 ),
             ));
         }
-        self.check_targets("evaluate", data, loss_fn)?;
+        self.check_data("evaluate", data, false)?;
         let columns = self.column_order("evaluate", data)?;
         let device = self.place()?;
         let mut loss_sum: Option<RawTensor> = None;
         no_grad(|| {
             data.for_each_batch(&columns, batch_size.max(1), None, &device, |batch| {
-                let y = batch
-                    .targets
-                    .ok_or_else(|| Error::data("evaluate", "a batch without targets"))?;
                 let inputs = self.prepare(batch.inputs, &device)?;
-                let (scores, threshold) = self.scores(inputs, false, loss_fn)?;
-                let y = adapt_targets(loss_fn, &scores, &y)?;
-                let weighted = batch_loss(loss_fn, &scores, &y, batch.weights.as_ref())?
-                    .raw()
-                    .scalar(BinaryOp::Mul, batch.len as f32)?;
+                let scores = self.scores(inputs, false, &losses)?;
+                let (loss, parts) = self.batch_losses(
+                    "evaluate",
+                    scores,
+                    &batch.targets,
+                    batch.weights.as_ref(),
+                    None,
+                )?;
+                let weighted = loss.raw().scalar(BinaryOp::Mul, batch.len as f32)?;
                 loss_sum = Some(match loss_sum.take() {
                     Some(s) => s.binary(BinaryOp::Add, &weighted)?,
                     None => weighted,
                 });
-                totals.add(&scores, &y, threshold)
+                totals.add(&parts, batch.len)
             })
         })?;
         let loss = match loss_sum {
             Some(s) => s.to_f32_vec()?[0] / data.len() as f32,
             None => f32::NAN,
         };
-        Ok(Evaluation {
-            loss,
-            metrics: totals.finish()?,
-        })
+        totals.finish(loss, &output_names)
     }
 }
