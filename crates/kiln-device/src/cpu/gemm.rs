@@ -61,7 +61,14 @@ pub(crate) fn sgemm_strided(
     if m == 0 || n == 0 {
         return;
     }
-    let blocks = BlockPlan::for_shape(m, n, k, rayon::current_num_threads());
+    // Called from a rayon worker, the caller's parallel loop already keeps every thread busy;
+    // cutting the product again would only pack B once more per block.
+    let threads = if rayon::current_thread_index().is_some() {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
+    let blocks = BlockPlan::for_shape(m, n, k, threads);
     let c_ptr = SendPtr(c.as_mut_ptr());
     let (a_ptr, b_ptr) = (a.data.as_ptr() as usize, b.data.as_ptr() as usize);
     let run_block = |block: usize| {

@@ -9,13 +9,24 @@ const LANES: usize = 16;
 /// Below this many elements per task, rayon's overhead outweighs the work.
 const PARALLEL_GRAIN: usize = 1 << 14;
 
+/// NaN-propagating max (as PyTorch's): a NaN on either side wins. Written as selects, so loops
+/// of it vectorise.
+#[inline(always)]
+fn max_nan(a: f32, b: f32) -> f32 {
+    if !(b <= a) && !a.is_nan() { b } else { a }
+}
+
+/// NaN-propagating min (see [`max_nan`]).
+#[inline(always)]
+fn min_nan(a: f32, b: f32) -> f32 {
+    if !(b >= a) && !a.is_nan() { b } else { a }
+}
+
 fn combine(op: ReduceOp, a: f32, b: f32) -> f32 {
     match op {
         ReduceOp::Sum | ReduceOp::Mean => a + b,
-        ReduceOp::Max if a.is_nan() || b.is_nan() => f32::NAN,
-        ReduceOp::Min if a.is_nan() || b.is_nan() => f32::NAN,
-        ReduceOp::Max => a.max(b),
-        ReduceOp::Min => a.min(b),
+        ReduceOp::Max => max_nan(a, b),
+        ReduceOp::Min => min_nan(a, b),
     }
 }
 
@@ -29,19 +40,36 @@ fn identity(op: ReduceOp) -> f32 {
 
 /// Reduces a contiguous run with `LANES` independent accumulators.
 pub(crate) fn reduce_run(op: ReduceOp, run: &[f32]) -> f32 {
-    let mut acc = [identity(op); LANES];
+    match op {
+        ReduceOp::Sum | ReduceOp::Mean => run_with(run, 0.0, |a, b| a + b),
+        ReduceOp::Max => run_with(run, f32::NEG_INFINITY, max_nan),
+        ReduceOp::Min => run_with(run, f32::INFINITY, min_nan),
+    }
+}
+
+#[inline(always)]
+fn run_with(run: &[f32], identity: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [identity; LANES];
     let chunks = run.chunks_exact(LANES);
     let tail = chunks.remainder();
     for chunk in chunks {
         for (a, &x) in acc.iter_mut().zip(chunk) {
-            *a = combine(op, *a, x);
+            *a = f(*a, x);
         }
     }
-    let mut total = acc.into_iter().fold(identity(op), |a, b| combine(op, a, b));
+    let mut total = acc.into_iter().fold(identity, &f);
     for &x in tail {
-        total = combine(op, total, x);
+        total = f(total, x);
     }
     total
+}
+
+/// `acc[i] = f(acc[i], row[i])` over equal-length rows.
+#[inline(always)]
+fn combine_rows(acc: &mut [f32], row: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for (a, &v) in acc.iter_mut().zip(row) {
+        *a = f(*a, v);
+    }
 }
 
 /// The reduction of `x` viewed as `[outer, axis, inner]`, shaped `[outer, inner]`.
@@ -69,19 +97,63 @@ pub(crate) fn reduce(op: ReduceOp, x: &[f32], [outer, axis, inner]: [usize; 3]) 
             .map(|row| finish(reduce_run(op, row)))
             .collect();
     }
-    let mut out = vec![identity(op); outer * inner];
+    let mut out = match op {
+        ReduceOp::Sum | ReduceOp::Mean => strided(x, [outer, axis, inner], 0.0, |a, b| a + b),
+        ReduceOp::Max => strided(x, [outer, axis, inner], f32::NEG_INFINITY, max_nan),
+        ReduceOp::Min => strided(x, [outer, axis, inner], f32::INFINITY, min_nan),
+    };
+    if op == ReduceOp::Mean {
+        out.iter_mut().for_each(|v| *v *= scale);
+    }
+    out
+}
+
+/// [`reduce`] with `inner > 1`: whole rows of `inner` values are combined at a time. With several
+/// outputs rows per thread, each thread takes whole output rows; with few (a bias gradient summed
+/// over `[N·L, C]` has one), the axis is cut into chunks reduced in parallel and then combined.
+fn strided<F>(x: &[f32], [outer, axis, inner]: [usize; 3], identity: f32, f: F) -> Vec<f32>
+where
+    F: Fn(f32, f32) -> f32 + Copy + Send + Sync,
+{
+    let mut out = vec![identity; outer * inner];
     if out.is_empty() {
         return out;
     }
-    out.par_chunks_mut(inner).enumerate().for_each(|(o, row)| {
-        for j in 0..axis {
-            let src = &x[(o * axis + j) * inner..][..inner];
-            for (acc, &v) in row.iter_mut().zip(src) {
-                *acc = combine(op, *acc, v);
-            }
-        }
-        row.iter_mut().for_each(|v| *v = finish(*v));
-    });
+    let per_output = axis * inner;
+    if outer >= 2 * rayon::current_num_threads() || outer * per_output < PARALLEL_GRAIN {
+        out.par_chunks_mut(inner)
+            .enumerate()
+            .with_min_len(PARALLEL_GRAIN / per_output + 1)
+            .for_each(|(o, acc)| {
+                for row in x[o * per_output..(o + 1) * per_output].chunks_exact(inner) {
+                    combine_rows(acc, row, f);
+                }
+            });
+        return out;
+    }
+    let rows_per_task = (PARALLEL_GRAIN / inner).max(1);
+    for (o, acc) in out.chunks_mut(inner).enumerate() {
+        let block = &x[o * per_output..(o + 1) * per_output];
+        let partial = block
+            .par_chunks(rows_per_task * inner)
+            .fold(
+                || vec![identity; inner],
+                |mut part, rows| {
+                    for row in rows.chunks_exact(inner) {
+                        combine_rows(&mut part, row, f);
+                    }
+                    part
+                },
+            )
+            .reduce(
+                || vec![identity; inner],
+                |mut a, b| {
+                    combine_rows(&mut a, &b, f);
+                    a
+                },
+            );
+        acc.copy_from_slice(&partial);
+    }
     out
 }
 
@@ -104,4 +176,62 @@ pub(crate) fn argmax(x: &[f32], [outer, axis, inner]: [usize; 3]) -> Vec<u32> {
             best as u32
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PARALLEL_GRAIN, reduce};
+    use crate::ReduceOp;
+
+    /// The reduction of `[outer, axis, inner]` by a plain loop.
+    fn plain(op: ReduceOp, x: &[f32], [outer, axis, inner]: [usize; 3]) -> Vec<f32> {
+        let mut out = Vec::new();
+        for o in 0..outer {
+            for i in 0..inner {
+                let values = (0..axis).map(|j| x[(o * axis + j) * inner + i]);
+                out.push(match op {
+                    ReduceOp::Sum => values.sum(),
+                    ReduceOp::Mean => values.sum::<f32>() / axis as f32,
+                    ReduceOp::Max => values.fold(f32::NEG_INFINITY, |a, b| {
+                        if a.is_nan() || b.is_nan() {
+                            f32::NAN
+                        } else {
+                            a.max(b)
+                        }
+                    }),
+                    ReduceOp::Min => values.fold(f32::INFINITY, |a, b| {
+                        if a.is_nan() || b.is_nan() {
+                            f32::NAN
+                        } else {
+                            a.min(b)
+                        }
+                    }),
+                });
+            }
+        }
+        out
+    }
+
+    /// Every op over both strided paths (whole output rows per thread, and one output row whose
+    /// long axis is cut between threads), with NaN in some columns, against a plain loop.
+    #[test]
+    fn strided_reductions_match_a_plain_loop_and_propagate_nan() {
+        let long_axis = 2 * PARALLEL_GRAIN / 8 + 3;
+        for dims in [[6, 7, 5], [1, long_axis, 8], [3, long_axis, 8]] {
+            let n: usize = dims.iter().product();
+            let mut x: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32) - 50.0).collect();
+            // Column 1 of the first output row holds a NaN, late in the axis.
+            x[(dims[1] - 2) * dims[2] + 1] = f32::NAN;
+            for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min] {
+                let (got, want) = (reduce(op, &x, dims), plain(op, &x, dims));
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-3 * (1.0 + w.abs()),
+                        "{op:?} {dims:?} output {i}: {g} vs {w}"
+                    );
+                }
+                assert!(got[1].is_nan(), "{op:?} {dims:?} lost the NaN");
+            }
+        }
+    }
 }
