@@ -4,6 +4,12 @@
 //! cargo run --release --example mnist -- [--dataset mnist|fashion|sample] [--epochs 10]
 //!                                        [--batch-size 64] [--device auto|cpu|gpu]
 //! ```
+//!
+//! Data-parallel over MPI (built with `--features mpi`; `--batch-size` is then each rank's part):
+//!
+//! ```text
+//! mpirun -np 4 target/release/examples/mnist --distributed
+//! ```
 
 use kiln::prelude::*;
 
@@ -17,9 +23,17 @@ fn arg(name: &str, default: &str) -> String {
 }
 
 fn main() -> kiln::Result<()> {
-    let device = match arg("--device", "auto").as_str() {
-        "cpu" => Device::cpu(),
-        "gpu" => Device::gpu()?,
+    let job = if std::env::args().any(|a| a == "--distributed") {
+        Some(Distributed::mpi()?)
+    } else {
+        None
+    };
+    // Rank 0 alone prints, evaluates and saves.
+    let root = job.as_ref().is_none_or(Distributed::is_root);
+    let device = match (arg("--device", "auto").as_str(), &job) {
+        ("cpu", _) => Device::cpu(),
+        ("gpu", _) => Device::gpu()?,
+        (_, Some(job)) => job.device()?,
         _ => Device::auto(),
     };
     let data = match arg("--dataset", "mnist").as_str() {
@@ -29,11 +43,17 @@ fn main() -> kiln::Result<()> {
     };
     let epochs = arg("--epochs", "10").parse().unwrap_or(10);
     let batch_size = arg("--batch-size", "64").parse().unwrap_or(64);
-    println!(
-        "device: {device}; {} training and {} test images",
-        data.train.len(),
-        data.test.len()
-    );
+    if root {
+        match &job {
+            Some(job) => println!("{} ranks; rank 0 on {device}", job.size()),
+            None => println!("device: {device}"),
+        }
+        println!(
+            "{} training and {} test images",
+            data.train.len(),
+            data.test.len()
+        );
+    }
 
     let mut model = Sequential::new([1, 28, 28])
         .on(&device)
@@ -41,7 +61,9 @@ fn main() -> kiln::Result<()> {
         .add(MaxPooling2D::new((2, 2)))?
         .add(Flatten::new())?
         .add(Dense::new(10).activation(Activation::Softmax))?;
-    print!("{}", model.summary());
+    if root {
+        print!("{}", model.summary());
+    }
     model.compile(
         Adam::new(0.001),
         Loss::SparseCategoricalCrossentropy,
@@ -52,9 +74,13 @@ fn main() -> kiln::Result<()> {
         &FitConfig {
             epochs,
             batch_size,
+            distributed: job.as_ref(),
             ..Default::default()
         },
     )?;
+    if !root {
+        return Ok(());
+    }
     let result = model.evaluate(&data.test, batch_size)?;
     println!(
         "test loss: {:.4} - test accuracy: {:.4}",

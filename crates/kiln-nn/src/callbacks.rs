@@ -99,6 +99,12 @@ pub trait Callback {
     /// Called when `fit` resumes from a checkpoint, with the progress it recorded (before the
     /// first resumed epoch).
     fn on_resume(&mut self, _progress: &TrainingProgress) {}
+
+    /// Whether only rank 0 of a distributed `fit` runs this callback (those that write files:
+    /// checkpoints, logs). The others run on every rank, which see the same logs.
+    fn rank_zero_only(&self) -> bool {
+        self.checkpoint_dir().is_some()
+    }
 }
 
 /// Stops when the monitored value has not improved by `min_delta` for `patience` epochs (Keras's
@@ -271,6 +277,10 @@ impl CsvLogger {
 }
 
 impl Callback for CsvLogger {
+    fn rank_zero_only(&self) -> bool {
+        true
+    }
+
     fn on_epoch_end(
         &mut self,
         epoch: usize,

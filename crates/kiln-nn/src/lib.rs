@@ -20,6 +20,7 @@
 pub mod callbacks;
 mod checkpoint;
 pub mod data;
+pub mod distributed;
 pub mod functional;
 pub mod layers;
 mod loss;
@@ -30,6 +31,7 @@ pub mod plot;
 mod shape;
 
 pub use checkpoint::{TrainingProgress, checkpoint_progress};
+pub use distributed::Distributed;
 pub use loss::{Loss, Losses};
 pub use metrics::Metric;
 pub use model::{Callbacks, Evaluation, FitConfig, History, Model, ModelInputs, Sequential};
@@ -59,6 +61,7 @@ pub mod prelude {
         OptimizerExt, RmsProp, Sgd,
     };
     pub use crate::{
-        Callbacks, Evaluation, FitConfig, History, Loss, Losses, Metric, Model, Sequential,
+        Callbacks, Distributed, Evaluation, FitConfig, History, Loss, Losses, Metric, Model,
+        Sequential,
     };
 }

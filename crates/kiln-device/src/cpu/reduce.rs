@@ -13,13 +13,21 @@ const PARALLEL_GRAIN: usize = 1 << 14;
 /// of it vectorise.
 #[inline(always)]
 fn max_nan(a: f32, b: f32) -> f32 {
-    if (b > a || b.is_nan()) && !a.is_nan() { b } else { a }
+    if (b > a || b.is_nan()) && !a.is_nan() {
+        b
+    } else {
+        a
+    }
 }
 
 /// NaN-propagating min (see [`max_nan`]).
 #[inline(always)]
 fn min_nan(a: f32, b: f32) -> f32 {
-    if (b < a || b.is_nan()) && !a.is_nan() { b } else { a }
+    if (b < a || b.is_nan()) && !a.is_nan() {
+        b
+    } else {
+        a
+    }
 }
 
 fn combine(op: ReduceOp, a: f32, b: f32) -> f32 {

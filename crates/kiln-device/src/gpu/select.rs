@@ -61,6 +61,9 @@ pub struct GpuOptions {
     pub allow_software: bool,
     /// Caps the largest buffer and storage binding below the adapter's limit (to emulate a smaller GPU).
     pub max_buffer_bytes: Option<u64>,
+    /// Only the adapter at this position among those the other options accept, in the order wgpu
+    /// lists them (a machine's identical GPUs, one per process of a distributed run).
+    pub adapter_index: Option<usize>,
     /// Behave as the weakest GPU kiln supports (WebGPU's baseline): no SUBGROUP, SHADER_F16 or
     /// TIMESTAMP_QUERY even where the adapter has them, 16 KiB of workgroup memory, 256 invocations
     /// per workgroup, 128 MiB storage bindings and 256 MiB buffers — so the paths integrated and
@@ -76,6 +79,7 @@ impl Default for GpuOptions {
             adapter_name: None,
             allow_software: true,
             max_buffer_bytes: None,
+            adapter_index: None,
             baseline: std::env::var("KILN_GPU_PROFILE").is_ok_and(|v| v == "webgpu"),
         }
     }
@@ -109,6 +113,12 @@ impl GpuOptions {
     /// Discrete or integrated first.
     pub fn power_preference(mut self, preference: PowerPreference) -> Self {
         self.power_preference = preference;
+        self
+    }
+
+    /// Only the `index`-th accepted adapter (see [`GpuOptions::adapter_index`]).
+    pub fn adapter_index(mut self, index: usize) -> Self {
+        self.adapter_index = Some(index);
         self
     }
 
@@ -243,6 +253,15 @@ pub(crate) fn open(options: &GpuOptions) -> Result<(wgpu::Device, wgpu::Queue, D
             rejected.push(format!("{} does not match the name {want:?}", info.name));
         } else {
             candidates.push(adapter);
+        }
+    }
+    if let Some(index) = options.adapter_index {
+        let count = candidates.len();
+        candidates = candidates.into_iter().nth(index).into_iter().collect();
+        if candidates.is_empty() {
+            rejected.push(format!(
+                "adapter index {index} asked for, but only {count} adapter(s) qualify"
+            ));
         }
     }
     candidates.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info(), options.power_preference)));

@@ -587,30 +587,67 @@ impl Dataset {
         device: &Device,
         mut step: impl FnMut(DeviceBatch) -> Result<()>,
     ) -> Result<()> {
+        self.for_each_shard(
+            columns,
+            batch_size,
+            shuffle_seed,
+            device,
+            (0, 1),
+            |batch, _| match batch {
+                Some(batch) => step(batch),
+                None => Ok(()),
+            },
+        )
+    }
+
+    /// [`Dataset::for_each_batch`] for rank `rank` of `ranks` in data-parallel training: the
+    /// shuffled order is cut into global batches of `batch_size × ranks` and `step` gets this
+    /// rank's part of each (`None` when it has no samples of the last one) and the global batch's
+    /// size.
+    pub(crate) fn for_each_shard(
+        &self,
+        columns: &[usize],
+        batch_size: usize,
+        shuffle_seed: Option<u64>,
+        device: &Device,
+        (rank, ranks): (usize, usize),
+        mut step: impl FnMut(Option<DeviceBatch>, usize) -> Result<()>,
+    ) -> Result<()> {
         let order = self.order(shuffle_seed);
+        let parts = crate::distributed::shards(&order, batch_size.max(1), rank, ranks.max(1));
         std::thread::scope(|scope| {
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<HostBatch>(1);
-            let order = &order;
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<(HostBatch, usize)>(1);
+            let parts = &parts;
             scope.spawn(move || {
-                for chunk in order.chunks(batch_size.max(1)) {
-                    if sender.send(self.gather(columns, chunk)).is_err() {
+                for &(indices, global) in parts {
+                    if sender
+                        .send((self.gather(columns, indices), global))
+                        .is_err()
+                    {
                         break;
                     }
                 }
             });
-            for batch in receiver {
+            for (batch, global) in receiver {
+                if batch.len == 0 {
+                    step(None, global)?;
+                    continue;
+                }
                 let (inputs, targets) = batch.upload(device)?;
                 let weights = batch
                     .weights
                     .as_ref()
                     .map(|w| Tensor::from_slice(w, [batch.len], device))
                     .transpose()?;
-                step(DeviceBatch {
-                    inputs,
-                    targets,
-                    weights,
-                    len: batch.len,
-                })?;
+                step(
+                    Some(DeviceBatch {
+                        inputs,
+                        targets,
+                        weights,
+                        len: batch.len,
+                    }),
+                    global,
+                )?;
             }
             Ok(())
         })

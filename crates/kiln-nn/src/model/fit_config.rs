@@ -7,6 +7,7 @@ use kiln_device::{Error, Result};
 
 use crate::callbacks::Callback;
 use crate::data::Dataset;
+use crate::distributed::Distributed;
 use crate::metrics::Metric;
 
 /// The callbacks `fit` calls around each epoch:
@@ -94,6 +95,11 @@ pub struct FitConfig<'a> {
     /// `[weight of 0, weight of 1]`): each sample's loss counts its class's weight. Multiplies the
     /// data set's sample weights when both are given.
     pub class_weight: Option<Vec<f32>>,
+    /// Train data-parallel across the ranks of this job (see [`Distributed`]): `batch_size` is
+    /// then each rank's part of a global batch of `batch_size × ranks`, the gradients are averaged
+    /// before every step, only rank 0 prints and writes files (checkpoints, CSV logs), and an
+    /// error on one rank ends every rank (MPI's abort) instead of leaving them waiting.
+    pub distributed: Option<&'a Distributed>,
 }
 
 impl Default for FitConfig<'_> {
@@ -110,6 +116,7 @@ impl Default for FitConfig<'_> {
             callbacks: Callbacks::default(),
             class_weight: None,
             stop_on_non_finite: true,
+            distributed: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use kiln_autograd::{Tensor, TensorId, Var, no_grad};
+use kiln_autograd::{Gradients, Tensor, TensorId, Var, no_grad};
 use kiln_device::{BinaryOp, DType, Device, Error, ErrorKind, RawTensor, Result};
 
 use super::fit_config::{Evaluation, FitConfig, History};
@@ -13,6 +13,7 @@ use super::{Compiled, Model};
 use crate::callbacks::{Callback, Control, EpochLogs};
 use crate::checkpoint::{checkpoint_exists, resolve_checkpoint};
 use crate::data::{Dataset, Targets};
+use crate::distributed::Distributed;
 use crate::layers::Activation;
 use crate::loss::{Loss, Losses};
 use crate::metrics::{Metric, MetricTotals};
@@ -106,6 +107,23 @@ fn batch_loss(loss: Loss, scores: &Tensor, y: &Tensor, weights: Option<&Tensor>)
     }
 }
 
+/// A data-parallel step: the job, and this rank's and the global batch's sample counts.
+#[derive(Clone, Copy)]
+struct Sync<'a> {
+    job: &'a Distributed,
+    samples: (usize, usize),
+}
+
+/// What [`Model::train_epochs`] trains on and reports.
+struct Epochs<'a> {
+    train: &'a Dataset,
+    validation: &'a Dataset,
+    columns: &'a [usize],
+    first_epoch: usize,
+    output_names: &'a [String],
+    metrics: &'a [Metric],
+}
+
 /// One output's part of a batch: its mean loss (before its weight), the scores its metrics read,
 /// its targets as the loss took them, and the score at which one score means class 1.
 struct OutputStep {
@@ -185,6 +203,17 @@ fn current_values(vars: Vec<(String, Var)>) -> Vec<(Var, RawTensor)> {
 }
 
 impl Model {
+    /// A fingerprint of the model's structure: every parameter's and buffer's name and shape, and
+    /// which are trained (ranks of a data-parallel job must agree on it).
+    fn structure_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for (name, var) in self.state() {
+            (name, var.tensor().dims().to_vec(), var.is_frozen()).hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
     /// The training state now (see [`Snapshot`]).
     pub(crate) fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
@@ -348,7 +377,7 @@ impl Model {
         let targets = (y.into_tensors().iter())
             .map(|y| super::device::on_device(y, &device))
             .collect::<Result<Vec<_>>>()?;
-        Ok(self.train_step(inputs, &targets, None, None, None)?.0)
+        Ok(self.train_step(inputs, &targets, None, None, None, None)?.0)
     }
 
     /// One optimizer step on prepared inputs; returns the total loss and each output's part (see
@@ -361,6 +390,7 @@ impl Model {
         weights: Option<&Tensor>,
         class_weight: Option<&[f32]>,
         guarded_step: Option<u32>,
+        sync: Option<Sync<'_>>,
     ) -> Result<(Tensor, Vec<OutputStep>)> {
         let losses = self.compiled("train_on_batch")?.losses.clone();
         let device = self.place()?;
@@ -373,15 +403,41 @@ impl Model {
             device.guard_loss(loss.raw(), step)?;
         }
         let grads = loss.backward()?;
-        let params = self.trainable_parameters();
-        if let Some(compiled) = self.compiled.as_mut() {
-            compiled.optimizer.step(&params, &grads)?;
-        }
+        let loss = match sync {
+            Some(sync) => {
+                let local = loss.to_scalar()?;
+                let global = self.apply_gradients(grads, Some((sync, local)))?;
+                Tensor::from_slice(&[global], [1], &device)?.reshape([])?
+            }
+            None => {
+                self.apply_gradients(grads, None)?;
+                loss
+            }
+        };
         for part in &mut parts {
             part.loss = part.loss.detach();
             part.scores = part.scores.detach();
         }
         Ok((loss.detach(), parts))
+    }
+
+    /// One optimizer step with `grads`; in data-parallel training (`sync`, with this rank's mean
+    /// loss) the gradients are first averaged over the ranks. Returns the batch's mean loss over
+    /// every rank (the local loss without `sync`).
+    fn apply_gradients(
+        &mut self,
+        mut grads: Gradients,
+        sync: Option<(Sync<'_>, f32)>,
+    ) -> Result<f32> {
+        let params = self.trainable_parameters();
+        let loss = match sync {
+            Some((sync, local)) => sync.job.average(&params, &mut grads, local, sync.samples)?,
+            None => f32::NAN,
+        };
+        if let Some(compiled) = self.compiled.as_mut() {
+            compiled.optimizer.step(&params, &grads)?;
+        }
+        Ok(loss)
     }
 
     /// Refuses data `fit` or `evaluate` cannot use with the compiled losses (or class weights),
@@ -544,13 +600,62 @@ impl Model {
             ));
         }
         let validation = config.validation_data.unwrap_or(&split_off);
-        let steps = train.len().div_ceil(config.batch_size);
-        let mut history = History::default();
         let first_epoch = if config.resume {
             self.resume(config, &mut all_callbacks)?
         } else {
             config.initial_epoch
         };
+        let job = config.distributed;
+        if let Some(job) = job {
+            self.place()?;
+            job.check_agreement(&[
+                ("model (layers and parameter shapes)", self.structure_hash()),
+                ("training samples", train.len() as u64),
+                ("batch size", config.batch_size as u64),
+                ("first epoch", first_epoch as u64),
+            ])?;
+            let state: Vec<Var> = self.state().into_iter().map(|(_, v)| v).collect();
+            job.broadcast_vars(&state)?;
+            // Files are written by rank 0 only.
+            if !job.is_root() {
+                all_callbacks.retain(|c| !c.rank_zero_only());
+            }
+        }
+        let run = Epochs {
+            train: &train,
+            validation,
+            columns: &columns,
+            first_epoch,
+            output_names: &output_names,
+            metrics: &metric_list,
+        };
+        let history = self.train_epochs(config, run, &mut all_callbacks);
+        match (history, job) {
+            (Err(e), Some(job)) if job.size() > 1 => job.abort(&e),
+            (history, _) => history,
+        }
+    }
+
+    /// The epochs of [`Model::fit_with`], once its checks are done.
+    fn train_epochs(
+        &mut self,
+        config: &FitConfig<'_>,
+        run: Epochs<'_>,
+        all_callbacks: &mut [&mut dyn Callback],
+    ) -> Result<History> {
+        let Epochs {
+            train,
+            validation,
+            columns,
+            first_epoch,
+            output_names,
+            metrics: metric_list,
+        } = run;
+        let job = config.distributed;
+        let (rank, ranks) = job.map_or((0, 1), |j| (j.rank(), j.size()));
+        let verbose = config.verbose && rank == 0;
+        let steps = train.len().div_ceil(config.batch_size * ranks);
+        let mut history = History::default();
         self.fitted = Some((first_epoch, config.shuffle));
         let device = self.place()?;
         for epoch in first_epoch..config.epochs {
@@ -561,7 +666,8 @@ impl Model {
             // A non-finite loss must not leave NaN weights behind: on the CPU each step's loss is
             // checked as it comes (reading it costs nothing) and the state before that step comes
             // back (handles, not copies: tensors are immutable); on a GPU the step guard below.
-            let on_cpu = matches!(device, Device::Cpu(_));
+            // A data-parallel step reads the global loss anyway: checked there, on every device.
+            let on_cpu = matches!(device, Device::Cpu(_)) || job.is_some();
             let (check_each_step, guard) = (
                 config.stop_on_non_finite && on_cpu,
                 config.stop_on_non_finite && !on_cpu,
@@ -576,16 +682,44 @@ impl Model {
                 device.begin_step_guard()?;
             }
             let mut failed_batch: Option<(usize, f32)> = None;
-            let mut totals = OutputTotals::new(output_names.len(), &metric_list);
+            let mut totals = OutputTotals::new(output_names.len(), metric_list);
             // Per-batch losses stay on the device until the epoch ends: one readback then.
             let mut batch_losses: Vec<(RawTensor, usize)> = Vec::new();
             let seed = config.shuffle.map(|s| s.wrapping_add(epoch as u64));
-            let bar = progress_bar(config.verbose, steps, epoch, config.epochs);
-            let step_result =
-                train.for_each_batch(&columns, config.batch_size, seed, &device, |batch| {
+            let bar = progress_bar(verbose, steps, epoch, config.epochs);
+            let mut local_samples = 0;
+            let shard = (rank, ranks);
+            let step_result = train.for_each_shard(
+                columns,
+                config.batch_size,
+                seed,
+                &device,
+                shard,
+                |batch, global| {
                     if failed_batch.is_some() {
                         return Ok(());
                     }
+                    let Some(batch) = batch else {
+                        // This rank has no samples of the last global batch: it still takes part
+                        // in the step, with no gradient of its own.
+                        let job = job.ok_or_else(|| Error::usage("fit", "an empty batch"))?;
+                        if check_each_step {
+                            last_good = self.snapshot()?;
+                        }
+                        let sync = Sync {
+                            job,
+                            samples: (0, global),
+                        };
+                        let loss = self.apply_gradients(Gradients::default(), Some((sync, 0.0)))?;
+                        bar.inc(1);
+                        if check_each_step && !loss.is_finite() {
+                            failed_batch = Some((batch_losses.len(), loss));
+                            return Ok(());
+                        }
+                        let loss = Tensor::from_slice(&[loss], [1], &device)?;
+                        batch_losses.push((loss.raw().clone(), global));
+                        return Ok(());
+                    };
                     let inputs = self.prepare(batch.inputs, &device)?;
                     if check_each_step {
                         last_good = self.snapshot()?;
@@ -599,6 +733,10 @@ impl Model {
                         batch.weights.as_ref(),
                         config.class_weight.as_deref(),
                         guard.then_some(batch_losses.len() as u32),
+                        job.map(|job| Sync {
+                            job,
+                            samples: (batch.len, global),
+                        }),
                     )?;
                     bar.inc(1);
                     if check_each_step {
@@ -608,9 +746,13 @@ impl Model {
                             return Ok(());
                         }
                     }
-                    batch_losses.push((loss.raw().reshape([1])?, batch.len));
+                    // The loss of the global batch (this rank's batch alone without a job).
+                    let counted = if job.is_some() { global } else { batch.len };
+                    batch_losses.push((loss.raw().reshape([1])?, counted));
+                    local_samples += batch.len;
                     totals.add(&parts, batch.len)
-                });
+                },
+            );
             let guarded = if guard {
                 device.end_step_guard()
             } else {
@@ -675,13 +817,19 @@ impl Model {
                     });
                 }
             };
-            let evaluation = totals.finish(loss, &output_names)?;
+            let mut evaluation = totals.finish(loss, output_names)?;
+            if let Some(job) = job {
+                evaluation = job.combine(evaluation, local_samples);
+                // Batch statistics (batch normalisation) follow rank 0's, as DDP's buffers do.
+                let buffers: Vec<Var> = self.named_buffers().into_iter().map(|(_, v)| v).collect();
+                job.broadcast_vars(&buffers)?;
+            }
             let validation_eval = if validation.is_empty() {
                 None
             } else {
                 Some(self.evaluate(validation, config.batch_size)?)
             };
-            if config.verbose {
+            if verbose {
                 println!("Epoch {}/{}", epoch + 1, config.epochs);
                 println!(
                     "{}",
