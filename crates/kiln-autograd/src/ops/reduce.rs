@@ -35,14 +35,8 @@ impl Tensor {
                         .broadcast_to(shape)?
                         .contiguous()?
                 }
-                ReduceOp::Max | ReduceOp::Min => {
-                    // The gradient goes to the extreme element(s), split evenly between ties:
-                    // two full-size kernels (the tie mask and the product), the rest broadcasts.
-                    let out = keep_reduced(&out, &shape, axis, keepdim)?;
-                    let hits = x.binary(BinaryOp::Equal, &out)?;
-                    let count = hits.reduce(ReduceOp::Sum, axis, true)?;
-                    hits.binary(BinaryOp::Mul, &g.binary(BinaryOp::Div, &count)?)?
-                }
+                // The gradient goes to the extreme element(s), split evenly between ties.
+                ReduceOp::Max | ReduceOp::Min => x.extreme_backward(&out, &g, axis)?,
             };
             Ok(vec![Some(dx)])
         }))

@@ -165,6 +165,49 @@ where
     out
 }
 
+/// The gradient of a max or min over `[outer, axis, inner]`: `g[o, i]` split evenly between the
+/// elements equal to `extreme[o, i]` (NaN for the whole column when none is, as the composed
+/// `hits · g / count` gives).
+pub(crate) fn extreme_backward(
+    x: &[f32],
+    extreme: &[f32],
+    g: &[f32],
+    [outer, axis, inner]: [usize; 3],
+) -> Vec<f32> {
+    let mut dx = vec![0.0f32; outer * axis * inner];
+    if dx.is_empty() {
+        return dx;
+    }
+    let per_output = axis * inner;
+    dx.par_chunks_mut(per_output)
+        .zip(x.par_chunks(per_output))
+        .enumerate()
+        .with_min_len(PARALLEL_GRAIN / per_output + 1)
+        .for_each(|(o, (dx, x))| {
+            let (e, g) = (&extreme[o * inner..][..inner], &g[o * inner..][..inner]);
+            let mut count = vec![0u32; inner];
+            for row in x.chunks_exact(inner) {
+                for ((c, &v), &e) in count.iter_mut().zip(row).zip(e) {
+                    *c += u32::from(v == e);
+                }
+            }
+            let share: Vec<f32> = (g.iter().zip(&count))
+                .map(|(&g, &c)| if c == 0 { f32::NAN } else { g / c as f32 })
+                .collect();
+            for (dx_row, row) in dx.chunks_exact_mut(inner).zip(x.chunks_exact(inner)) {
+                for (((d, &v), &e), (&s, &c)) in dx_row
+                    .iter_mut()
+                    .zip(row)
+                    .zip(e)
+                    .zip(share.iter().zip(&count))
+                {
+                    *d = if v == e || c == 0 { s } else { 0.0 };
+                }
+            }
+        });
+    dx
+}
+
 /// Index of the largest element along the axis (first on ties, NaN counts as largest).
 pub(crate) fn argmax(x: &[f32], [outer, axis, inner]: [usize; 3]) -> Vec<u32> {
     (0..outer * inner)
@@ -188,7 +231,7 @@ pub(crate) fn argmax(x: &[f32], [outer, axis, inner]: [usize; 3]) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::{PARALLEL_GRAIN, reduce};
+    use super::{PARALLEL_GRAIN, extreme_backward, reduce};
     use crate::ReduceOp;
 
     /// The reduction of `[outer, axis, inner]` by a plain loop.
@@ -241,5 +284,19 @@ mod tests {
                 assert!(got[1].is_nan(), "{op:?} {dims:?} lost the NaN");
             }
         }
+    }
+
+    /// Ties share the gradient evenly; a column whose extreme is NaN gets NaN (as the composed
+    /// `hits · g / count` and PyTorch's amax give); other elements get 0.
+    #[test]
+    fn extreme_backward_splits_ties_and_keeps_nan() {
+        // [outer 1, axis 3, inner 3]: column 0 has a tie at 2.0, column 1 a NaN, column 2 one max.
+        let x = [2.0, f32::NAN, 1.0, 0.5, 3.0, 4.0, 2.0, 1.0, -1.0];
+        let extreme = reduce(crate::ReduceOp::Max, &x, [1, 3, 3]);
+        assert!(extreme[1].is_nan());
+        let dx = extreme_backward(&x, &extreme, &[1.0, 1.0, 6.0], [1, 3, 3]);
+        assert_eq!([dx[0], dx[3], dx[6]], [0.5, 0.0, 0.5]);
+        assert!(dx[1].is_nan() && dx[4].is_nan() && dx[7].is_nan());
+        assert_eq!([dx[2], dx[5], dx[8]], [0.0, 6.0, 0.0]);
     }
 }

@@ -1,7 +1,7 @@
 //! Reductions along one axis or all of them: sum, mean, max, min, and argmax.
 
 use crate::tensor::Backend;
-use crate::{DType, Error, RawTensor, Result, Shape, cpu, gpu};
+use crate::{BinaryOp, DType, Error, RawTensor, Result, Shape, cpu, gpu};
 
 /// How a reduction combines elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,6 +102,57 @@ impl RawTensor {
                 }
             })
         })
+    }
+
+    /// The gradient of a max or min reduction of `self` along `axis`: `grad` (the upstream
+    /// gradient, shaped like `extreme`, the reduction's result with or without the kept dimension)
+    /// goes to the elements equal to the extreme, split evenly between ties, as PyTorch's
+    /// `amax`/`amin` do (a NaN extreme gives NaN). On the CPU one pass per output row; on a GPU a
+    /// composition of the elementwise kernels.
+    pub fn extreme_backward(
+        &self,
+        extreme: &RawTensor,
+        grad: &RawTensor,
+        axis: Option<isize>,
+    ) -> Result<RawTensor> {
+        let op = "extreme_backward";
+        let geometry = ReduceGeometry::new(op, self.shape(), axis, false)?;
+        let per_output = geometry.outer * geometry.inner;
+        if extreme.numel() != per_output || grad.numel() != per_output {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "extreme {} and gradient {} must have one value per output of reducing {}",
+                    extreme.shape(),
+                    grad.shape(),
+                    self.shape()
+                ),
+            ));
+        }
+        RawTensor::check_same_device(op, &[self, extreme, grad])?;
+        if let Backend::Cpu(cpu) = self.backend() {
+            let (x, e, g) = (
+                self.contiguous()?,
+                extreme.contiguous()?,
+                grad.contiguous()?,
+            );
+            let dx = cpu::reduce::extreme_backward(
+                x.host_f32(),
+                e.host_f32(),
+                g.host_f32(),
+                geometry.as_array(),
+            );
+            return Ok(RawTensor::from_host_f32(dx, self.shape().clone(), cpu));
+        }
+        // Both as [outer, 1, inner] against the input viewed as [outer, axis, inner].
+        let [outer, _, inner] = geometry.as_array();
+        let x = self.reshape(geometry.as_array().to_vec())?;
+        let e = extreme.reshape(vec![outer, 1, inner])?;
+        let g = grad.reshape(vec![outer, 1, inner])?;
+        let hits = x.binary(BinaryOp::Equal, &e)?;
+        let count = hits.reduce(ReduceOp::Sum, Some(1), true)?;
+        hits.binary(BinaryOp::Mul, &g.binary(BinaryOp::Div, &count)?)?
+            .reshape(self.shape().clone())
     }
 
     /// Sum along `axis` (or of everything).
