@@ -7,9 +7,9 @@
 //              step); nesterov: g += μ buf', else g = buf'; p' = p - lr g
 //
 //   rmsprop_main  RMSprop (PyTorch's): g += wd·p; a' = ρ a + (1-ρ) g²; centred: ḡ' = ρ ḡ + (1-ρ) g and
-//              a' - ḡ'² under the root; s = g / (sqrt(..) + eps); with momentum buf' = μ buf + s, p' = p -
-//              lr buf', else p' = p - lr s. State 1 = a, state 2 = buf, state 3 = ḡ (read and written
-//              only when used)
+//              a' - ḡ'² under the root; s = g / (sqrt(..) + eps); p' = p - lr s, or with momentum s
+//              itself (into param_out) for rmsprop_momentum: buf' = μ buf + s, p' = p - lr buf'.
+//              State 1 = a, state 2 = buf, state 3 = ḡ (read and written only when used)
 //   adagrad_main  Adagrad: acc' = acc + g²; p' = p - lr g / (sqrt(acc') + eps). State 1 = acc
 //
 //   adam_multi, sgd_multi  the same for up to four parameters in one launch (a model's whole update),
@@ -117,6 +117,9 @@ fn adam_main(
 @group(0) @binding(36) var<storage, read> state3: array<f32>;
 @group(0) @binding(37) var<storage, read_write> state3_out: array<f32>;
 
+// RMSprop in at most eight storage buffers per entry point (WebGPU's default): `rmsprop_main`
+// updates the averages and, without momentum, the parameter; with momentum it writes the step
+// g / (sqrt(..) + eps) where the parameter would go, and `rmsprop_momentum` applies it.
 @compute @workgroup_size(256)
 fn rmsprop_main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -139,12 +142,29 @@ fn rmsprop_main(
         state3_out[i] = select(grad_avg, state3[i], keep);
         variance = variance - grad_avg * grad_avg;
     }
-    var step = g / (sqrt(variance) + float_word(4u));
+    let step = g / (sqrt(variance) + float_word(4u));
     if (word(8u) & 16u) != 0u {
-        step = float_word(3u) * state2[i] + step;
-        state2_out[i] = select(step, state2[i], keep);
+        param_out[i] = step;
+    } else {
+        param_out[i] = select(p - float_word(1u) * step, p, keep);
     }
-    param_out[i] = select(p - float_word(1u) * step, p, keep);
+}
+
+// RMSprop's momentum: `grad` holds the step rmsprop_main wrote; buf' = μ buf + step, p' = p - lr buf'.
+@compute @workgroup_size(256)
+fn rmsprop_momentum(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = thread_index(wid, groups, lid);
+    if i >= word(0u) {
+        return;
+    }
+    let keep = held();
+    let buffer = float_word(3u) * state2[i] + grad[i];
+    state2_out[i] = select(buffer, state2[i], keep);
+    param_out[i] = select(param[i] - float_word(1u) * buffer, param[i], keep);
 }
 
 @compute @workgroup_size(256)

@@ -169,8 +169,25 @@ fn gru_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     d_x_gates[g] = d_pre_r;
     d_x_gates[g + h] = d_pre_z;
     d_x_gates[g + 2u * h] = d_pre_n;
-    d_h_gates[g] = d_pre_r;
-    d_h_gates[g + h] = d_pre_z;
-    d_h_gates[g + 2u * h] = d_pre_n * r;
     d_state_prev[n * h + j] = dh_new * z + (1.0 - m) * dh;
+}
+
+// The GRU's hidden-gate gradients from its input-gate ones (gru_backward's d_x_gates): the same for r
+// and z, times r for n (n's hidden part is r · (h·W_hn)). A second kernel keeps gru_backward within
+// eight storage buffers (WebGPU's default).
+@compute @workgroup_size(256)
+fn gru_backward_hidden(@builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(num_workgroups) groups: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let t = thread_index(wid, groups, lid);
+    let h = word(1u);
+    if t >= word(0u) * h {
+        return;
+    }
+    let n = t / h;
+    let j = t % h;
+    let g = n * 3u * h + j;
+    d_h_gates[g] = d_x_gates[g];
+    d_h_gates[g + h] = d_x_gates[g + h];
+    d_h_gates[g + 2u * h] = d_x_gates[g + 2u * h] * saved[n * 4u * h + j];
 }

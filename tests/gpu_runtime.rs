@@ -198,6 +198,7 @@ fn the_webgpu_baseline_profile_leaves_out_optional_features_and_lowers_limits() 
     assert!(info.max_workgroup_memory_bytes <= 16 << 10, "{info:?}");
     assert!(info.max_workgroup_invocations <= 256, "{info:?}");
     assert!(info.max_binding_bytes <= 128 << 20, "{info:?}");
+    assert!(info.max_storage_buffers_per_stage <= 8, "{info:?}");
     // Kernels take their fallbacks there (shared-memory row teams, smaller GEMM tiles): a matmul,
     // a softmax and a sum still give the CPU's numbers.
     let a: Vec<f32> = (0..300 * 200)

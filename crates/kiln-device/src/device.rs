@@ -35,6 +35,8 @@ pub struct DeviceInfo {
     pub max_workgroup_invocations: u32,
     /// Workgroup shared memory, in bytes.
     pub max_workgroup_memory_bytes: u32,
+    /// Storage buffers one kernel may bind (0 for the CPU).
+    pub max_storage_buffers_per_stage: u32,
     /// Worker threads of the CPU backend (0 for GPUs).
     pub threads: usize,
 }

@@ -216,6 +216,57 @@ mod tests {
         }
     }
 
+    /// Every entry point binds at most eight storage buffers (WebGPU's default
+    /// `maxStorageBuffersPerShaderStage`, which `GpuOptions::baseline` sets), so the weakest
+    /// adapters can run every kernel; only the multi-parameter optimizer kernels bind more, and
+    /// kiln uses them only where the adapter's limit allows (`gpu::optimizer::multi_supported`).
+    #[test]
+    fn every_entry_point_fits_in_eight_storage_buffers() {
+        use super::Shader;
+        use crate::gpu::pipelines::Variant;
+        const ABOVE_THE_LIMIT_BY_DESIGN: [&str; 2] = ["adam_multi", "sgd_multi"];
+        for shader in Shader::ALL {
+            let headers: Vec<String> = match shader {
+                Shader::Softmax | Shader::Reduce => [true, false]
+                    .map(|subgroups| Variant::Teams { subgroups }.header())
+                    .to_vec(),
+                Shader::Gemm => vec![crate::gpu::gemm::tile_configurations()[0].header()],
+                _ => vec![String::new()],
+            };
+            for header in headers {
+                let source = shader.source_with(&header);
+                let module = naga::front::wgsl::parse_str(&source).unwrap();
+                let info = naga::valid::Validator::new(
+                    naga::valid::ValidationFlags::all(),
+                    naga::valid::Capabilities::all(),
+                )
+                .validate(&module)
+                .unwrap();
+                for (i, entry) in module.entry_points.iter().enumerate() {
+                    let uses = info.get_entry_point(i);
+                    let storage: Vec<&str> = (module.global_variables.iter())
+                        .filter(|(handle, var)| {
+                            matches!(var.space, naga::AddressSpace::Storage { .. })
+                                && !uses[*handle].is_empty()
+                        })
+                        .map(|(_, var)| var.name.as_deref().unwrap_or("?"))
+                        .collect();
+                    if ABOVE_THE_LIMIT_BY_DESIGN.contains(&entry.name.as_str()) {
+                        continue;
+                    }
+                    assert!(
+                        storage.len() <= 8,
+                        "{}: {} binds {} storage buffers ({}); WebGPU's default limit is 8",
+                        shader.file_name(),
+                        entry.name,
+                        storage.len(),
+                        storage.join(", ")
+                    );
+                }
+            }
+        }
+    }
+
     /// Every file in `shaders/` is compiled into the binary through `Shader`.
     #[test]
     fn every_shader_file_is_registered() {

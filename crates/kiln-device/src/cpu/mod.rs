@@ -158,6 +158,7 @@ impl CpuDevice {
             max_binding_bytes: u64::MAX,
             max_workgroup_invocations: 0,
             max_workgroup_memory_bytes: 0,
+            max_storage_buffers_per_stage: 0,
             threads,
         }
     }

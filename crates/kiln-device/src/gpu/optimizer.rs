@@ -141,13 +141,11 @@ pub(crate) fn rmsprop(
     .set(8, flags)
     .with_words(op, 0, &[numel])?;
     let bytes = (numel * 4) as u64;
+    // With momentum, the first kernel's "parameter" is the step the second one applies.
     let (p2, a2) = (ctx.alloc(op, bytes)?, ctx.alloc(op, bytes)?);
-    let b2 = (c.momentum > 0.0)
-        .then(|| ctx.alloc(op, bytes))
-        .transpose()?;
     let m2 = c.centered.then(|| ctx.alloc(op, bytes)).transpose()?;
-    // Unused states: their inputs stand in as the gradient (never read), their outputs a scratch
-    // buffer (never written).
+    // An unused mean gradient: its input stands in as the gradient (never read), its output a
+    // scratch buffer (never written).
     let scratch = ctx.alloc(op, 4)?;
     ctx.dispatch(
         op,
@@ -157,20 +155,38 @@ pub(crate) fn rmsprop(
             (1, p),
             (2, g),
             (3, square_avg),
-            (4, buffer.unwrap_or(g)),
             (36, grad_avg.unwrap_or(g)),
             (5, &p2),
             (6, &a2),
-            (7, b2.as_ref().unwrap_or(&scratch)),
             (37, m2.as_ref().unwrap_or(&scratch)),
             (GUARD, &ctx.step_guard()),
         ],
         groups_for(numel),
     )?;
+    let (param, buffer) = if c.momentum > 0.0 {
+        let (p3, b2) = (ctx.alloc(op, bytes)?, ctx.alloc(op, bytes)?);
+        ctx.dispatch(
+            op,
+            &Kernel::new(Shader::Optimizer, "rmsprop_momentum", DType::F32),
+            &params,
+            &[
+                (1, p),
+                (2, &p2),
+                (4, buffer.unwrap_or(&p2)),
+                (5, &p3),
+                (7, &b2),
+                (GUARD, &ctx.step_guard()),
+            ],
+            groups_for(numel),
+        )?;
+        (p3, Some(b2))
+    } else {
+        (p2, None)
+    };
     Ok(RmsPropOut {
-        param: p2,
+        param,
         square_avg: a2,
-        buffer: b2,
+        buffer,
         grad_avg: m2,
     })
 }

@@ -107,7 +107,8 @@ pub(crate) fn backward(
     let mask = or_placeholder(step.mask.map(|(m, _)| m), &placeholder);
     let carry = or_placeholder(incoming.carry, &placeholder);
     let hidden = or_placeholder(incoming.hidden, &placeholder);
-    let mut bindings: Vec<(u32, &dyn Bindable)> = vec![
+    let params = step.params(op, Some(incoming))?;
+    let bindings: [(u32, &dyn Bindable); 8] = [
         (3, step.state.0),
         (4, mask),
         (7, incoming.d_state.0),
@@ -117,15 +118,21 @@ pub(crate) fn backward(
         (12, carry),
         (13, hidden),
     ];
-    if let Some(d_h) = &d_h {
-        bindings.push((10, d_h));
-    }
     ctx.dispatch(
         op,
         &Kernel::new(Shader::Recurrent, entry(kind, true), DType::F32),
-        &step.params(op, Some(incoming))?,
+        &params,
         &bindings,
         groups_for(n * h),
     )?;
+    if let Some(d_h) = &d_h {
+        ctx.dispatch(
+            op,
+            &Kernel::new(Shader::Recurrent, "gru_backward_hidden", DType::F32),
+            &params,
+            &[(8, saved), (9, &d_x), (10, d_h)],
+            groups_for(n * h),
+        )?;
+    }
     Ok((d_x, d_h, d_prev))
 }

@@ -66,8 +66,9 @@ pub struct GpuOptions {
     pub adapter_index: Option<usize>,
     /// Behave as the weakest GPU kiln supports (WebGPU's baseline): no SUBGROUP, SHADER_F16 or
     /// TIMESTAMP_QUERY even where the adapter has them, 16 KiB of workgroup memory, 256 invocations
-    /// per workgroup, 128 MiB storage bindings and 256 MiB buffers — so the paths integrated and
-    /// older GPUs take are tested on any machine. `KILN_GPU_PROFILE=webgpu` turns it on by default.
+    /// per workgroup, 8 storage buffers per shader stage, 128 MiB storage bindings and 256 MiB
+    /// buffers — so the paths integrated and older GPUs take are tested on any machine.
+    /// `KILN_GPU_PROFILE=webgpu` turns it on by default.
     pub baseline: bool,
 }
 
@@ -188,6 +189,7 @@ pub(crate) fn describe(
         max_binding_bytes: limits.max_storage_buffer_binding_size,
         max_workgroup_invocations: limits.max_compute_invocations_per_workgroup,
         max_workgroup_memory_bytes: limits.max_compute_workgroup_storage_size,
+        max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
         threads: 0,
     }
 }
@@ -281,6 +283,8 @@ pub(crate) fn open(options: &GpuOptions) -> Result<(wgpu::Device, wgpu::Queue, D
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(128 << 20);
             limits.max_buffer_size = limits.max_buffer_size.min(256 << 20);
+            limits.max_storage_buffers_per_shader_stage =
+                limits.max_storage_buffers_per_shader_stage.min(8);
         }
         if let Some(cap) = options.max_buffer_bytes {
             limits.max_buffer_size = limits.max_buffer_size.min(cap);

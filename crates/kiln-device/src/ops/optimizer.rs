@@ -117,7 +117,8 @@ fn check(op: &'static str, param: &RawTensor, others: &[&RawTensor]) -> Result<(
 }
 
 impl RawTensor {
-    /// One RMSprop step with one fused kernel. `state` is `None` at the first step (all zeros).
+    /// One RMSprop step with one fused kernel (two with momentum, so that each binds at most eight
+    /// storage buffers on a GPU). `state` is `None` at the first step (all zeros).
     pub fn rmsprop_step(
         param: &RawTensor,
         grad: &RawTensor,
