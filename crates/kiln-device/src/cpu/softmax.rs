@@ -26,13 +26,18 @@ impl Disjoint {
     }
 }
 
-/// Softmax of contiguous rows, vectorised (`vecmath::softmax_row`).
+/// Softmax of contiguous rows, vectorised (`vecmath::softmax_row`), into memory that is not zeroed
+/// first.
 fn forward_rows(x: &[f32], axis: usize, log: bool) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
-    out.par_chunks_mut(axis)
+    let mut out: Vec<f32> = Vec::with_capacity(x.len());
+    out.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(axis)
         .zip(x.par_chunks(axis))
         .with_min_len(8)
         .for_each(|(y, x)| softmax_row(x, y, log));
+    // SAFETY: the rows cover the first x.len() elements (x.len() is a multiple of axis), and
+    // softmax_row wrote every element of each.
+    unsafe { out.set_len(x.len()) };
     out
 }
 

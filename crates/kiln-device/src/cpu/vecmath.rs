@@ -2,6 +2,8 @@
 //! into SIMD code (about 2 ulp from `f32::exp`). Each entry point runs an AVX-512
 //! or AVX2 build of the same code when the CPU has it (chosen at run time).
 
+use std::mem::MaybeUninit;
+
 /// e^x without libm: 2^n · p(r) with x = n·ln2 + r, |r| ≤ ln2/2, p a degree-6 polynomial.
 #[inline(always)]
 fn exp_approx(x: f32) -> f32 {
@@ -30,9 +32,11 @@ fn exp_approx(x: f32) -> f32 {
 /// Lanes kept apart in reductions so they vectorise.
 const LANES: usize = 16;
 
-/// Softmax (or log-softmax) of one contiguous row. A NaN anywhere makes the row NaN, through the sum.
+/// Softmax (or log-softmax) of one contiguous row into `y`, which need not be initialised (the
+/// output is not zeroed first: that would be one more pass over memory). A NaN anywhere makes the
+/// row NaN, through the sum.
 #[inline(always)]
-fn softmax_row_generic(x: &[f32], y: &mut [f32], log: bool) {
+fn softmax_row_generic(x: &[f32], y: &mut [MaybeUninit<f32>], log: bool) {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = x.chunks_exact(LANES);
     let tail = chunks.remainder();
@@ -47,9 +51,12 @@ fn softmax_row_generic(x: &[f32], y: &mut [f32], log: bool) {
         .iter()
         .chain(tail)
         .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    assert_eq!(x.len(), y.len(), "softmax_row: one output per input");
     for (out, &v) in y.iter_mut().zip(x) {
-        *out = exp_approx(v - max);
+        out.write(exp_approx(v - max));
     }
+    // SAFETY: the loop above wrote every element of `y` (same length as `x`).
+    let y: &mut [f32] = unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) };
     let mut sums = [0.0f32; LANES];
     let chunks = y.chunks_exact(LANES);
     let tail: f32 = chunks.remainder().iter().sum();
@@ -100,12 +107,15 @@ macro_rules! multiversion {
 }
 
 multiversion! {
-    /// Writes the softmax (or log-softmax when `log`) of the contiguous row `x` into `y`.
-    fn softmax_row(x: &[f32], y: &mut [f32], log: bool) => softmax_row_generic
+    /// Writes the softmax (or log-softmax when `log`) of the contiguous row `x` into `y` (which may
+    /// be uninitialised).
+    fn softmax_row(x: &[f32], y: &mut [MaybeUninit<f32>], log: bool) => softmax_row_generic
 }
 
 #[cfg(test)]
 mod tests {
+    use std::mem::MaybeUninit;
+
     use super::{exp_approx, softmax_row};
 
     #[test]
@@ -130,15 +140,20 @@ mod tests {
     #[test]
     fn softmax_rows_sum_to_one_and_propagate_nan() {
         let x: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin() * 30.0).collect();
-        let mut y = vec![0.0; 37];
-        softmax_row(&x, &mut y, false);
+        let row = |x: &[f32], log: bool| {
+            let mut y = vec![MaybeUninit::uninit(); x.len()];
+            softmax_row(x, &mut y, log);
+            // SAFETY: softmax_row wrote every element.
+            y.into_iter()
+                .map(|v| unsafe { v.assume_init() })
+                .collect::<Vec<f32>>()
+        };
+        let y = row(&x, false);
         assert!((y.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        let mut logs = vec![0.0; 37];
-        softmax_row(&x, &mut logs, true);
+        let logs = row(&x, true);
         assert!(logs.iter().zip(&y).all(|(l, p)| (l.exp() - p).abs() < 1e-6));
         let mut with_nan = x.clone();
         with_nan[3] = f32::NAN;
-        softmax_row(&with_nan, &mut y, false);
-        assert!(y.iter().all(|v| v.is_nan()));
+        assert!(row(&with_nan, false).iter().all(|v| v.is_nan()));
     }
 }
