@@ -358,10 +358,19 @@ device_test!(gradients_match_between_devices, |device| {
 });
 
 device_test!(fused_conv_relu_matches_conv_then_relu, |device| {
+    for batch in [1, 2, 7] {
+        conv_relu_case(&device, batch);
+    }
+});
+
+/// The fused convolution + ReLU against the unfused ops, and its gradients against the separate
+/// input-, weight- and bias-gradient kernels given the masked output gradient.
+fn conv_relu_case(device: &Device, batch: usize) {
     // Same forward values and the same input, weight and bias gradients as the unfused ops, with
     // stride, padding, and outputs on both sides of zero (a second layer, so the input gradient
     // and its ReLU mask are exercised too).
-    let x = Tensor::from_slice(&values(2 * 3 * 7 * 7, 3.0), [2, 3, 7, 7], &device)
+    let device = device.clone();
+    let x = Tensor::from_slice(&values(batch * 3 * 7 * 7, 3.0), [batch, 3, 7, 7], &device)
         .unwrap()
         .requires_grad_();
     let w = Tensor::from_slice(&values(5 * 3 * 3 * 3, 4.0), [5, 3, 3, 3], &device)
@@ -389,18 +398,38 @@ device_test!(fused_conv_relu_matches_conv_then_relu, |device| {
     };
     let (fused, plain) = (run(true), run(false));
     assert!(fused.0.contains(&0.0) && fused.0.iter().any(|&v| v > 0.0));
+    // The separate kernels, on the output gradient through the ReLU's mask.
+    let y = x.conv2d_relu(&w, Some(&b), params).unwrap();
+    let upstream = values(y.numel(), 6.0);
+    let masked: Vec<f32> = (upstream.iter().zip(y.to_vec::<f32>().unwrap()))
+        .map(|(&g, y)| if y > 0.0 { g } else { 0.0 })
+        .collect();
+    let dy = RawTensor::from_slice(&masked, y.shape().clone(), &device).unwrap();
+    let separate = (
+        RawTensor::conv2d_input_grad(&dy, w.raw(), x.shape().clone(), params).unwrap(),
+        RawTensor::conv2d_weight_grad(&dy, x.raw(), w.shape().clone(), params).unwrap(),
+        RawTensor::conv2d_bias_grad(&dy).unwrap(),
+    );
+    let read = |t: &RawTensor| t.to_vec::<f32>().unwrap();
+    let (sx, sw, sb) = (read(&separate.0), read(&separate.1), read(&separate.2));
     for (name, got, want) in [
         ("output", &fused.0, &plain.0),
         ("input grad", &fused.1, &plain.1),
         ("weight grad", &fused.2, &plain.2),
         ("bias grad", &fused.3, &plain.3),
+        ("input grad, separate kernel", &fused.1, &sx),
+        ("weight grad, separate kernel", &fused.2, &sw),
+        ("bias grad, separate kernel", &fused.3, &sb),
     ] {
         assert_eq!(got.len(), want.len(), "{name}");
         for (a, b) in got.iter().zip(want) {
-            assert!((a - b).abs() < 1e-5 + 1e-4 * b.abs(), "{name}: {a} vs {b}");
+            assert!(
+                (a - b).abs() < 1e-5 + 1e-4 * b.abs(),
+                "batch {batch}, {name}: {a} vs {b}"
+            );
         }
     }
-});
+}
 
 device_test!(fused_linear_matches_matmul_add_relu, |device| {
     // A dense layer as one op (with and without its ReLU) gives the unfused values and gradients.

@@ -3,6 +3,8 @@
 use rayon::prelude::*;
 
 use super::gemm::{Matrix, sgemm};
+use super::reduce::reduce_run;
+use crate::ReduceOp;
 use crate::ops::conv2d::ConvGeometry;
 
 /// The output columns `ox` whose input column `ox·stride + kx - padding` lies inside `[0, w)`.
@@ -109,8 +111,15 @@ fn per_image_threads(g: &ConvGeometry) -> bool {
     g.n >= rayon::current_num_threads()
 }
 
-/// `[N, Cout, OH, OW]` output of input `x` and weights `w`, plus bias.
-pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+/// `[N, Cout, OH, OW]` output of input `x` and weights `w`, plus bias, then max(·, 0) with
+/// `relu` (applied while each image's output is in cache, not as a pass of its own).
+pub(crate) fn forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+    relu: bool,
+) -> Vec<f32> {
     let (ohw, patch) = (g.oh * g.ow, g.patch());
     let mut out = vec![0.0f32; g.n * g.c_out * ohw];
     let image = |(n, y): (usize, &mut [f32])| {
@@ -129,9 +138,13 @@ pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeomet
             &col,
             (ohw, 1),
         );
-        if let Some(bias) = bias {
-            for (row, b) in y.chunks_mut(ohw).zip(bias) {
-                row.iter_mut().for_each(|v| *v += b);
+        for (c, row) in y.chunks_mut(ohw).enumerate() {
+            let b = bias.map_or(0.0, |b| b[c]);
+            match (bias.is_some(), relu) {
+                (true, true) => row.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
+                (true, false) => row.iter_mut().for_each(|v| *v += b),
+                (false, true) => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+                (false, false) => {}
             }
         }
     };
@@ -212,5 +225,136 @@ pub(crate) fn weight_grad(dy: &[f32], x: &[f32], g: &ConvGeometry) -> Vec<f32> {
             image_grad(&mut acc, n);
         }
         acc
+    }
+}
+
+/// The gradients [`backward`] computes, each when wanted.
+pub(crate) struct Grads {
+    /// `[N, Cin, H, W]`
+    pub input: Option<Vec<f32>>,
+    /// `[Cout, Cin, KH, KW]`
+    pub weight: Option<Vec<f32>>,
+    /// `[Cout]`
+    pub bias: Option<Vec<f32>>,
+}
+
+/// Every wanted gradient of [`forward`] in one pass over the images: each image's output gradient
+/// `dy` is masked by its ReLU output `relu_out` (when the forward had one) once, while in cache,
+/// then feeds the bias sums, the weight-gradient GEMM and the input-gradient GEMM + col2im. (Apart,
+/// these were a masking pass, a reduction and two more passes over the whole `dy`.)
+pub(crate) fn backward(
+    dy: &[f32],
+    relu_out: Option<&[f32]>,
+    x: &[f32],
+    w: &[f32],
+    g: &ConvGeometry,
+    (want_input, want_weight, want_bias): (bool, bool, bool),
+) -> Grads {
+    let (ohw, patch, chw) = (g.oh * g.ow, g.patch(), g.c_in * g.h * g.w);
+    let per_out = g.c_out * ohw;
+    let (weight_len, bias_len) = (g.c_out * patch, g.c_out);
+    let mut dx = want_input.then(|| vec![0.0f32; g.n * chw]);
+    // Per worker: the weight and bias sums so far, and scratch for one image.
+    struct Acc {
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        masked: Vec<f32>,
+        col: Vec<f32>,
+    }
+    let new_acc = || Acc {
+        weight: vec![0.0; if want_weight { weight_len } else { 0 }],
+        bias: vec![0.0; if want_bias { bias_len } else { 0 }],
+        masked: Vec::new(),
+        col: vec![0.0; patch * ohw],
+    };
+    let image = |acc: &mut Acc, n: usize, dxn: Option<&mut [f32]>| {
+        let dyn_ = &dy[n * per_out..][..per_out];
+        let dyn_: &[f32] = match relu_out {
+            Some(y) => {
+                let y = &y[n * per_out..][..per_out];
+                acc.masked.clear();
+                acc.masked.extend(
+                    dyn_.iter()
+                        .zip(y)
+                        .map(|(&d, &y)| if y > 0.0 { d } else { 0.0 }),
+                );
+                &acc.masked
+            }
+            None => dyn_,
+        };
+        if want_bias {
+            for (b, row) in acc.bias.iter_mut().zip(dyn_.chunks(ohw)) {
+                // Lane-split sum: a plain one is a chain of dependent adds.
+                *b += reduce_run(ReduceOp::Sum, row);
+            }
+        }
+        if want_weight {
+            im2col(&x[n * chw..][..chw], g, &mut acc.col);
+            gemm_into(
+                &mut acc.weight,
+                true,
+                (g.c_out, patch, ohw),
+                dyn_,
+                (ohw, 1),
+                &acc.col,
+                (1, ohw),
+            );
+        }
+        if let Some(dxn) = dxn {
+            gemm_into(
+                &mut acc.col,
+                false,
+                (patch, ohw, g.c_out),
+                w,
+                (1, patch),
+                dyn_,
+                (ohw, 1),
+            );
+            col2im(&acc.col, g, dxn);
+        }
+    };
+    let merge = |mut a: Acc, b: Acc| {
+        a.weight
+            .iter_mut()
+            .zip(&b.weight)
+            .for_each(|(x, y)| *x += y);
+        a.bias.iter_mut().zip(&b.bias).for_each(|(x, y)| *x += y);
+        a
+    };
+    let total = match (&mut dx, per_image_threads(g)) {
+        (Some(dx), true) => dx
+            .par_chunks_mut(chw)
+            .enumerate()
+            .fold(new_acc, |mut acc, (n, dxn)| {
+                image(&mut acc, n, Some(dxn));
+                acc
+            })
+            .reduce(new_acc, merge),
+        (None, true) => (0..g.n)
+            .into_par_iter()
+            .fold(new_acc, |mut acc, n| {
+                image(&mut acc, n, None);
+                acc
+            })
+            .reduce(new_acc, merge),
+        (Some(dx), false) => {
+            let mut acc = new_acc();
+            for (n, dxn) in dx.chunks_mut(chw).enumerate() {
+                image(&mut acc, n, Some(dxn));
+            }
+            acc
+        }
+        (None, false) => {
+            let mut acc = new_acc();
+            for n in 0..g.n {
+                image(&mut acc, n, None);
+            }
+            acc
+        }
+    };
+    Grads {
+        input: dx,
+        weight: want_weight.then_some(total.weight),
+        bias: want_bias.then_some(total.bias),
     }
 }

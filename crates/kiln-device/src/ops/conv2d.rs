@@ -3,7 +3,7 @@
 //! layout).
 
 use crate::tensor::Backend;
-use crate::{BinaryOp, DType, Error, RawTensor, ReduceOp, Result, Shape, UnaryOp, cpu, gpu};
+use crate::{DType, Error, RawTensor, ReduceOp, Result, Shape, cpu, gpu};
 
 /// Stride and zero padding of a 2-D convolution (dilation 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,9 +220,9 @@ impl RawTensor {
             match t[0].backend() {
                 Backend::Cpu(cpu) => {
                     let bias = t.get(2).map(RawTensor::host_f32);
-                    let values = cpu::conv2d::forward(t[0].host_f32(), t[1].host_f32(), bias, &g);
-                    let y = RawTensor::from_host_f32(values, g.output_shape(), cpu);
-                    if relu { y.unary(UnaryOp::Relu) } else { Ok(y) }
+                    let values =
+                        cpu::conv2d::forward(t[0].host_f32(), t[1].host_f32(), bias, &g, relu);
+                    Ok(RawTensor::from_host_f32(values, g.output_shape(), cpu))
                 }
                 Backend::Gpu(ctx) => {
                     let bias = t.get(2).map(RawTensor::buffer);
@@ -241,7 +241,8 @@ impl RawTensor {
 
     /// The gradients of `conv2d` (or of `conv2d_relu`, given its output as `relu_out`) that `wanted`
     /// names, from the output gradient, the input and the weights. On the GPU the weight and bias
-    /// gradients come from one pass, and the ReLU's backward is applied as the output gradient is read.
+    /// gradients come from one pass, and the ReLU's backward is applied as the output gradient is read;
+    /// on the CPU every gradient comes from one pass over the images.
     pub fn conv2d_backward(
         grad_out: &RawTensor,
         relu_out: Option<&RawTensor>,
@@ -256,36 +257,29 @@ impl RawTensor {
         if let Some(y) = relu_out {
             check_grad(op, y, &g)?;
         }
-        if matches!(grad_out.backend(), Backend::Cpu(_)) {
-            let masked;
-            let dy = match relu_out {
-                Some(y) => {
-                    masked = grad_out.binary(BinaryOp::ReluBackward, y)?;
-                    &masked
-                }
-                None => grad_out,
-            };
-            return Ok(Conv2dGrads {
-                input: wanted
-                    .input
-                    .then(|| RawTensor::conv2d_input_grad(dy, weight, g.input_shape(), params))
-                    .transpose()?,
-                weight: wanted
-                    .weight
-                    .then(|| RawTensor::conv2d_weight_grad(dy, input, g.weight_shape(), params))
-                    .transpose()?,
-                bias: wanted
-                    .bias
-                    .then(|| RawTensor::conv2d_bias_grad(dy))
-                    .transpose()?,
-            });
-        }
         let mut inputs = vec![grad_out, input, weight];
         inputs.extend(relu_out);
         let grads = RawTensor::float_op_outputs(op, &inputs, |t| {
             let t: Vec<RawTensor> = t.iter().map(RawTensor::contiguous).collect::<Result<_>>()?;
-            let Backend::Gpu(ctx) = t[0].backend() else {
-                unreachable!("CPU tensors returned above")
+            let ctx = match t[0].backend() {
+                // One pass over the images: ReLU mask, bias sums and both GEMMs per image.
+                Backend::Cpu(cpu) => {
+                    let grads = cpu::conv2d::backward(
+                        t[0].host_f32(),
+                        t.get(3).map(RawTensor::host_f32),
+                        t[1].host_f32(),
+                        t[2].host_f32(),
+                        &g,
+                        (wanted.input, wanted.weight, wanted.bias),
+                    );
+                    let tensor = |values, shape| RawTensor::from_host_f32(values, shape, cpu);
+                    return Ok(vec![
+                        grads.input.map(|v| tensor(v, g.input_shape())),
+                        grads.weight.map(|v| tensor(v, g.weight_shape())),
+                        grads.bias.map(|v| tensor(v, Shape::from([g.c_out]))),
+                    ]);
+                }
+                Backend::Gpu(ctx) => ctx,
             };
             let (dy, x, w) = (t[0].buffer(), t[1].buffer(), t[2].buffer());
             let mask = t.get(3).map(RawTensor::buffer);
