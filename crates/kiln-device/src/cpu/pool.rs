@@ -58,15 +58,25 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
     (values, indices)
 }
 
+multiversion! {
+    /// `max_forward` of one plane for the common 2×2 window with stride 2 and no padding (see
+    /// [`max_2x2_generic`]).
+    fn max_2x2(src: &[f32], g: &PoolGeometry, vals: &mut [f32], idx: &mut [u32]) => max_2x2_generic
+}
+
 /// `max_forward` of one plane for the common 2×2 window with stride 2 and no padding: the four taps
 /// read directly, with the same first-maximum and NaN rules as the general loop, branch-free (`|` and
-/// `&` rather than `||` and `&&`) so that the row loop compiles to vector blends.
-fn max_2x2(src: &[f32], g: &PoolGeometry, vals: &mut [f32], idx: &mut [u32]) {
+/// `&` rather than `||` and `&&`) and in 32-bit index arithmetic, so that the row loop compiles to
+/// vector blends (built for AVX-512 or AVX2 where the CPU has them).
+#[inline(always)]
+fn max_2x2_generic(src: &[f32], g: &PoolGeometry, vals: &mut [f32], idx: &mut [u32]) {
+    let w = g.w as u32;
     for oy in 0..g.oh {
         let top = 2 * oy * g.w;
         let (upper, lower) = (&src[top..top + g.w], &src[top + g.w..top + 2 * g.w]);
         let out = oy * g.ow..(oy + 1) * g.ow;
         let pairs = upper.chunks_exact(2).zip(lower.chunks_exact(2));
+        let top = top as u32;
         for (ox, ((v, i), (u, l))) in vals[out.clone()]
             .iter_mut()
             .zip(&mut idx[out])
@@ -82,7 +92,7 @@ fn max_2x2(src: &[f32], g: &PoolGeometry, vals: &mut [f32], idx: &mut [u32]) {
             }
             *v = best;
             // Tap t of the window sits at row t / 2, column t % 2.
-            *i = (top + (best_tap as usize / 2) * g.w + 2 * ox + best_tap as usize % 2) as u32;
+            *i = top + (best_tap >> 1) * w + 2 * ox as u32 + (best_tap & 1);
         }
     }
 }

@@ -77,35 +77,6 @@ fn softmax_row_generic(x: &[f32], y: &mut [MaybeUninit<f32>], log: bool) {
     }
 }
 
-/// Defines `$name`, which runs `$generic` compiled for AVX-512 or AVX2 when the CPU has them.
-macro_rules! multiversion {
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $generic:ident) => {
-        $(#[$doc])*
-        pub(crate) fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
-                    $generic($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) {
-                    $generic($($arg),*)
-                }
-                if is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has AVX2 and FMA.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $generic($($arg),*)
-        }
-    };
-}
-
 multiversion! {
     /// Writes the softmax (or log-softmax when `log`) of the contiguous row `x` into `y` (which may
     /// be uninitialised).
