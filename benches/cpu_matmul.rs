@@ -1,6 +1,7 @@
-//! Which CPU GEMM kiln should use: `matrixmultiply` (kiln's choice) against the `gemm` crate, both
-//! multi-threaded, and kiln's CPU matmul (matrixmultiply behind the tensor API, to show its overhead),
-//! on square f32 matrices. Reported as GFLOP/s ("Gelem/s").
+//! Which CPU GEMM kiln should use: `matrixmultiply` (kiln's choice, single-threaded here: kiln
+//! spreads it over rayon's workers itself) against the `gemm` crate on rayon's threads, and kiln's
+//! CPU matmul (matrixmultiply on rayon's workers behind the tensor API — compare it with `gemm`), on
+//! square f32 matrices. Reported as GFLOP/s ("Gelem/s").
 //!
 //! `cargo bench --bench cpu_matmul`
 

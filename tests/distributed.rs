@@ -167,6 +167,24 @@ mod under_mpirun {
         }
     }
 
+    /// Stops training after the first epoch, on rank 0 only (it is a rank-0-only callback).
+    struct StopOnRankZero;
+
+    impl Callback for StopOnRankZero {
+        fn on_epoch_end(
+            &mut self,
+            _: usize,
+            _: &kiln::nn::callbacks::EpochLogs<'_>,
+            _: &mut Model,
+        ) -> kiln::Result<kiln::nn::callbacks::Control> {
+            Ok(kiln::nn::callbacks::Control::Stop)
+        }
+
+        fn rank_zero_only(&self) -> bool {
+            true
+        }
+    }
+
     /// Not a test of its own: the body of every rank the tests below start.
     #[test]
     fn child() {
@@ -210,6 +228,28 @@ mod under_mpirun {
                     err.to_string().contains("differ in training samples"),
                     "{err}"
                 );
+                std::fs::write(dir.join(format!("refused{rank}")), err.to_string()).unwrap();
+            }
+            "stop" => {
+                let mut stop = StopOnRankZero;
+                let config = FitConfig {
+                    epochs: 5,
+                    callbacks: Callbacks::new(vec![&mut stop]),
+                    ..train_config(Some(&job), 32)
+                };
+                let history = model.fit(&data(640), &config).unwrap();
+                std::fs::write(
+                    dir.join(format!("epochs{rank}")),
+                    history.train.len().to_string(),
+                )
+                .unwrap();
+            }
+            "early-error" => {
+                // Rank 1's call is wrong (batch size 0): it gets its error, rank 0 one saying so.
+                let batch = if rank == 1 { 0 } else { 32 };
+                let err = model
+                    .fit(&data(640), &train_config(Some(&job), batch))
+                    .unwrap_err();
                 std::fs::write(dir.join(format!("refused{rank}")), err.to_string()).unwrap();
             }
             other => panic!("unknown scenario {other}"),
@@ -294,6 +334,42 @@ mod under_mpirun {
             "{stderr}"
         );
         assert!(took < Duration::from_secs(60), "took {took:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_stop_on_rank_zero_stops_every_rank() {
+        let dir = temp_dir("stop");
+        let (output, _) = mpirun("stop", &dir, "cpu");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for rank in 0..2 {
+            let epochs = std::fs::read_to_string(dir.join(format!("epochs{rank}"))).unwrap();
+            assert_eq!(epochs, "1", "rank {rank}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rank_failing_its_checks_gives_every_rank_an_error() {
+        let dir = temp_dir("early-error");
+        let (output, _) = mpirun("early-error", &dir, "cpu");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let read =
+            |rank: usize| std::fs::read_to_string(dir.join(format!("refused{rank}"))).unwrap();
+        assert!(read(1).contains("batch size >= 1"), "{}", read(1));
+        assert!(
+            read(0).contains("another rank of the 2 failed"),
+            "{}",
+            read(0)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

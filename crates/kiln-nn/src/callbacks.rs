@@ -101,7 +101,8 @@ pub trait Callback {
     fn on_resume(&mut self, _progress: &TrainingProgress) {}
 
     /// Whether only rank 0 of a distributed `fit` runs this callback (those that write files:
-    /// checkpoints, logs). The others run on every rank, which see the same logs.
+    /// checkpoints, logs). The others run on every rank, which see the same logs (rank 0's
+    /// validation figures, metrics combined over the ranks); a stop on any rank stops them all.
     fn rank_zero_only(&self) -> bool {
         self.checkpoint_dir().is_some()
     }

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kiln_autograd::{Gradients, Tensor, Var};
-use kiln_device::{DType, Device, Error, GpuOptions, Result};
+use kiln_device::{Backend, DType, Device, Error, GpuOptions, Result};
 
 use crate::model::Evaluation;
 
@@ -171,7 +171,9 @@ impl Distributed {
     #[cfg(feature = "mpi")]
     fn join_mpi() -> Result<Distributed> {
         use mpi::traits::*;
-        let universe = mpi::initialize().ok_or_else(|| {
+        // MPI is called only from the thread that runs `fit` (rayon and the batch loader never do).
+        let threading = mpi::Threading::Funneled;
+        let (universe, _) = mpi::initialize_with_threading(threading).ok_or_else(|| {
             Error::usage(
                 "Distributed::mpi",
                 "MPI is already initialised in this process; make one Distributed and share it",
@@ -231,18 +233,29 @@ impl Distributed {
             return Ok(Device::auto());
         }
         let (local_rank, local_size) = self.comm.local();
-        let hardware = Device::list_adapters()
-            .into_iter()
-            .filter(|a| !a.is_software)
-            .count();
-        if hardware >= local_size && hardware > 0 {
-            Device::gpu_with(
+        // One GPU is often listed once per API (Vulkan and GL): count within the first backend
+        // that has hardware adapters.
+        let adapters = Device::list_adapters();
+        let backends = [
+            (Backend::Vulkan, "vulkan"),
+            (Backend::Metal, "metal"),
+            (Backend::Dx12, "dx12"),
+            (Backend::Gl, "gl"),
+        ];
+        let found = backends.into_iter().find_map(|(backend, name)| {
+            let count = (adapters.iter())
+                .filter(|a| !a.is_software && a.backend == name)
+                .count();
+            (count > 0).then_some((backend, count))
+        });
+        match found {
+            Some((backend, count)) if count >= local_size => Device::gpu_with(
                 &GpuOptions::default()
+                    .backends(&[backend])
                     .allow_software(false)
                     .adapter_index(local_rank),
-            )
-        } else {
-            Ok(Device::cpu())
+            ),
+            _ => Ok(Device::cpu()),
         }
     }
 
@@ -270,6 +283,56 @@ impl Distributed {
             self.size()
         );
         self.comm.abort(1)
+    }
+
+    /// `local` on every rank when every rank's is `Ok`; otherwise an error on every rank (its own on
+    /// a rank that failed), so that no rank goes on to a collective a failed one never reaches.
+    pub(crate) fn all_ready<T>(&self, local: Result<T>) -> Result<T> {
+        let mut failed = [u64::from(local.is_err())];
+        self.comm.combine_u64(&mut failed, Combine::Max);
+        match local {
+            Ok(_) if failed[0] == 1 => Err(Error::usage(
+                "fit",
+                format!(
+                    "another rank of the {} failed before training (it printed its error); this \
+                     is rank {}",
+                    self.size(),
+                    self.rank()
+                ),
+            )),
+            local => local,
+        }
+    }
+
+    /// Whether `flag` is true on any rank (so that every rank stops training together).
+    pub(crate) fn any(&self, flag: bool) -> bool {
+        let mut value = [u64::from(flag)];
+        self.comm.combine_u64(&mut value, Combine::Max);
+        value[0] == 1
+    }
+
+    /// Rank 0's `evaluation` on every rank (the ranks' own may differ in the last bits, and
+    /// callbacks must decide alike everywhere).
+    pub(crate) fn broadcast_evaluation(&self, evaluation: Evaluation) -> Evaluation {
+        if self.size() == 1 {
+            return evaluation;
+        }
+        let mut values: Vec<f32> = std::iter::once(evaluation.loss)
+            .chain(evaluation.metrics.iter().map(|(_, v)| *v))
+            .chain(evaluation.outputs.iter().map(|(_, v)| *v))
+            .collect();
+        self.comm.broadcast_f32(&mut values);
+        let mut values = values.into_iter();
+        let mut next = || values.next().unwrap_or(f32::NAN);
+        Evaluation {
+            loss: next(),
+            metrics: (evaluation.metrics.into_iter())
+                .map(|(m, _)| (m, next()))
+                .collect(),
+            outputs: (evaluation.outputs.into_iter())
+                .map(|(name, _)| (name, next()))
+                .collect(),
+        }
     }
 
     /// `Err` on every rank unless all ranks agree on each of `values` (named by `what`).

@@ -265,7 +265,14 @@ pub(crate) fn backward(
         weight: vec![0.0; if want_weight { weight_len } else { 0 }],
         bias: vec![0.0; if want_bias { bias_len } else { 0 }],
         masked: Vec::new(),
-        col: vec![0.0; patch * ohw],
+        col: vec![
+            0.0;
+            if want_weight || want_input {
+                patch * ohw
+            } else {
+                0
+            }
+        ],
     };
     let image = |acc: &mut Acc, n: usize, dxn: Option<&mut [f32]>| {
         let dyn_ = &dy[n * per_out..][..per_out];
@@ -276,7 +283,7 @@ pub(crate) fn backward(
                 acc.masked.extend(
                     dyn_.iter()
                         .zip(y)
-                        .map(|(&d, &y)| if y > 0.0 { d } else { 0.0 }),
+                        .map(|(&d, &y)| d * f32::from(u8::from(y > 0.0))),
                 );
                 &acc.masked
             }
@@ -313,45 +320,50 @@ pub(crate) fn backward(
             col2im(&acc.col, g, dxn);
         }
     };
-    let merge = |mut a: Acc, b: Acc| {
-        a.weight
-            .iter_mut()
-            .zip(&b.weight)
-            .for_each(|(x, y)| *x += y);
-        a.bias.iter_mut().zip(&b.bias).for_each(|(x, y)| *x += y);
-        a
+    // Images in fixed runs, one per worker, their sums added in order: the same result on every
+    // run (rayon's adaptive fold would change the order of the float additions).
+    let per_run = if per_image_threads(g) {
+        g.n.div_ceil(rayon::current_num_threads()).max(1)
+    } else {
+        g.n.max(1)
     };
-    let total = match (&mut dx, per_image_threads(g)) {
-        (Some(dx), true) => dx
-            .par_chunks_mut(chw)
+    let run = |first: usize, dx_run: Option<&mut [f32]>| {
+        let mut acc = new_acc();
+        let images = first..(first + per_run).min(g.n);
+        match dx_run {
+            Some(dx_run) => {
+                for (n, dxn) in images.zip(dx_run.chunks_mut(chw)) {
+                    image(&mut acc, n, Some(dxn));
+                }
+            }
+            None => images.for_each(|n| image(&mut acc, n, None)),
+        }
+        acc
+    };
+    let runs: Vec<Acc> = match &mut dx {
+        Some(dx) => dx
+            .par_chunks_mut(per_run * chw)
             .enumerate()
-            .fold(new_acc, |mut acc, (n, dxn)| {
-                image(&mut acc, n, Some(dxn));
-                acc
-            })
-            .reduce(new_acc, merge),
-        (None, true) => (0..g.n)
+            .map(|(r, dx_run)| run(r * per_run, Some(dx_run)))
+            .collect(),
+        None => (0..g.n.div_ceil(per_run))
             .into_par_iter()
-            .fold(new_acc, |mut acc, n| {
-                image(&mut acc, n, None);
-                acc
-            })
-            .reduce(new_acc, merge),
-        (Some(dx), false) => {
-            let mut acc = new_acc();
-            for (n, dxn) in dx.chunks_mut(chw).enumerate() {
-                image(&mut acc, n, Some(dxn));
-            }
-            acc
-        }
-        (None, false) => {
-            let mut acc = new_acc();
-            for n in 0..g.n {
-                image(&mut acc, n, None);
-            }
-            acc
-        }
+            .map(|r| run(r * per_run, None))
+            .collect(),
     };
+    let mut total = new_acc();
+    for acc in runs {
+        total
+            .weight
+            .iter_mut()
+            .zip(&acc.weight)
+            .for_each(|(x, y)| *x += y);
+        total
+            .bias
+            .iter_mut()
+            .zip(&acc.bias)
+            .for_each(|(x, y)| *x += y);
+    }
     Grads {
         input: dx,
         weight: want_weight.then_some(total.weight),

@@ -1,7 +1,8 @@
 //! The one CPU GEMM that matmul, conv1d and conv2d call: `C (m×n) = A (m×k) · B (k×n) [+ C]` on
 //! strided f32 matrices, run by `matrixmultiply` (AVX2/FMA/AVX-512 kernels). It measured faster than
 //! the `gemm` crate on every size here, and as fast as a hand-written AVX-512 kernel that was tried
-//! and dropped (`cargo bench --bench cpu_matmul`; figures in BENCHMARKS.md).
+//! and dropped (`cargo bench --bench cpu_matmul`, then with matrixmultiply's own threads; figures in
+//! BENCHMARKS.md).
 //!
 //! Threads come from rayon, the pool every other CPU kernel uses: a large product is cut into one
 //! block of rows (or columns) per worker, each multiplied single-threaded. matrixmultiply's own
@@ -70,7 +71,6 @@ pub(crate) fn sgemm_strided(
     };
     let blocks = BlockPlan::for_shape(m, n, k, threads);
     let c_ptr = SendPtr(c.as_mut_ptr());
-    let (a_ptr, b_ptr) = (a.data.as_ptr() as usize, b.data.as_ptr() as usize);
     let run_block = |block: usize| {
         let (rows, cols) = blocks.block(block, m, n);
         if rows.is_empty() || cols.is_empty() {
@@ -84,10 +84,10 @@ pub(crate) fn sgemm_strided(
                 k,
                 cols.len(),
                 1.0,
-                (a_ptr as *const f32).add(rows.start * a.row_stride),
+                a.data.as_ptr().add(rows.start * a.row_stride),
                 a.row_stride as isize,
                 a.col_stride as isize,
-                (b_ptr as *const f32).add(cols.start * b.col_stride),
+                b.data.as_ptr().add(cols.start * b.col_stride),
                 b.row_stride as isize,
                 b.col_stride as isize,
                 if accumulate { 1.0 } else { 0.0 },

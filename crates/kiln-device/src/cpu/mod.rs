@@ -133,9 +133,15 @@ fn keep_freed_host_memory() {
         ONCE.call_once(|| {
             const LARGE: libc::c_int = 1 << 30;
             // SAFETY: mallopt only changes allocator tuning parameters; no memory is touched.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE);
-                libc::mallopt(libc::M_TRIM_THRESHOLD, LARGE);
+            let accepted = unsafe {
+                [
+                    libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE),
+                    libc::mallopt(libc::M_TRIM_THRESHOLD, LARGE),
+                ]
+            };
+            // glibc returns 1 on success (older versions refuse thresholds above 32 MiB).
+            if accepted != [1, 1] {
+                log::debug!("kiln: glibc refused a malloc threshold ({accepted:?}); left as it is");
             }
         });
     }

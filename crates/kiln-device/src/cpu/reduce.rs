@@ -118,7 +118,8 @@ pub(crate) fn reduce(op: ReduceOp, x: &[f32], [outer, axis, inner]: [usize; 3]) 
 
 /// [`reduce`] with `inner > 1`: whole rows of `inner` values are combined at a time. With several
 /// outputs rows per thread, each thread takes whole output rows; with few (a bias gradient summed
-/// over `[N·L, C]` has one), the axis is cut into chunks reduced in parallel and then combined.
+/// over `[N·L, C]` has one), the axis is cut into fixed chunks reduced in parallel, then combined
+/// in order (the same sums on every run).
 fn strided<F>(x: &[f32], [outer, axis, inner]: [usize; 3], identity: f32, f: F) -> Vec<f32>
 where
     F: Fn(f32, f32) -> f32 + Copy + Send + Sync,
@@ -139,35 +140,30 @@ where
             });
         return out;
     }
+    // Fixed chunks combined in order, so that sums come out the same on every run.
     let rows_per_task = (PARALLEL_GRAIN / inner).max(1);
     for (o, acc) in out.chunks_mut(inner).enumerate() {
         let block = &x[o * per_output..(o + 1) * per_output];
-        let partial = block
+        let partials: Vec<Vec<f32>> = block
             .par_chunks(rows_per_task * inner)
-            .fold(
-                || vec![identity; inner],
-                |mut part, rows| {
-                    for row in rows.chunks_exact(inner) {
-                        combine_rows(&mut part, row, f);
-                    }
-                    part
-                },
-            )
-            .reduce(
-                || vec![identity; inner],
-                |mut a, b| {
-                    combine_rows(&mut a, &b, f);
-                    a
-                },
-            );
-        acc.copy_from_slice(&partial);
+            .map(|rows| {
+                let mut part = vec![identity; inner];
+                for row in rows.chunks_exact(inner) {
+                    combine_rows(&mut part, row, f);
+                }
+                part
+            })
+            .collect();
+        for part in partials {
+            combine_rows(acc, &part, f);
+        }
     }
     out
 }
 
 /// The gradient of a max or min over `[outer, axis, inner]`: `g[o, i]` split evenly between the
-/// elements equal to `extreme[o, i]` (NaN for the whole column when none is, as the composed
-/// `hits · g / count` gives).
+/// elements equal to `extreme[o, i]`, computed as the composed `hits · (g / count)` is (so a NaN
+/// extreme, or a non-finite `g`, spreads NaN as there).
 pub(crate) fn extreme_backward(
     x: &[f32],
     extreme: &[f32],
@@ -192,16 +188,11 @@ pub(crate) fn extreme_backward(
                 }
             }
             let share: Vec<f32> = (g.iter().zip(&count))
-                .map(|(&g, &c)| if c == 0 { f32::NAN } else { g / c as f32 })
+                .map(|(&g, &c)| g / c as f32)
                 .collect();
             for (dx_row, row) in dx.chunks_exact_mut(inner).zip(x.chunks_exact(inner)) {
-                for (((d, &v), &e), (&s, &c)) in dx_row
-                    .iter_mut()
-                    .zip(row)
-                    .zip(e)
-                    .zip(share.iter().zip(&count))
-                {
-                    *d = if v == e || c == 0 { s } else { 0.0 };
+                for (((d, &v), &e), &s) in dx_row.iter_mut().zip(row).zip(e).zip(&share) {
+                    *d = f32::from(u8::from(v == e)) * s;
                 }
             }
         });

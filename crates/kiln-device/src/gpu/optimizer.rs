@@ -132,7 +132,14 @@ pub(crate) fn rmsprop(
     c: &RmsPropConfig,
 ) -> Result<RmsPropOut<GpuBuffer>> {
     let op = "rmsprop_step";
-    let flags = if c.centered { CENTERED } else { 0 } | if c.momentum > 0.0 { MOMENTUM } else { 0 };
+    // The momentum buffer comes with a momentum (zeros at the first step, from the caller).
+    let momentum_buffer = buffer.filter(|_| c.momentum > 0.0);
+    let flags = if c.centered { CENTERED } else { 0 }
+        | if momentum_buffer.is_some() {
+            MOMENTUM
+        } else {
+            0
+        };
     let params = floats(
         Params::new(),
         1,
@@ -163,7 +170,7 @@ pub(crate) fn rmsprop(
         ],
         groups_for(numel),
     )?;
-    let (param, buffer) = if c.momentum > 0.0 {
+    let (param, buffer) = if let Some(buffer) = momentum_buffer {
         let (p3, b2) = (ctx.alloc(op, bytes)?, ctx.alloc(op, bytes)?);
         ctx.dispatch(
             op,
@@ -172,7 +179,7 @@ pub(crate) fn rmsprop(
             &[
                 (1, p),
                 (2, &p2),
-                (4, buffer.unwrap_or(&p2)),
+                (4, buffer),
                 (5, &p3),
                 (7, &b2),
                 (GUARD, &ctx.step_guard()),

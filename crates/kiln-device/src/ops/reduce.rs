@@ -129,30 +129,27 @@ impl RawTensor {
                 ),
             ));
         }
-        RawTensor::check_same_device(op, &[self, extreme, grad])?;
-        if let Backend::Cpu(cpu) = self.backend() {
-            let (x, e, g) = (
-                self.contiguous()?,
-                extreme.contiguous()?,
-                grad.contiguous()?,
-            );
-            let dx = cpu::reduce::extreme_backward(
-                x.host_f32(),
-                e.host_f32(),
-                g.host_f32(),
-                geometry.as_array(),
-            );
-            return Ok(RawTensor::from_host_f32(dx, self.shape().clone(), cpu));
-        }
-        // Both as [outer, 1, inner] against the input viewed as [outer, axis, inner].
-        let [outer, _, inner] = geometry.as_array();
-        let x = self.reshape(geometry.as_array().to_vec())?;
-        let e = extreme.reshape(vec![outer, 1, inner])?;
-        let g = grad.reshape(vec![outer, 1, inner])?;
-        let hits = x.binary(BinaryOp::Equal, &e)?;
-        let count = hits.reduce(ReduceOp::Sum, Some(1), true)?;
-        hits.binary(BinaryOp::Mul, &g.binary(BinaryOp::Div, &count)?)?
-            .reshape(self.shape().clone())
+        RawTensor::float_op(op, &[self, extreme, grad], |t| {
+            if let Backend::Cpu(cpu) = t[0].backend() {
+                let (x, e, g) = (t[0].contiguous()?, t[1].contiguous()?, t[2].contiguous()?);
+                let dx = cpu::reduce::extreme_backward(
+                    x.host_f32(),
+                    e.host_f32(),
+                    g.host_f32(),
+                    geometry.as_array(),
+                );
+                return Ok(RawTensor::from_host_f32(dx, t[0].shape().clone(), cpu));
+            }
+            // Both as [outer, 1, inner] against the input viewed as [outer, axis, inner].
+            let [outer, _, inner] = geometry.as_array();
+            let x = t[0].reshape(geometry.as_array().to_vec())?;
+            let e = t[1].reshape(vec![outer, 1, inner])?;
+            let g = t[2].reshape(vec![outer, 1, inner])?;
+            let hits = x.binary(BinaryOp::Equal, &e)?;
+            let count = hits.reduce(ReduceOp::Sum, Some(1), true)?;
+            hits.binary(BinaryOp::Mul, &g.binary(BinaryOp::Div, &count)?)?
+                .reshape(t[0].shape().clone())
+        })
     }
 
     /// Sum along `axis` (or of everything).

@@ -97,8 +97,13 @@ pub struct FitConfig<'a> {
     pub class_weight: Option<Vec<f32>>,
     /// Train data-parallel across the ranks of this job (see [`Distributed`]): `batch_size` is
     /// then each rank's part of a global batch of `batch_size × ranks`, the gradients are averaged
-    /// before every step, only rank 0 prints and writes files (checkpoints, CSV logs), and an
-    /// error on one rank ends every rank (MPI's abort) instead of leaving them waiting.
+    /// before every step, only rank 0 prints and writes files (checkpoints, CSV logs), every
+    /// rank's callbacks see the same logs (rank 0's validation figures, training metrics averaged
+    /// over the ranks by samples: exact for accuracy and errors, an approximation for AUC and
+    /// precision-type metrics) and the ranks stop together. A rank whose call or data fails the
+    /// checks before training gets its error and the others an error saying so; an error during
+    /// training (a non-finite loss included) ends every rank through MPI's abort, after printing
+    /// it — never a rank left waiting.
     pub distributed: Option<&'a Distributed>,
 }
 

@@ -107,9 +107,17 @@ fn batch_loss(loss: Loss, scores: &Tensor, y: &Tensor, weights: Option<&Tensor>)
     }
 }
 
+/// `local`, or in a job of several ranks an error on every rank unless all ranks' are `Ok`.
+fn all_ready<T>(job: Option<&Distributed>, local: Result<T>) -> Result<T> {
+    match job {
+        Some(job) => job.all_ready(local),
+        None => local,
+    }
+}
+
 /// A data-parallel step: the job, and this rank's and the global batch's sample counts.
 #[derive(Clone, Copy)]
-struct Sync<'a> {
+struct StepSync<'a> {
     job: &'a Distributed,
     samples: (usize, usize),
 }
@@ -390,7 +398,7 @@ impl Model {
         weights: Option<&Tensor>,
         class_weight: Option<&[f32]>,
         guarded_step: Option<u32>,
-        sync: Option<Sync<'_>>,
+        sync: Option<StepSync<'_>>,
     ) -> Result<(Tensor, Vec<OutputStep>)> {
         let losses = self.compiled("train_on_batch")?.losses.clone();
         let device = self.place()?;
@@ -427,7 +435,7 @@ impl Model {
     fn apply_gradients(
         &mut self,
         mut grads: Gradients,
-        sync: Option<(Sync<'_>, f32)>,
+        sync: Option<(StepSync<'_>, f32)>,
     ) -> Result<f32> {
         let params = self.trainable_parameters();
         let loss = match sync {
@@ -557,8 +565,74 @@ impl Model {
         config: &FitConfig<'_>,
         callbacks: &mut [&mut dyn Callback],
     ) -> Result<History> {
+        // In a job of several ranks, a rank whose own checks fail must not leave the others waiting
+        // in a collective: every rank learns whether all are ready before going on.
+        let several = config.distributed.filter(|job| job.size() > 1);
+        let checked = self
+            .check_fit(data, config)
+            .and_then(|split| Ok((split, config.callbacks.borrow()?)));
+        let ((train, split_off, columns), mut own_callbacks) = all_ready(several, checked)?;
         let metric_list = self.compiled("fit")?.metrics.clone();
         let output_names = self.output_names();
+        let mut all_callbacks: Vec<&mut dyn Callback> = own_callbacks
+            .iter_mut()
+            .map(|c| &mut **c as &mut dyn Callback)
+            .chain(callbacks.iter_mut().map(|c| &mut **c as &mut dyn Callback))
+            .collect();
+        let validation = config.validation_data.unwrap_or(&split_off);
+        let started = if config.resume {
+            self.resume(config, &mut all_callbacks)
+        } else {
+            Ok(config.initial_epoch)
+        };
+        let first_epoch = all_ready(
+            several,
+            started.and_then(|first| self.place().map(|_| first)),
+        )?;
+        if let Some(job) = config.distributed {
+            job.check_agreement(&[
+                ("model (layers and parameter shapes)", self.structure_hash()),
+                ("metrics", (metric_list.len() * output_names.len()) as u64),
+                ("training samples", train.len() as u64),
+                ("validation samples", validation.len() as u64),
+                ("batch size", config.batch_size as u64),
+                ("epochs", config.epochs as u64),
+                ("first epoch", first_epoch as u64),
+                ("shuffle seed", config.shuffle.unwrap_or(u64::MAX)),
+            ])?;
+            let state: Vec<Var> = self.state().into_iter().map(|(_, v)| v).collect();
+            if let Err(e) = job.broadcast_vars(&state)
+                && job.size() > 1
+            {
+                job.abort(&e);
+            }
+            // Files are written by rank 0 only.
+            if !job.is_root() {
+                all_callbacks.retain(|c| !c.rank_zero_only());
+            }
+        }
+        let run = Epochs {
+            train: &train,
+            validation,
+            columns: &columns,
+            first_epoch,
+            output_names: &output_names,
+            metrics: &metric_list,
+        };
+        // From here every rank runs the same collectives; an error on one ends them all.
+        match (self.train_epochs(config, run, &mut all_callbacks), several) {
+            (Err(e), Some(job)) => job.abort(&e),
+            (history, _) => history,
+        }
+    }
+
+    /// `fit`'s checks of its arguments and data, before any work; returns the training part, the
+    /// part held out for validation, and the data set columns for the model's inputs.
+    fn check_fit(
+        &self,
+        data: &Dataset,
+        config: &FitConfig<'_>,
+    ) -> Result<(Dataset, Dataset, Vec<usize>)> {
         if config.batch_size == 0 || data.is_empty() {
             return Err(Error::argument(
                 "fit",
@@ -581,12 +655,6 @@ impl Model {
             ));
         }
         let columns = self.column_order("fit", data)?;
-        let mut own_callbacks = config.callbacks.borrow()?;
-        let mut all_callbacks: Vec<&mut dyn Callback> = own_callbacks
-            .iter_mut()
-            .map(|c| &mut **c as &mut dyn Callback)
-            .chain(callbacks.iter_mut().map(|c| &mut **c as &mut dyn Callback))
-            .collect();
         let held_out = (data.len() as f32 * config.validation_split.clamp(0.0, 1.0)) as usize;
         let (train, split_off) = data.split_at(data.len() - held_out);
         if train.is_empty() {
@@ -599,41 +667,7 @@ impl Model {
                 ),
             ));
         }
-        let validation = config.validation_data.unwrap_or(&split_off);
-        let first_epoch = if config.resume {
-            self.resume(config, &mut all_callbacks)?
-        } else {
-            config.initial_epoch
-        };
-        let job = config.distributed;
-        if let Some(job) = job {
-            self.place()?;
-            job.check_agreement(&[
-                ("model (layers and parameter shapes)", self.structure_hash()),
-                ("training samples", train.len() as u64),
-                ("batch size", config.batch_size as u64),
-                ("first epoch", first_epoch as u64),
-            ])?;
-            let state: Vec<Var> = self.state().into_iter().map(|(_, v)| v).collect();
-            job.broadcast_vars(&state)?;
-            // Files are written by rank 0 only.
-            if !job.is_root() {
-                all_callbacks.retain(|c| !c.rank_zero_only());
-            }
-        }
-        let run = Epochs {
-            train: &train,
-            validation,
-            columns: &columns,
-            first_epoch,
-            output_names: &output_names,
-            metrics: &metric_list,
-        };
-        let history = self.train_epochs(config, run, &mut all_callbacks);
-        match (history, job) {
-            (Err(e), Some(job)) if job.size() > 1 => job.abort(&e),
-            (history, _) => history,
-        }
+        Ok((train, split_off, columns))
     }
 
     /// The epochs of [`Model::fit_with`], once its checks are done.
@@ -706,7 +740,7 @@ impl Model {
                         if check_each_step {
                             last_good = self.snapshot()?;
                         }
-                        let sync = Sync {
+                        let sync = StepSync {
                             job,
                             samples: (0, global),
                         };
@@ -733,7 +767,7 @@ impl Model {
                         batch.weights.as_ref(),
                         config.class_weight.as_deref(),
                         guard.then_some(batch_losses.len() as u32),
-                        job.map(|job| Sync {
+                        job.map(|job| StepSync {
                             job,
                             samples: (batch.len, global),
                         }),
@@ -824,11 +858,15 @@ impl Model {
                 let buffers: Vec<Var> = self.named_buffers().into_iter().map(|(_, v)| v).collect();
                 job.broadcast_vars(&buffers)?;
             }
-            let validation_eval = if validation.is_empty() {
+            let mut validation_eval = if validation.is_empty() {
                 None
             } else {
                 Some(self.evaluate(validation, config.batch_size)?)
             };
+            if let Some(job) = job {
+                // Every rank's callbacks must see the same logs: rank 0's validation figures.
+                validation_eval = validation_eval.map(|e| job.broadcast_evaluation(e));
+            }
             if verbose {
                 println!("Epoch {}/{}", epoch + 1, config.epochs);
                 println!(
@@ -861,6 +899,10 @@ impl Model {
                         stop |= callback.on_epoch_end(epoch, &logs, self)? == Control::Stop;
                     }
                 }
+            }
+            if let Some(job) = job {
+                // A callback that runs on rank 0 only may stop: every rank stops together.
+                stop = job.any(stop);
             }
             history.train.push(evaluation);
             history.validation.extend(validation_eval);
