@@ -2,7 +2,9 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{Matrix, sgemm};
+use std::mem::MaybeUninit;
+
+use super::gemm::{Matrix, sgemm, sgemm_uninit};
 use super::reduce::reduce_run;
 use crate::ReduceOp;
 use crate::ops::conv2d::ConvGeometry;
@@ -121,23 +123,27 @@ pub(crate) fn forward(
     relu: bool,
 ) -> Vec<f32> {
     let (ohw, patch) = (g.oh * g.ow, g.patch());
-    let mut out = vec![0.0f32; g.n * g.c_out * ohw];
-    let image = |(n, y): (usize, &mut [f32])| {
+    let len = g.n * g.c_out * ohw;
+    // Not zeroed first: the GEMM writes every output (one pass over memory less).
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let image = |(n, y): (usize, &mut [MaybeUninit<f32>])| {
         let mut col = vec![0.0f32; patch * ohw];
         im2col(
             &x[n * g.c_in * g.h * g.w..][..g.c_in * g.h * g.w],
             g,
             &mut col,
         );
-        gemm_into(
-            y,
-            false,
-            (g.c_out, ohw, patch),
-            w,
-            (patch, 1),
-            &col,
-            (ohw, 1),
-        );
+        let weights = Matrix {
+            data: w,
+            row_stride: patch,
+            col_stride: 1,
+        };
+        let patches = Matrix {
+            data: &col,
+            row_stride: ohw,
+            col_stride: 1,
+        };
+        let y = sgemm_uninit(g.c_out, ohw, patch, weights, patches, y);
         for (c, row) in y.chunks_mut(ohw).enumerate() {
             let b = bias.map_or(0.0, |b| b[c]);
             match (bias.is_some(), relu) {
@@ -148,13 +154,17 @@ pub(crate) fn forward(
             }
         }
     };
+    let images = &mut out.spare_capacity_mut()[..len];
     if per_image_threads(g) {
-        out.par_chunks_mut(g.c_out * ohw)
+        images
+            .par_chunks_mut(g.c_out * ohw)
             .enumerate()
             .for_each(image);
     } else {
-        out.chunks_mut(g.c_out * ohw).enumerate().for_each(image);
+        images.chunks_mut(g.c_out * ohw).enumerate().for_each(image);
     }
+    // SAFETY: the chunks cover the first `len` elements and `sgemm_uninit` wrote every one.
+    unsafe { out.set_len(len) };
     out
 }
 

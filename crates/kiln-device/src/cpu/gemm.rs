@@ -29,6 +29,26 @@ pub(crate) fn sgemm(
     sgemm_strided(m, n, k, a, b, c, n, accumulate);
 }
 
+/// `c = a · b` into memory that need not be initialised (row-major `m×n`): every element is
+/// written, none read, so an output buffer need not be zeroed first. Returns `c` initialised.
+pub(crate) fn sgemm_uninit<'c>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Matrix<'_>,
+    b: Matrix<'_>,
+    c: &'c mut [std::mem::MaybeUninit<f32>],
+) -> &'c mut [f32] {
+    assert_eq!(c.len(), m * n, "output holds m×n elements");
+    // SAFETY: with `accumulate` false (β = 0) matrixmultiply writes every element of C without
+    // reading it (its documented contract), and the blocks of `gemm` cover all of C; so C may be
+    // uninitialised, and is initialised afterwards. `f32` and `MaybeUninit<f32>` share a layout.
+    unsafe {
+        gemm(m, n, k, a, b, c.as_mut_ptr().cast(), c.len(), n, false);
+        &mut *(c as *mut [std::mem::MaybeUninit<f32>] as *mut [f32])
+    }
+}
+
 /// [`sgemm`] into an `m×n` matrix whose rows are `c_row_stride` apart in `c` (≥ n).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sgemm_strided(
@@ -38,6 +58,38 @@ pub(crate) fn sgemm_strided(
     a: Matrix<'_>,
     b: Matrix<'_>,
     c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+) {
+    // SAFETY: `c` is an initialised slice of its own length.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            a,
+            b,
+            c.as_mut_ptr(),
+            c.len(),
+            c_row_stride,
+            accumulate,
+        )
+    }
+}
+
+/// The GEMM behind [`sgemm_strided`] and [`sgemm_uninit`], on C's pointer and length.
+///
+/// # Safety
+/// `c` points to `c_len` writable f32 (initialised ones unless `accumulate` is false).
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Matrix<'_>,
+    b: Matrix<'_>,
+    c: *mut f32,
+    c_len: usize,
     c_row_stride: usize,
     accumulate: bool,
 ) {
@@ -54,7 +106,7 @@ pub(crate) fn sgemm_strided(
     } else {
         (m - 1) * c_row_stride + n
     };
-    assert!(c.len() >= c_extent, "output holds m×n elements");
+    assert!(c_len >= c_extent, "output holds m×n elements");
     assert!(
         a.data.len() >= extent(&a, m, k) && b.data.len() >= extent(&b, k, n),
         "operands within their slices"
@@ -70,7 +122,7 @@ pub(crate) fn sgemm_strided(
         rayon::current_num_threads()
     };
     let blocks = BlockPlan::for_shape(m, n, k, threads);
-    let c_ptr = SendPtr(c.as_mut_ptr());
+    let c_ptr = SendPtr(c);
     let run_block = |block: usize| {
         let (rows, cols) = blocks.block(block, m, n);
         if rows.is_empty() || cols.is_empty() {

@@ -1,5 +1,7 @@
 //! CPU pooling, planes in parallel (see `shaders/pool.wgsl` for the conventions).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::ops::pool::PoolGeometry;
@@ -19,17 +21,29 @@ fn window(
     )
 }
 
+/// Whether the pool is the common 2×2 window with stride 2 and no padding.
+fn is_2x2(g: &PoolGeometry) -> bool {
+    g.p.kernel == [2, 2] && g.p.stride == [2, 2] && g.p.padding == [0, 0]
+}
+
 pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut values = vec![0.0f32; g.planes * ohw];
-    let mut indices = vec![0u32; g.planes * ohw];
-    values
+    let len = g.planes * ohw;
+    if ohw == 0 {
+        return (vec![0.0; len], vec![0; len]);
+    }
+    // Not zeroed first: every output and index is written below.
+    let (mut values, mut indices) = (
+        Vec::<f32>::with_capacity(len),
+        Vec::<u32>::with_capacity(len),
+    );
+    values.spare_capacity_mut()[..len]
         .par_chunks_mut(ohw)
-        .zip(indices.par_chunks_mut(ohw))
+        .zip(indices.spare_capacity_mut()[..len].par_chunks_mut(ohw))
         .enumerate()
         .for_each(|(plane, (vals, idx))| {
             let src = &x[plane * hw..][..hw];
-            if g.p.kernel == [2, 2] && g.p.stride == [2, 2] && g.p.padding == [0, 0] {
+            if is_2x2(g) {
                 return max_2x2(src, g, vals, idx);
             }
             for oy in 0..g.oh {
@@ -50,18 +64,29 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
                             };
                         }
                     }
-                    vals[oy * g.ow + ox] = best;
-                    idx[oy * g.ow + ox] = best_index as u32;
+                    vals[oy * g.ow + ox].write(best);
+                    idx[oy * g.ow + ox].write(best_index as u32);
                 }
             }
         });
+    // SAFETY: the planes cover the first `len` elements of both, and each plane's loop (or
+    // `max_2x2`) writes every output position.
+    unsafe {
+        values.set_len(len);
+        indices.set_len(len);
+    }
     (values, indices)
 }
 
 multiversion! {
     /// `max_forward` of one plane for the common 2×2 window with stride 2 and no padding (see
     /// [`max_2x2_generic`]).
-    fn max_2x2(src: &[f32], g: &PoolGeometry, vals: &mut [f32], idx: &mut [u32]) => max_2x2_generic
+    fn max_2x2(
+        src: &[f32],
+        g: &PoolGeometry,
+        vals: &mut [MaybeUninit<f32>],
+        idx: &mut [MaybeUninit<u32>]
+    ) => max_2x2_generic
 }
 
 /// `max_forward` of one plane for the common 2×2 window with stride 2 and no padding: the four taps
@@ -69,7 +94,12 @@ multiversion! {
 /// `&` rather than `||` and `&&`) and in 32-bit index arithmetic, so that the row loop compiles to
 /// vector blends (built for AVX-512 or AVX2 where the CPU has them).
 #[inline(always)]
-fn max_2x2_generic(src: &[f32], g: &PoolGeometry, vals: &mut [f32], idx: &mut [u32]) {
+fn max_2x2_generic(
+    src: &[f32],
+    g: &PoolGeometry,
+    vals: &mut [MaybeUninit<f32>],
+    idx: &mut [MaybeUninit<u32>],
+) {
     let w = g.w as u32;
     for oy in 0..g.oh {
         let top = 2 * oy * g.w;
@@ -90,9 +120,9 @@ fn max_2x2_generic(src: &[f32], g: &PoolGeometry, vals: &mut [f32], idx: &mut [u
                 best = if better { value } else { best };
                 best_tap = if better { tap } else { best_tap };
             }
-            *v = best;
+            v.write(best);
             // Tap t of the window sits at row t / 2, column t % 2.
-            *i = top + (best_tap >> 1) * w + 2 * ox as u32 + (best_tap & 1);
+            i.write(top + (best_tap >> 1) * w + 2 * ox as u32 + (best_tap & 1));
         }
     }
 }
