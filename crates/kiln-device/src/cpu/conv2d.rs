@@ -168,74 +168,16 @@ pub(crate) fn forward(
     out
 }
 
-/// `[N, Cin, H, W]` gradient of the input: `col = Wᵀ · dy`, then col2im.
+/// `[N, Cin, H, W]` gradient of the input: per image `col = Wᵀ · dy`, then col2im.
 pub(crate) fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    let (ohw, patch, hw) = (g.oh * g.ow, g.patch(), g.h * g.w);
-    let mut dx = vec![0.0f32; g.n * g.c_in * hw];
-    let image = |(n, dxn): (usize, &mut [f32])| {
-        let mut col = vec![0.0f32; patch * ohw];
-        let dyn_ = &dy[n * g.c_out * ohw..][..g.c_out * ohw];
-        gemm_into(
-            &mut col,
-            false,
-            (patch, ohw, g.c_out),
-            w,
-            (1, patch),
-            dyn_,
-            (ohw, 1),
-        );
-        col2im(&col, g, dxn);
-    };
-    if per_image_threads(g) {
-        dx.par_chunks_mut(g.c_in * hw).enumerate().for_each(image);
-    } else {
-        dx.chunks_mut(g.c_in * hw).enumerate().for_each(image);
-    }
-    dx
+    let grads = backward(dy, None, &[], w, g, (true, false, false));
+    grads.input.unwrap_or_default()
 }
 
 /// `[Cout, Cin, KH, KW]` gradient of the weights: the sum over images of `dy · colᵀ`.
 pub(crate) fn weight_grad(dy: &[f32], x: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    let (ohw, patch, chw) = (g.oh * g.ow, g.patch(), g.c_in * g.h * g.w);
-    let size = g.c_out * patch;
-    let image_grad = |acc: &mut Vec<f32>, n: usize| {
-        let mut col = vec![0.0f32; patch * ohw];
-        im2col(&x[n * chw..][..chw], g, &mut col);
-        let dyn_ = &dy[n * g.c_out * ohw..][..g.c_out * ohw];
-        gemm_into(
-            acc,
-            true,
-            (g.c_out, patch, ohw),
-            dyn_,
-            (ohw, 1),
-            &col,
-            (1, ohw),
-        );
-    };
-    if per_image_threads(g) {
-        (0..g.n)
-            .into_par_iter()
-            .fold(
-                || vec![0.0f32; size],
-                |mut acc, n| {
-                    image_grad(&mut acc, n);
-                    acc
-                },
-            )
-            .reduce(
-                || vec![0.0f32; size],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            )
-    } else {
-        let mut acc = vec![0.0f32; size];
-        for n in 0..g.n {
-            image_grad(&mut acc, n);
-        }
-        acc
-    }
+    let grads = backward(dy, None, x, &[], g, (false, true, false));
+    grads.weight.unwrap_or_default()
 }
 
 /// The gradients [`backward`] computes, each when wanted.
@@ -248,7 +190,8 @@ pub(crate) struct Grads {
     pub bias: Option<Vec<f32>>,
 }
 
-/// Every wanted gradient of [`forward`] in one pass over the images: each image's output gradient
+/// Every wanted gradient of [`forward`] in one pass over the images (`x` is read only for the
+/// weight gradient, `w` only for the input gradient): each image's output gradient
 /// `dy` is masked by its ReLU output `relu_out` (when the forward had one) once, while in cache,
 /// then feeds the bias sums, the weight-gradient GEMM and the input-gradient GEMM + col2im. (Apart,
 /// these were a masking pass, a reduction and two more passes over the whole `dy`.)
@@ -264,6 +207,14 @@ pub(crate) fn backward(
     let per_out = g.c_out * ohw;
     let (weight_len, bias_len) = (g.c_out * patch, g.c_out);
     let mut dx = want_input.then(|| vec![0.0f32; g.n * chw]);
+    if g.n == 0 || chw == 0 || per_out == 0 {
+        // Nothing to sum: zero gradients of the right sizes.
+        return Grads {
+            input: dx,
+            weight: want_weight.then(|| vec![0.0; weight_len]),
+            bias: want_bias.then(|| vec![0.0; bias_len]),
+        };
+    }
     // Per worker: the weight and bias sums so far, and scratch for one image.
     struct Acc {
         weight: Vec<f32>,
