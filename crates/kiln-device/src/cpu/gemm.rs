@@ -61,6 +61,9 @@ pub(crate) fn sgemm_strided(
     c_row_stride: usize,
     accumulate: bool,
 ) {
+    if m == 1 && n > 0 && (b.col_stride == 1 || b.row_stride == 1) {
+        return gemv(k, &a, &b, &mut c[..n], accumulate);
+    }
     // SAFETY: `c` is an initialised slice of its own length.
     unsafe {
         gemm(
@@ -157,6 +160,44 @@ unsafe fn gemm(
     }
 }
 
+/// One row of C (`m = 1`, batch-1 inference): `c = a · B` without packing B, which for a single row
+/// costs as much as the product. B row-major (`k×n`): rows of B scaled and added; B transposed
+/// (a stored `n×k`, as a Dense layer's weights): one dot product per output.
+fn gemv(k: usize, a: &Matrix<'_>, b: &Matrix<'_>, c: &mut [f32], accumulate: bool) {
+    let a_at = |p: usize| a.data[p * a.col_stride];
+    if b.col_stride == 1 {
+        if !accumulate {
+            c.fill(0.0);
+        }
+        for p in 0..k {
+            let (scale, row) = (a_at(p), &b.data[p * b.row_stride..][..c.len()]);
+            c.iter_mut().zip(row).for_each(|(c, &b)| *c += scale * b);
+        }
+    } else {
+        let a_row: Vec<f32> = (0..k).map(a_at).collect();
+        for (j, out) in c.iter_mut().enumerate() {
+            let column = &b.data[j * b.col_stride..][..k];
+            let dot = dot(&a_row, column);
+            *out = if accumulate { *out + dot } else { dot };
+        }
+    }
+}
+
+/// Σ x·y with 16 independent partial sums, so the loop vectorises.
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let (xc, yc) = (x.chunks_exact(16), y.chunks_exact(16));
+    let tail: f32 = (xc.remainder().iter().zip(yc.remainder()))
+        .map(|(a, b)| a * b)
+        .sum();
+    for (xs, ys) in xc.zip(yc) {
+        for ((l, a), b) in lanes.iter_mut().zip(xs).zip(ys) {
+            *l += a * b;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// C's pointer, shared by the blocks that write disjoint parts of it.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
@@ -235,6 +276,40 @@ mod tests {
             assert!(covered.iter().all(|&c| c == 1), "{m}x{n}x{k} on {threads}");
         }
         assert_eq!(BlockPlan::for_shape(8, 8, 8, 2).count, 1);
+    }
+
+    /// One row of C (the unpacked path) with B row-major and transposed, overwriting and
+    /// accumulating, against a plain loop.
+    #[test]
+    fn one_row_products_match_a_plain_loop() {
+        for &(n, k) in &[(1, 1), (10, 5408), (33, 17), (70, 300)] {
+            let (a, b) = (values(k, 1.0), values(k * n, 2.0));
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            for (data, row_stride, col_stride) in [(&b, n, 1), (&bt, 1, k)] {
+                for accumulate in [false, true] {
+                    let mut c = vec![0.5f32; n];
+                    let am = Matrix {
+                        data: &a,
+                        row_stride: k,
+                        col_stride: 1,
+                    };
+                    let bm = Matrix {
+                        data,
+                        row_stride,
+                        col_stride,
+                    };
+                    sgemm(1, n, k, am, bm, &mut c, accumulate);
+                    for (j, got) in c.iter().enumerate() {
+                        let want: f32 = (0..k).map(|p| a[p] * b[p * n + j]).sum::<f32>()
+                            + if accumulate { 0.5 } else { 0.0 };
+                        assert!(
+                            (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                            "1x{n}x{k} column {j}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     fn values(n: usize, seed: f32) -> Vec<f32> {

@@ -21,6 +21,9 @@ fn window(
     )
 }
 
+/// Inputs below this many elements are pooled on the calling thread: waking another costs more.
+const SMALL: usize = 1 << 15;
+
 /// Whether the pool is the common 2×2 window with stride 2 and no padding.
 fn is_2x2(g: &PoolGeometry) -> bool {
     g.p.kernel == [2, 2] && g.p.stride == [2, 2] && g.p.padding == [0, 0]
@@ -37,11 +40,8 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
         Vec::<f32>::with_capacity(len),
         Vec::<u32>::with_capacity(len),
     );
-    values.spare_capacity_mut()[..len]
-        .par_chunks_mut(ohw)
-        .zip(indices.spare_capacity_mut()[..len].par_chunks_mut(ohw))
-        .enumerate()
-        .for_each(|(plane, (vals, idx))| {
+    let plane =
+        |(plane, (vals, idx)): (usize, (&mut [MaybeUninit<f32>], &mut [MaybeUninit<u32>]))| {
             let src = &x[plane * hw..][..hw];
             if is_2x2(g) {
                 return max_2x2(src, g, vals, idx);
@@ -68,7 +68,23 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
                     idx[oy * g.ow + ox].write(best_index as u32);
                 }
             }
-        });
+        };
+    let (vals, idx) = (
+        &mut values.spare_capacity_mut()[..len],
+        &mut indices.spare_capacity_mut()[..len],
+    );
+    if g.planes * hw < SMALL {
+        // Too little work to hand to other threads (batch-1 inference).
+        vals.chunks_mut(ohw)
+            .zip(idx.chunks_mut(ohw))
+            .enumerate()
+            .for_each(plane);
+    } else {
+        vals.par_chunks_mut(ohw)
+            .zip(idx.par_chunks_mut(ohw))
+            .enumerate()
+            .for_each(plane);
+    }
     // SAFETY: the planes cover the first `len` elements of both, and each plane's loop (or
     // `max_2x2`) writes every output position.
     unsafe {

@@ -30,11 +30,18 @@ impl Disjoint {
 /// first.
 fn forward_rows(x: &[f32], axis: usize, log: bool) -> Vec<f32> {
     let mut out: Vec<f32> = Vec::with_capacity(x.len());
-    out.spare_capacity_mut()[..x.len()]
-        .par_chunks_mut(axis)
-        .zip(x.par_chunks(axis))
-        .with_min_len(8)
-        .for_each(|(y, x)| softmax_row(x, y, log));
+    let rows = &mut out.spare_capacity_mut()[..x.len()];
+    if x.len() < 1 << 15 {
+        // Too little work to hand to other threads (batch-1 inference).
+        rows.chunks_mut(axis)
+            .zip(x.chunks(axis))
+            .for_each(|(y, x)| softmax_row(x, y, log));
+    } else {
+        rows.par_chunks_mut(axis)
+            .zip(x.par_chunks(axis))
+            .with_min_len(8)
+            .for_each(|(y, x)| softmax_row(x, y, log));
+    }
     // SAFETY: the rows cover the first x.len() elements (x.len() is a multiple of axis), and
     // softmax_row wrote every element of each.
     unsafe { out.set_len(x.len()) };
