@@ -21,6 +21,9 @@ fn window(
     )
 }
 
+/// One plane's pooled values and argmax indices, not yet written.
+type PlaneOut<'a> = (&'a mut [MaybeUninit<f32>], &'a mut [MaybeUninit<u32>]);
+
 /// Inputs below this many elements are pooled on the calling thread: waking another costs more.
 const SMALL: usize = 1 << 15;
 
@@ -40,35 +43,34 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
         Vec::<f32>::with_capacity(len),
         Vec::<u32>::with_capacity(len),
     );
-    let plane =
-        |(plane, (vals, idx)): (usize, (&mut [MaybeUninit<f32>], &mut [MaybeUninit<u32>]))| {
-            let src = &x[plane * hw..][..hw];
-            if is_2x2(g) {
-                return max_2x2(src, g, vals, idx);
-            }
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let (ys, xs) = window(g, oy, ox);
-                    let mut best = f32::NEG_INFINITY;
-                    let mut best_index = ys.start * g.w + xs.start;
-                    for y in ys {
-                        let row = &src[y * g.w..][xs.clone()];
-                        for (offset, &v) in row.iter().enumerate() {
-                            // Branch-free select (maxima fall anywhere); the first NaN wins and stays.
-                            let better = v > best || (v.is_nan() && !best.is_nan());
-                            best = if better { v } else { best };
-                            best_index = if better {
-                                y * g.w + xs.start + offset
-                            } else {
-                                best_index
-                            };
-                        }
+    let plane = |(plane, (vals, idx)): (usize, PlaneOut<'_>)| {
+        let src = &x[plane * hw..][..hw];
+        if is_2x2(g) {
+            return max_2x2(src, g, vals, idx);
+        }
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let (ys, xs) = window(g, oy, ox);
+                let mut best = f32::NEG_INFINITY;
+                let mut best_index = ys.start * g.w + xs.start;
+                for y in ys {
+                    let row = &src[y * g.w..][xs.clone()];
+                    for (offset, &v) in row.iter().enumerate() {
+                        // Branch-free select (maxima fall anywhere); the first NaN wins and stays.
+                        let better = v > best || (v.is_nan() && !best.is_nan());
+                        best = if better { v } else { best };
+                        best_index = if better {
+                            y * g.w + xs.start + offset
+                        } else {
+                            best_index
+                        };
                     }
-                    vals[oy * g.ow + ox].write(best);
-                    idx[oy * g.ow + ox].write(best_index as u32);
                 }
+                vals[oy * g.ow + ox].write(best);
+                idx[oy * g.ow + ox].write(best_index as u32);
             }
-        };
+        }
+    };
     let (vals, idx) = (
         &mut values.spare_capacity_mut()[..len],
         &mut indices.spare_capacity_mut()[..len],
