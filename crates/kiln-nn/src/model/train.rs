@@ -414,11 +414,11 @@ impl Model {
         let loss = match sync {
             Some(sync) => {
                 let local = loss.to_scalar()?;
-                let global = self.apply_gradients(grads, Some((sync, local)))?;
+                let global = self.averaged_step(grads, sync, local)?;
                 Tensor::from_slice(&[global], [1], &device)?.reshape([])?
             }
             None => {
-                self.apply_gradients(grads, None)?;
+                self.optimizer_step(&grads)?;
                 loss
             }
         };
@@ -429,22 +429,26 @@ impl Model {
         Ok((loss.detach(), parts))
     }
 
-    /// One optimizer step with `grads`; in data-parallel training (`sync`, with this rank's mean
-    /// loss) the gradients are first averaged over the ranks. Returns the batch's mean loss over
-    /// every rank (the local loss without `sync`).
-    fn apply_gradients(
+    /// One optimizer step with `grads` on the trainable parameters.
+    fn optimizer_step(&mut self, grads: &Gradients) -> Result<()> {
+        let params = self.trainable_parameters();
+        if let Some(compiled) = self.compiled.as_mut() {
+            compiled.optimizer.step(&params, grads)?;
+        }
+        Ok(())
+    }
+
+    /// A data-parallel step: `grads` (this rank's, with mean loss `local`) averaged over the ranks,
+    /// then [`Model::optimizer_step`]. Returns the batch's mean loss over every rank.
+    fn averaged_step(
         &mut self,
         mut grads: Gradients,
-        sync: Option<(StepSync<'_>, f32)>,
+        sync: StepSync<'_>,
+        local: f32,
     ) -> Result<f32> {
         let params = self.trainable_parameters();
-        let loss = match sync {
-            Some((sync, local)) => sync.job.average(&params, &mut grads, local, sync.samples)?,
-            None => f32::NAN,
-        };
-        if let Some(compiled) = self.compiled.as_mut() {
-            compiled.optimizer.step(&params, &grads)?;
-        }
+        let loss = sync.job.average(&params, &mut grads, local, sync.samples)?;
+        self.optimizer_step(&grads)?;
         Ok(loss)
     }
 
@@ -744,7 +748,7 @@ impl Model {
                             job,
                             samples: (0, global),
                         };
-                        let loss = self.apply_gradients(Gradients::default(), Some((sync, 0.0)))?;
+                        let loss = self.averaged_step(Gradients::default(), sync, 0.0)?;
                         bar.inc(1);
                         if check_each_step && !loss.is_finite() {
                             failed_batch = Some((batch_losses.len(), loss));
