@@ -24,32 +24,34 @@ pub(crate) fn cross_entropy(
     }
     let scale = 1.0 / rows as f32;
     let mut grad = vec![0.0f32; logits.len()];
-    let losses = grad
-        .par_chunks_mut(classes)
-        .enumerate()
-        .map(|(r, g)| {
-            let x = &logits[r * classes..][..classes];
-            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let lse = max + x.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
-            match &targets {
-                Targets::Labels(labels) => {
-                    let label = labels[r] as usize;
-                    for (j, (gj, &xj)) in g.iter_mut().zip(x).enumerate() {
-                        *gj = ((xj - lse).exp() - if j == label { 1.0 } else { 0.0 }) * scale;
-                    }
-                    lse - x[label]
+    let row = |(r, g): (usize, &mut [f32])| {
+        let x = &logits[r * classes..][..classes];
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lse = max + x.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+        match &targets {
+            Targets::Labels(labels) => {
+                let label = labels[r] as usize;
+                for (j, (gj, &xj)) in g.iter_mut().zip(x).enumerate() {
+                    *gj = ((xj - lse).exp() - if j == label { 1.0 } else { 0.0 }) * scale;
                 }
-                Targets::Probabilities(p) => {
-                    let t = &p[r * classes..][..classes];
-                    let t_sum: f32 = t.iter().sum();
-                    for ((gj, &xj), &tj) in g.iter_mut().zip(x).zip(t) {
-                        *gj = ((xj - lse).exp() * t_sum - tj) * scale;
-                    }
-                    t_sum * lse - t.iter().zip(x).map(|(a, b)| a * b).sum::<f32>()
-                }
+                lse - x[label]
             }
-        })
-        .collect();
+            Targets::Probabilities(p) => {
+                let t = &p[r * classes..][..classes];
+                let t_sum: f32 = t.iter().sum();
+                for ((gj, &xj), &tj) in g.iter_mut().zip(x).zip(t) {
+                    *gj = ((xj - lse).exp() * t_sum - tj) * scale;
+                }
+                t_sum * lse - t.iter().zip(x).map(|(a, b)| a * b).sum::<f32>()
+            }
+        }
+    };
+    // A small batch stays on the calling thread: handing it to rayon's pool costs more.
+    let losses = if logits.len() < 1 << 15 {
+        grad.chunks_mut(classes).enumerate().map(row).collect()
+    } else {
+        grad.par_chunks_mut(classes).enumerate().map(row).collect()
+    };
     Ok((losses, grad))
 }
 

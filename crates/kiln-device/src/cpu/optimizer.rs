@@ -51,15 +51,22 @@ pub(crate) fn adam(
             v2.write(vi);
         }
     };
-    p2.spare_capacity_mut()[..n]
-        .par_chunks_mut(CHUNK)
-        .zip(
-            m2.spare_capacity_mut()[..n]
-                .par_chunks_mut(CHUNK)
-                .zip(v2.spare_capacity_mut()[..n].par_chunks_mut(CHUNK)),
-        )
-        .enumerate()
-        .for_each(|(k, chunk)| update(k, chunk));
+    let (p_out, m_out, v_out) = (
+        &mut p2.spare_capacity_mut()[..n],
+        &mut m2.spare_capacity_mut()[..n],
+        &mut v2.spare_capacity_mut()[..n],
+    );
+    if n <= CHUNK {
+        // One chunk (a bias, a small layer) stays on the calling thread: a hand-off to rayon's
+        // pool costs more than the update.
+        update(0, (p_out, (m_out, v_out)));
+    } else {
+        p_out
+            .par_chunks_mut(CHUNK)
+            .zip(m_out.par_chunks_mut(CHUNK).zip(v_out.par_chunks_mut(CHUNK)))
+            .enumerate()
+            .for_each(|(k, chunk)| update(k, chunk));
+    }
     // SAFETY: the chunks above cover 0..n of each output, and `update` writes every element of its
     // chunk (its loop runs over the whole chunk: the inputs are at least as long).
     unsafe {
