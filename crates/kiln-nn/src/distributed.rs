@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kiln_autograd::{Gradients, Tensor, Var};
-use kiln_device::{Backend, DType, Device, Error, GpuOptions, Result};
+use kiln_device::{Backend, DType, Device, Error, GpuOptions, RawTensor, Result};
 
 use crate::model::Evaluation;
 
@@ -374,13 +374,8 @@ impl Distributed {
             flat.extend(v.tensor().to_vec::<f32>()?);
         }
         self.comm.broadcast_f32(&mut flat);
-        let mut offset = 0;
-        for v in vars {
-            let t = v.tensor();
-            let n = t.numel();
-            let value = Tensor::from_slice(&flat[offset..offset + n], t.dims(), t.device())?;
-            v.set(value.raw().clone())?;
-            offset += n;
+        for (v, value) in vars.iter().zip(split_like(vars.iter().copied(), &flat)?) {
+            v.set(value)?;
         }
         Ok(())
     }
@@ -415,13 +410,8 @@ impl Distributed {
         for bucket in flat.chunks_mut(BUCKET_FLOATS) {
             self.comm.sum_f32(bucket);
         }
-        let mut offset = 0;
-        for p in params {
-            let t = p.tensor();
-            let n = t.numel();
-            let g = Tensor::from_slice(&flat[offset..offset + n], t.dims(), t.device())?;
-            grads.insert(p.id(), g.raw().clone());
-            offset += n;
+        for (p, g) in params.iter().zip(split_like(params.iter(), &flat)?) {
+            grads.insert(p.id(), g);
         }
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         stats.steps += 1;
@@ -455,6 +445,19 @@ impl Distributed {
                 .collect(),
         }
     }
+}
+
+/// `flat` cut into one tensor per variable, each shaped like it and on its device.
+fn split_like<'v>(vars: impl Iterator<Item = &'v Var>, flat: &[f32]) -> Result<Vec<RawTensor>> {
+    let mut offset = 0;
+    vars.map(|v| {
+        let t = v.tensor();
+        let n = t.numel();
+        let part = Tensor::from_slice(&flat[offset..offset + n], t.dims(), t.device())?;
+        offset += n;
+        Ok(part.raw().clone())
+    })
+    .collect()
 }
 
 /// Rank `rank`'s part of each global batch when `order` is cut into global batches of
