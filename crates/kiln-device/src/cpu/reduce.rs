@@ -30,22 +30,6 @@ fn min_nan(a: f32, b: f32) -> f32 {
     }
 }
 
-fn combine(op: ReduceOp, a: f32, b: f32) -> f32 {
-    match op {
-        ReduceOp::Sum | ReduceOp::Mean => a + b,
-        ReduceOp::Max => max_nan(a, b),
-        ReduceOp::Min => min_nan(a, b),
-    }
-}
-
-fn identity(op: ReduceOp) -> f32 {
-    match op {
-        ReduceOp::Sum | ReduceOp::Mean => 0.0,
-        ReduceOp::Max => f32::NEG_INFINITY,
-        ReduceOp::Min => f32::INFINITY,
-    }
-}
-
 /// Reduces a contiguous run with `LANES` independent accumulators.
 pub(crate) fn reduce_run(op: ReduceOp, run: &[f32]) -> f32 {
     match op {
@@ -81,42 +65,45 @@ fn combine_rows(acc: &mut [f32], row: &[f32], f: impl Fn(f32, f32) -> f32) {
 }
 
 /// The reduction of `x` viewed as `[outer, axis, inner]`, shaped `[outer, inner]`.
-pub(crate) fn reduce(op: ReduceOp, x: &[f32], [outer, axis, inner]: [usize; 3]) -> Vec<f32> {
-    let scale = if op == ReduceOp::Mean {
-        1.0 / axis as f32
-    } else {
-        1.0
-    };
-    let finish = |v: f32| if op == ReduceOp::Mean { v * scale } else { v };
-    if axis == 0 {
-        return vec![finish(identity(op)); outer * inner];
-    }
-    if inner == 1 {
-        if outer == 1 {
-            let total = x
-                .par_chunks(PARALLEL_GRAIN)
-                .map(|run| reduce_run(op, run))
-                .reduce(|| identity(op), |a, b| combine(op, a, b));
-            return vec![finish(total)];
-        }
-        return x
-            .par_chunks(axis)
-            .with_min_len(PARALLEL_GRAIN / axis + 1)
-            .map(|row| finish(reduce_run(op, row)))
-            .collect();
-    }
+pub(crate) fn reduce(op: ReduceOp, x: &[f32], dims: [usize; 3]) -> Vec<f32> {
     let mut out = match op {
-        ReduceOp::Sum | ReduceOp::Mean => strided(x, [outer, axis, inner], 0.0, |a, b| a + b),
-        ReduceOp::Max => strided(x, [outer, axis, inner], f32::NEG_INFINITY, max_nan),
-        ReduceOp::Min => strided(x, [outer, axis, inner], f32::INFINITY, min_nan),
+        ReduceOp::Sum | ReduceOp::Mean => reduce_with(x, dims, 0.0, |a, b| a + b),
+        ReduceOp::Max => reduce_with(x, dims, f32::NEG_INFINITY, max_nan),
+        ReduceOp::Min => reduce_with(x, dims, f32::INFINITY, min_nan),
     };
     if op == ReduceOp::Mean {
+        let scale = 1.0 / dims[1] as f32;
         out.iter_mut().for_each(|v| *v *= scale);
     }
     out
 }
 
-/// [`reduce`] with `inner > 1`: whole rows of `inner` values are combined at a time. With several
+/// [`reduce`] with the op as its identity and combining step (monomorphised, so the loops
+/// vectorise).
+fn reduce_with<F>(x: &[f32], [outer, axis, inner]: [usize; 3], identity: f32, f: F) -> Vec<f32>
+where
+    F: Fn(f32, f32) -> f32 + Copy + Send + Sync,
+{
+    if axis == 0 {
+        return vec![identity; outer * inner];
+    }
+    if inner > 1 {
+        return strided(x, [outer, axis, inner], identity, f);
+    }
+    if outer == 1 {
+        let total = x
+            .par_chunks(PARALLEL_GRAIN)
+            .map(|run| run_with(run, identity, f))
+            .reduce(|| identity, f);
+        return vec![total];
+    }
+    x.par_chunks(axis)
+        .with_min_len(PARALLEL_GRAIN / axis + 1)
+        .map(|row| run_with(row, identity, f))
+        .collect()
+}
+
+/// [`reduce_with`] with `inner > 1`: whole rows of `inner` values are combined at a time. With several
 /// outputs rows per thread, each thread takes whole output rows; with few (a bias gradient summed
 /// over `[N·L, C]` has one), the axis is cut into fixed chunks reduced in parallel, then combined
 /// in order (the same sums on every run).
