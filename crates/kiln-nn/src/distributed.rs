@@ -317,22 +317,9 @@ impl Distributed {
         if self.size() == 1 {
             return evaluation;
         }
-        let mut values: Vec<f32> = std::iter::once(evaluation.loss)
-            .chain(evaluation.metrics.iter().map(|(_, v)| *v))
-            .chain(evaluation.outputs.iter().map(|(_, v)| *v))
-            .collect();
+        let mut values: Vec<f32> = evaluation.values().into_iter().map(|(_, v)| v).collect();
         self.comm.broadcast_f32(&mut values);
-        let mut values = values.into_iter();
-        let mut next = || values.next().unwrap_or(f32::NAN);
-        Evaluation {
-            loss: next(),
-            metrics: (evaluation.metrics.into_iter())
-                .map(|(m, _)| (m, next()))
-                .collect(),
-            outputs: (evaluation.outputs.into_iter())
-                .map(|(name, _)| (name, next()))
-                .collect(),
-        }
+        with_values(evaluation, values)
     }
 
     /// `Err` on every rank unless all ranks agree on each of `values` (named by `what`).
@@ -426,24 +413,33 @@ impl Distributed {
         if self.size() == 1 {
             return evaluation;
         }
+        // Everything after the loss (which is already global), weighted by this rank's samples.
         let n = samples as f64;
-        let mut values: Vec<f64> = (evaluation.metrics.iter().map(|(_, v)| *v))
-            .chain(evaluation.outputs.iter().map(|(_, v)| *v))
-            .map(|v| if samples == 0 { 0.0 } else { f64::from(v) * n })
+        let mut values: Vec<f64> = (evaluation.values().into_iter().skip(1))
+            .map(|(_, v)| if samples == 0 { 0.0 } else { f64::from(v) * n })
             .collect();
         values.push(n);
         self.comm.sum_f64(&mut values);
         let total = values.pop().unwrap_or(1.0).max(1.0);
-        let mut averaged = values.into_iter().map(|v| (v / total) as f32);
-        Evaluation {
-            loss: evaluation.loss,
-            metrics: (evaluation.metrics.into_iter())
-                .map(|(m, _)| (m, averaged.next().unwrap_or(f32::NAN)))
-                .collect(),
-            outputs: (evaluation.outputs.into_iter())
-                .map(|(name, _)| (name, averaged.next().unwrap_or(f32::NAN)))
-                .collect(),
-        }
+        let averaged = values.into_iter().map(|v| (v / total) as f32);
+        let loss = evaluation.loss;
+        with_values(evaluation, std::iter::once(loss).chain(averaged))
+    }
+}
+
+/// `evaluation` with its numbers replaced by `values`, in [`Evaluation::values`]'s order (loss,
+/// metrics, per-output values).
+fn with_values(evaluation: Evaluation, values: impl IntoIterator<Item = f32>) -> Evaluation {
+    let mut values = values.into_iter();
+    let mut next = || values.next().unwrap_or(f32::NAN);
+    Evaluation {
+        loss: next(),
+        metrics: (evaluation.metrics.into_iter())
+            .map(|(m, _)| (m, next()))
+            .collect(),
+        outputs: (evaluation.outputs.into_iter())
+            .map(|(name, _)| (name, next()))
+            .collect(),
     }
 }
 
