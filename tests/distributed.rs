@@ -128,6 +128,16 @@ mod under_mpirun {
         (child.wait_with_output().unwrap(), started.elapsed())
     }
 
+    /// [`mpirun`], which must succeed (its stderr is the failure message).
+    fn mpirun_ok(scenario: &str, dir: &Path, device: &str) {
+        let (output, _) = mpirun(scenario, dir, device);
+        assert!(
+            output.status.success(),
+            "{scenario}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("kiln-mpi-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -258,12 +268,7 @@ mod under_mpirun {
 
     fn two_ranks_match_one_process_with_twice_the_batch(device_name: &str, device: &Device) {
         let dir = temp_dir(&format!("train-{device_name}"));
-        let (output, _) = mpirun("train", &dir, device_name);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        mpirun_ok("train", &dir, device_name);
         let read = |rank: usize| -> Vec<(String, Vec<f32>)> {
             let text = std::fs::read_to_string(dir.join(format!("rank{rank}.json"))).unwrap();
             serde_json::from_str(&text).unwrap()
@@ -340,12 +345,7 @@ mod under_mpirun {
     #[test]
     fn a_stop_on_rank_zero_stops_every_rank() {
         let dir = temp_dir("stop");
-        let (output, _) = mpirun("stop", &dir, "cpu");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        mpirun_ok("stop", &dir, "cpu");
         for rank in 0..2 {
             let epochs = std::fs::read_to_string(dir.join(format!("epochs{rank}"))).unwrap();
             assert_eq!(epochs, "1", "rank {rank}");
@@ -356,12 +356,7 @@ mod under_mpirun {
     #[test]
     fn a_rank_failing_its_checks_gives_every_rank_an_error() {
         let dir = temp_dir("early-error");
-        let (output, _) = mpirun("early-error", &dir, "cpu");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        mpirun_ok("early-error", &dir, "cpu");
         let read =
             |rank: usize| std::fs::read_to_string(dir.join(format!("refused{rank}"))).unwrap();
         assert!(read(1).contains("batch size >= 1"), "{}", read(1));
@@ -376,12 +371,7 @@ mod under_mpirun {
     #[test]
     fn ranks_with_different_data_are_refused_on_every_rank() {
         let dir = temp_dir("mismatch");
-        let (output, _) = mpirun("mismatch", &dir, "cpu");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        mpirun_ok("mismatch", &dir, "cpu");
         for rank in 0..2 {
             assert!(dir.join(format!("refused{rank}")).exists(), "rank {rank}");
         }
