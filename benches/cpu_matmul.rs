@@ -1,7 +1,7 @@
-//! Which CPU GEMM kiln should use: `matrixmultiply` (kiln's choice, single-threaded here: kiln
-//! spreads it over rayon's workers itself) against the `gemm` crate on rayon's threads, and kiln's
-//! CPU matmul (matrixmultiply on rayon's workers behind the tensor API — compare it with `gemm`), on
-//! square f32 matrices. Reported as GFLOP/s ("Gelem/s").
+//! Which CPU GEMM kiln should use: the `gemm` crate (kiln's choice since it gained AVX-512 on stable
+//! Rust; here on rayon's threads) against `matrixmultiply` (single-threaded), and kiln's CPU matmul
+//! (`gemm` single-threaded per block, the blocks spread over rayon's workers, behind the tensor
+//! API), on square f32 matrices. Reported as GFLOP/s ("Gelem/s").
 //!
 //! `cargo bench --bench cpu_matmul`
 

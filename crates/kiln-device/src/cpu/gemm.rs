@@ -1,14 +1,15 @@
 //! The one CPU GEMM that matmul, conv1d and conv2d call: `C (m×n) = A (m×k) · B (k×n) [+ C]` on
-//! strided f32 matrices, run by `matrixmultiply` (AVX2/FMA/AVX-512 kernels). It measured faster than
-//! the `gemm` crate on every size here, and as fast as a hand-written AVX-512 kernel that was tried
-//! and dropped (`cargo bench --bench cpu_matmul`, then with matrixmultiply's own threads; figures in
-//! BENCHMARKS.md).
+//! strided f32 matrices, run by the `gemm` crate (AVX-512, AVX2/FMA or scalar micro-kernels, chosen
+//! at run time; AVX-512 through its `x86-v4` feature). On an AVX-512 machine it measured 1.0–2.5×
+//! `matrixmultiply` on the training steps' shapes and 1.17× on square ones, single-threaded; a
+//! hand-written AVX-512 kernel tried earlier bought nothing (`cargo bench --bench cpu_matmul`,
+//! figures in BENCHMARKS.md).
 //!
 //! Threads come from rayon, the pool every other CPU kernel uses: a large product is cut into one
-//! block of rows (or columns) per worker, each multiplied single-threaded. matrixmultiply's own
-//! thread pool was dropped: kernels already running on rayon workers handed each GEMM to a second
-//! set of threads and back, and on two cores the two pools' context switches cost ~15% of a
-//! text-CNN training step (`perf`).
+//! block of rows (or columns) per worker, each multiplied single-threaded. A GEMM library's own
+//! thread pool would hand work from rayon's workers to a second set of threads and back; on two
+//! cores the two pools' context switches cost ~15% of a text-CNN training step (`perf`).
+
 /// A strided matrix: its data starts at `data[0]`; element (i, j) is at `i·row_stride + j·col_stride`.
 pub(crate) struct Matrix<'a> {
     pub data: &'a [f32],
@@ -40,8 +41,8 @@ pub(crate) fn sgemm_uninit<'c>(
     c: &'c mut [std::mem::MaybeUninit<f32>],
 ) -> &'c mut [f32] {
     assert_eq!(c.len(), m * n, "output holds m×n elements");
-    // SAFETY: with `accumulate` false (β = 0) matrixmultiply writes every element of C without
-    // reading it (its documented contract), and the blocks of `gemm` cover all of C; so C may be
+    // SAFETY: with `accumulate` false gemm writes every element of C without reading it
+    // (`read_dst = false`), and the blocks of `gemm` cover all of C; so C may be
     // uninitialised, and is initialised afterwards. `f32` and `MaybeUninit<f32>` share a layout.
     unsafe {
         gemm(m, n, k, a, b, c.as_mut_ptr().cast(), c.len(), n, false);
@@ -133,22 +134,28 @@ unsafe fn gemm(
         }
         // SAFETY: the asserts above keep every strided access of A, B and C inside their slices,
         // and the blocks cover disjoint rows (or columns) of C, so no two write the same element.
+        // With `read_dst` false gemm writes C without reading it (α is ignored).
         unsafe {
-            matrixmultiply::sgemm(
+            gemm::gemm(
                 rows.len(),
-                k,
                 cols.len(),
-                1.0,
-                a.data.as_ptr().add(rows.start * a.row_stride),
-                a.row_stride as isize,
-                a.col_stride as isize,
-                b.data.as_ptr().add(cols.start * b.col_stride),
-                b.row_stride as isize,
-                b.col_stride as isize,
-                if accumulate { 1.0 } else { 0.0 },
+                k,
                 c_ptr.get().add(rows.start * c_row_stride + cols.start),
-                c_row_stride as isize,
                 1,
+                c_row_stride as isize,
+                accumulate,
+                a.data.as_ptr().add(rows.start * a.row_stride),
+                a.col_stride as isize,
+                a.row_stride as isize,
+                b.data.as_ptr().add(cols.start * b.col_stride),
+                b.col_stride as isize,
+                b.row_stride as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
             );
         }
     };
