@@ -431,6 +431,97 @@ fn conv_relu_case(device: &Device, batch: usize) {
     }
 }
 
+device_test!(
+    fused_conv_relu_max_pool_matches_the_separate_ops,
+    |device| {
+        // (batch, channels in, height, width, convolution, pooling): batch 1 and 7, odd sizes whose
+        // last row or column no 2x2 window covers, stride and padding, and a padded 3x3 pooling.
+        let square = Conv2dParams::default();
+        let padded = Conv2dParams {
+            stride: [1, 1],
+            padding: [1, 1],
+        };
+        let strided = Conv2dParams {
+            stride: [2, 1],
+            padding: [1, 0],
+        };
+        let overlapping = Pool2dParams {
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: [1, 1],
+        };
+        let cases = [
+            (1, 1, 9, 9, square, Pool2dParams::square(2)),
+            (7, 2, 11, 13, padded, Pool2dParams::square(2)),
+            (3, 3, 8, 9, strided, overlapping),
+        ];
+        for (case, (batch, c_in, h, w, conv, pool)) in cases.into_iter().enumerate() {
+            let seed = case as f32;
+            let x = Tensor::from_slice(
+                &values(batch * c_in * h * w, seed),
+                [batch, c_in, h, w],
+                &device,
+            )
+            .unwrap()
+            .requires_grad_();
+            let wt =
+                Tensor::from_slice(&values(4 * c_in * 9, seed + 1.0), [4, c_in, 3, 3], &device)
+                    .unwrap()
+                    .requires_grad_();
+            let b = Tensor::from_slice(&values(4, seed + 2.0), [4], &device)
+                .unwrap()
+                .requires_grad_();
+            let run = |fused: bool| {
+                let y = if fused {
+                    x.conv2d_relu_max_pool2d(&wt, Some(&b), conv, pool).unwrap()
+                } else {
+                    (x.conv2d(&wt, Some(&b), conv).unwrap().relu().unwrap())
+                        .max_pool2d(pool)
+                        .unwrap()
+                };
+                let upstream =
+                    Tensor::from_slice(&values(y.numel(), seed + 3.0), y.shape().clone(), &device)
+                        .unwrap();
+                let grads = y
+                    .mul(&upstream)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let read = |t: &Tensor| grads.get(t).unwrap().to_vec::<f32>().unwrap();
+                (
+                    y.dims().to_vec(),
+                    y.to_vec::<f32>().unwrap(),
+                    read(&x),
+                    read(&wt),
+                    read(&b),
+                )
+            };
+            let (fused, plain) = (run(true), run(false));
+            assert_eq!(fused.0, plain.0, "case {case}: pooled shape");
+            assert!(
+                plain.1.contains(&0.0) && plain.1.iter().any(|&v| v > 0.0),
+                "case {case}: the ReLU must cut some windows and pass others"
+            );
+            for (name, got, want) in [
+                ("pooled output", &fused.1, &plain.1),
+                ("input grad", &fused.2, &plain.2),
+                ("weight grad", &fused.3, &plain.3),
+                ("bias grad", &fused.4, &plain.4),
+            ] {
+                assert_eq!(got.len(), want.len(), "case {case}, {name}");
+                for (a, b) in got.iter().zip(want) {
+                    assert!(
+                        (a - b).abs() < 1e-5 + 1e-4 * b.abs(),
+                        "case {case}, {name}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+);
+
 device_test!(fused_linear_matches_matmul_add_relu, |device| {
     // A dense layer as one op (with and without its ReLU) gives the unfused values and gradients.
     let x = Tensor::from_slice(&values(5 * 7, 11.0), [5, 7], &device)

@@ -190,7 +190,7 @@ fn forward(op: &str, attrs: &Value, x: &[RawTensor]) -> Option<Result<Vec<RawTen
         "cross_entropy_soft" => loss(RawTensor::cross_entropy_soft(&x[0], &x[1])),
         "bce_with_logits" => loss(RawTensor::bce_with_logits(&x[0], &x[1])),
         "mse" => loss(RawTensor::mse(&x[0], &x[1])),
-        "seed_cnn_step" => Some(seed_cnn_step(attrs, x)),
+        "seed_cnn_step" => Some(seed_cnn_step_fused_and_composed(attrs, x)),
         "adam_step" | "adamw_step" => {
             let step = attrs["step"].as_u64().unwrap() as u32;
             Some(
@@ -202,10 +202,31 @@ fn forward(op: &str, attrs: &Value, x: &[RawTensor]) -> Option<Result<Vec<RawTen
     }
 }
 
+/// [`seed_cnn_step`] through the fused convolution + ReLU + max-pool op (what `Conv2D` with ReLU
+/// before `MaxPooling2D` runs), after checking that it agrees with the composed ops at every output:
+/// the fixture's comparison then holds both paths to PyTorch.
+fn seed_cnn_step_fused_and_composed(attrs: &Value, x: &[RawTensor]) -> Result<Vec<RawTensor>> {
+    let composed = seed_cnn_step(attrs, x, false)?;
+    let fused = seed_cnn_step(attrs, x, true)?;
+    for (i, (a, b)) in fused.iter().zip(&composed).enumerate() {
+        let (a, b) = (a.to_vec::<f32>()?, b.to_vec::<f32>()?);
+        if let Some((u, v)) =
+            (a.iter().zip(&b)).find(|(u, v)| (*u - *v).abs() > 1e-5 + 1e-4 * v.abs())
+        {
+            return Err(Error::invalid(
+                "seed_cnn_step",
+                format!("output {i}: the fused op gives {u}, the composed ops {v}"),
+            ));
+        }
+    }
+    Ok(fused)
+}
+
 /// The reference CNN (Conv2D 32 3x3 + ReLU, MaxPool 2x2, Flatten, Dense 10) trained for `steps` Adam
-/// steps on the fixture's images, composed purely from `Tensor` ops: returns the first step's logits,
-/// every step's loss, the first step's gradients and the parameters after the last step.
-fn seed_cnn_step(attrs: &Value, x: &[RawTensor]) -> Result<Vec<RawTensor>> {
+/// steps on the fixture's images, from `Tensor` ops (the convolution, ReLU and pooling as one fused
+/// op with `fused`): returns the first step's logits, every step's loss, the first step's gradients
+/// and the parameters after the last step.
+fn seed_cnn_step(attrs: &Value, x: &[RawTensor], fused: bool) -> Result<Vec<RawTensor>> {
     let (images, labels) = (
         Tensor::from_raw(x[0].clone()),
         Tensor::from_raw(x[1].clone()),
@@ -222,13 +243,16 @@ fn seed_cnn_step(attrs: &Value, x: &[RawTensor]) -> Result<Vec<RawTensor>> {
     let (mut losses, mut first_logits, mut first_grads) = (Vec::new(), None, Vec::new());
     for step in 1..=attrs["steps"].as_u64().unwrap() as u32 {
         let [cw, cb, dw, db] = [0, 1, 2, 3].map(|i| params[i].tensor());
-        let logits = images
-            .conv2d(&cw, Some(&cb), Conv2dParams::default())?
-            .relu()?
-            .max_pool2d(Pool2dParams::square(2))?
-            .flatten(1)?
-            .matmul(&dw.t()?)?
-            .add(&db)?;
+        let (conv, pool) = (Conv2dParams::default(), Pool2dParams::square(2));
+        let pooled = if fused {
+            images.conv2d_relu_max_pool2d(&cw, Some(&cb), conv, pool)?
+        } else {
+            images
+                .conv2d(&cw, Some(&cb), conv)?
+                .relu()?
+                .max_pool2d(pool)?
+        };
+        let logits = pooled.flatten(1)?.matmul(&dw.t()?)?.add(&db)?;
         let loss = logits.cross_entropy(&labels)?;
         let grads = loss.backward()?;
         losses.push(loss.raw().reshape([1])?);

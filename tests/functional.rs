@@ -1173,3 +1173,65 @@ fn multi_input_data_and_inputs_are_checked_with_keras_messages() {
         "{err}"
     );
 }
+
+device_test!(
+    a_convolution_fuses_with_its_max_pool_only_when_nothing_else_reads_it,
+    |device| {
+        // One chain the executor fuses (conv + ReLU read only by the pooling) and one it must not
+        // (the convolution's output also feeds a global average): both give the composed ops' values.
+        let x = Input::new([2, 9, 9]);
+        let conv = Conv2D::new(3, (3, 3)).activation(Activation::Relu).shared();
+        let features = conv.apply(&x).unwrap();
+        let pooled = Flatten::new()
+            .apply(&MaxPooling2D::new((2, 2)).apply(&features).unwrap())
+            .unwrap();
+        let averaged = GlobalAveragePooling2D::new().apply(&features).unwrap();
+        let both = Concatenate::new().apply(&[&pooled, &averaged]).unwrap();
+        let shared_reader = Model::new(&[&x], &[&both]).unwrap();
+        let y = Input::new([2, 9, 9]);
+        let chain = MaxPooling2D::new((2, 2))
+            .apply(&conv.apply(&y).unwrap())
+            .unwrap();
+        let chain = Model::new(&[&y], &[&Flatten::new().apply(&chain).unwrap()]).unwrap();
+        let images = Tensor::from_slice(
+            &(0..3 * 2 * 81).map(|i| noise(i as u64)).collect::<Vec<_>>(),
+            [3, 2, 9, 9],
+            &device,
+        )
+        .unwrap();
+        let params = chain.named_parameters();
+        let (w, b) = (
+            params[0].1.tensor().to_device(&device).unwrap(),
+            params[1].1.tensor().to_device(&device).unwrap(),
+        );
+        let conv_out = images
+            .conv2d(&w, Some(&b), Conv2dParams::default())
+            .unwrap()
+            .relu()
+            .unwrap();
+        let want_pooled = conv_out
+            .max_pool2d(Pool2dParams::square(2))
+            .unwrap()
+            .flatten(1)
+            .unwrap();
+        let want_averaged = conv_out.mean(-1, false).unwrap().mean(-1, false).unwrap();
+        let close = |got: &Tensor, want: &Tensor, what: &str| {
+            let (got, want) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+            assert_eq!(got.len(), want.len(), "{what}");
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5 + 1e-4 * b.abs(), "{what}: {a} vs {b}");
+            }
+        };
+        close(
+            &chain.predict(&images).unwrap(),
+            &want_pooled,
+            "fused chain",
+        );
+        let want_both = Tensor::concat(&[&want_pooled, &want_averaged], 1).unwrap();
+        close(
+            &shared_reader.predict(&images).unwrap(),
+            &want_both,
+            "shared reader",
+        );
+    }
+);

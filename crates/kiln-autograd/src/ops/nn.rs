@@ -56,8 +56,9 @@ impl Tensor {
         )
     }
 
-    /// Records a convolution (`y` from `self`, `weight` and `bias`, through ReLU with `relu`) whose
-    /// gradients `backward(grad, relu output, input, weight, wanted)` computes.
+    /// Records a convolution (`y` from `self`, `weight` and `bias`, through ReLU with `relu`, or
+    /// any op of these three operands) whose gradients `backward(grad, relu output, input, weight,
+    /// wanted)` computes.
     fn record_conv(
         &self,
         name: &'static str,
@@ -203,6 +204,34 @@ impl Tensor {
         };
         let length = y.dims()[3];
         y.reshape([n, o, length])
+    }
+
+    /// `max_pool2d(relu(conv2d(..)))` recorded as one op (a convolution layer with ReLU followed by
+    /// max pooling): on the CPU each image is convolved and pooled while in cache, and the
+    /// convolution's output is never kept for backward — the pooled values and argmax are enough.
+    pub fn conv2d_relu_max_pool2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        conv: Conv2dParams,
+        pool: Pool2dParams,
+    ) -> Result<Tensor> {
+        let (y, indices) =
+            self.raw()
+                .conv2d_relu_max_pool2d(weight.raw(), bias.map(Tensor::raw), conv, pool)?;
+        let pooled = y.clone();
+        self.record_conv(
+            "conv2d_relu_max_pool2d",
+            y,
+            weight,
+            bias,
+            false,
+            move |g, _, x, w, wanted| {
+                RawTensor::conv2d_relu_max_pool2d_backward(
+                    g, &pooled, &indices, x, w, conv, pool, wanted,
+                )
+            },
+        )
     }
 
     /// 2-D max pooling.

@@ -5,9 +5,11 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use super::gemm::{Matrix, sgemm, sgemm_uninit};
+use super::pool::{PlaneOut, max_plane};
 use super::reduce::reduce_run;
 use crate::ReduceOp;
 use crate::ops::conv2d::ConvGeometry;
+use crate::ops::pool::PoolGeometry;
 
 /// The output columns `ox` whose input column `ox·stride + kx - padding` lies inside `[0, w)`.
 fn valid_columns(g: &ConvGeometry, kx: usize) -> std::ops::Range<usize> {
@@ -113,8 +115,49 @@ fn per_image_threads(g: &ConvGeometry) -> bool {
     g.n >= rayon::current_num_threads()
 }
 
+/// Image `n`'s `[Cout, OH, OW]` convolution into `y`, plus bias, then max(·, 0) with `relu`
+/// (applied while the output is in cache, not as a pass of its own); `col` is scratch for its
+/// patches.
+#[allow(clippy::too_many_arguments)]
+fn image_forward<'y>(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+    relu: bool,
+    n: usize,
+    col: &mut Vec<f32>,
+    y: &'y mut [MaybeUninit<f32>],
+) -> &'y mut [f32] {
+    let (ohw, patch) = (g.oh * g.ow, g.patch());
+    col.resize(patch * ohw, 0.0);
+    let chw = g.c_in * g.h * g.w;
+    im2col(&x[n * chw..][..chw], g, col);
+    let weights = Matrix {
+        data: w,
+        row_stride: patch,
+        col_stride: 1,
+    };
+    let patches = Matrix {
+        data: col,
+        row_stride: ohw,
+        col_stride: 1,
+    };
+    let y = sgemm_uninit(g.c_out, ohw, patch, weights, patches, y);
+    for (c, row) in y.chunks_mut(ohw).enumerate() {
+        let b = bias.map_or(0.0, |b| b[c]);
+        match (bias.is_some(), relu) {
+            (true, true) => row.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
+            (true, false) => row.iter_mut().for_each(|v| *v += b),
+            (false, true) => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+            (false, false) => {}
+        }
+    }
+    y
+}
+
 /// `[N, Cout, OH, OW]` output of input `x` and weights `w`, plus bias, then max(·, 0) with
-/// `relu` (applied while each image's output is in cache, not as a pass of its own).
+/// `relu`.
 pub(crate) fn forward(
     x: &[f32],
     w: &[f32],
@@ -122,61 +165,103 @@ pub(crate) fn forward(
     g: &ConvGeometry,
     relu: bool,
 ) -> Vec<f32> {
-    let (ohw, patch) = (g.oh * g.ow, g.patch());
-    let len = g.n * g.c_out * ohw;
+    let len = g.n * g.c_out * g.oh * g.ow;
     // Not zeroed first: the GEMM writes every output (one pass over memory less).
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    let image = |(n, y): (usize, &mut [MaybeUninit<f32>])| {
-        let mut col = vec![0.0f32; patch * ohw];
-        im2col(
-            &x[n * g.c_in * g.h * g.w..][..g.c_in * g.h * g.w],
-            g,
-            &mut col,
-        );
-        let weights = Matrix {
-            data: w,
-            row_stride: patch,
-            col_stride: 1,
-        };
-        let patches = Matrix {
-            data: &col,
-            row_stride: ohw,
-            col_stride: 1,
-        };
-        let y = sgemm_uninit(g.c_out, ohw, patch, weights, patches, y);
-        for (c, row) in y.chunks_mut(ohw).enumerate() {
-            let b = bias.map_or(0.0, |b| b[c]);
-            match (bias.is_some(), relu) {
-                (true, true) => row.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
-                (true, false) => row.iter_mut().for_each(|v| *v += b),
-                (false, true) => row.iter_mut().for_each(|v| *v = v.max(0.0)),
-                (false, false) => {}
-            }
-        }
+    let image = |col: &mut Vec<f32>, (n, y): (usize, &mut [MaybeUninit<f32>])| {
+        image_forward(x, w, bias, g, relu, n, col, y);
     };
     let images = &mut out.spare_capacity_mut()[..len];
+    let per_image = (g.c_out * g.oh * g.ow).max(1);
     if per_image_threads(g) {
         images
-            .par_chunks_mut(g.c_out * ohw)
+            .par_chunks_mut(per_image)
             .enumerate()
-            .for_each(image);
+            .for_each_init(Vec::new, image);
     } else {
-        images.chunks_mut(g.c_out * ohw).enumerate().for_each(image);
+        let mut col = Vec::new();
+        (images.chunks_mut(per_image).enumerate()).for_each(|item| image(&mut col, item));
     }
     // SAFETY: the chunks cover the first `len` elements and `sgemm_uninit` wrote every one.
     unsafe { out.set_len(len) };
     out
 }
 
+/// `max_pool(relu(conv2d(x) + bias))` per image while its convolution output is in cache: the
+/// pooled `[N, Cout, PH, PW]` values and each window's argmax within its `OH×OW` plane (as
+/// `cpu::pool::max_forward` returns them), without writing the whole convolution output.
+pub(crate) fn forward_max_pool(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+    pool: &PoolGeometry,
+) -> (Vec<f32>, Vec<u32>) {
+    let (ohw, phw) = (g.oh * g.ow, pool.oh * pool.ow);
+    let len = g.n * g.c_out * phw;
+    // Not zeroed first: `max_plane` writes every pooled value and index.
+    let (mut values, mut indices) = (
+        Vec::<f32>::with_capacity(len),
+        Vec::<u32>::with_capacity(len),
+    );
+    let per_image = (g.c_out * phw).max(1);
+    type Scratch = (Vec<f32>, Vec<MaybeUninit<f32>>);
+    let image = |(col, conv): &mut Scratch, (n, (vals, idx)): (usize, PlaneOut<'_>)| {
+        conv.resize(g.c_out * ohw, MaybeUninit::uninit());
+        let conv = image_forward(x, w, bias, g, true, n, col, conv);
+        for ((plane, vals), idx) in conv
+            .chunks(ohw.max(1))
+            .zip(vals.chunks_mut(phw.max(1)))
+            .zip(idx.chunks_mut(phw.max(1)))
+        {
+            max_plane(plane, pool, vals, idx);
+        }
+    };
+    let (vals, idx) = (
+        &mut values.spare_capacity_mut()[..len],
+        &mut indices.spare_capacity_mut()[..len],
+    );
+    if per_image_threads(g) {
+        (vals
+            .par_chunks_mut(per_image)
+            .zip(idx.par_chunks_mut(per_image)))
+        .enumerate()
+        .for_each_init(|| (Vec::new(), Vec::new()), image);
+    } else {
+        let mut scratch = (Vec::new(), Vec::new());
+        (vals.chunks_mut(per_image).zip(idx.chunks_mut(per_image)))
+            .enumerate()
+            .for_each(|item| image(&mut scratch, item));
+    }
+    // SAFETY: the images cover the first `len` elements of both, and `max_plane` wrote every one.
+    unsafe {
+        values.set_len(len);
+        indices.set_len(len);
+    }
+    (values, indices)
+}
+
 /// `[N, Cin, H, W]` gradient of the input: per image `col = Wᵀ · dy`, then col2im.
 pub(crate) fn input_grad(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    let grads = backward(dy, None, &[], w, g, (true, false, false));
+    let grads = backward(
+        OutputGrad::Full { dy, relu_out: None },
+        &[],
+        w,
+        g,
+        (true, false, false),
+    );
     grads.input.unwrap_or_default()
 }
 
 /// `[Cout, Cin, KH, KW]` gradient of the weights: the sum over images of `dy · colᵀ`.
 pub(crate) fn weight_grad(dy: &[f32], x: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    let grads = backward(dy, None, x, &[], g, (false, true, false));
+    let grads = backward(
+        OutputGrad::Full { dy, relu_out: None },
+        x,
+        &[],
+        g,
+        (false, true, false),
+    );
     grads.weight.unwrap_or_default()
 }
 
@@ -190,14 +275,33 @@ pub(crate) struct Grads {
     pub bias: Option<Vec<f32>>,
 }
 
-/// Every wanted gradient of [`forward`] in one pass over the images (`x` is read only for the
-/// weight gradient, `w` only for the input gradient): each image's output gradient
-/// `dy` is masked by its ReLU output `relu_out` (when the forward had one) once, while in cache,
-/// then feeds the bias sums, the weight-gradient GEMM and the input-gradient GEMM + col2im. (Apart,
-/// these were a masking pass, a reduction and two more passes over the whole `dy`.)
+/// The gradient reaching a convolution's output, as [`backward`] takes it.
+pub(crate) enum OutputGrad<'a> {
+    /// `dy` of the whole `[N, Cout, OH, OW]` output, masked by the ReLU output `relu_out` when the
+    /// forward had one.
+    Full {
+        dy: &'a [f32],
+        relu_out: Option<&'a [f32]>,
+    },
+    /// The gradient of [`forward_max_pool`]'s pooled output: `dy`, the pooled values (their sign is
+    /// the ReLU mask of each window's maximum) and the argmax `indices` of every window, `pooled`
+    /// values per plane.
+    MaxPooled {
+        dy: &'a [f32],
+        values: &'a [f32],
+        indices: &'a [u32],
+        pooled: usize,
+    },
+}
+
+/// Every wanted gradient of [`forward`] or [`forward_max_pool`] in one pass over the images (`x`
+/// is read only for the weight gradient, `w` only for the input gradient): each image's output
+/// gradient is made once, while in cache — `dy` masked by the ReLU output, or the pooled gradient
+/// scattered to its windows' maxima — then feeds the bias sums, the weight-gradient GEMM and the
+/// input-gradient GEMM + col2im. (Apart, these were a masking or unpooling pass, a reduction and
+/// two more passes over the whole output gradient.)
 pub(crate) fn backward(
-    dy: &[f32],
-    relu_out: Option<&[f32]>,
+    grad: OutputGrad<'_>,
     x: &[f32],
     w: &[f32],
     g: &ConvGeometry,
@@ -236,19 +340,45 @@ pub(crate) fn backward(
         ],
     };
     let image = |acc: &mut Acc, n: usize, dxn: Option<&mut [f32]>| {
-        let dyn_ = &dy[n * per_out..][..per_out];
-        let dyn_: &[f32] = match relu_out {
-            Some(y) => {
-                let y = &y[n * per_out..][..per_out];
+        let dyn_: &[f32] = match grad {
+            OutputGrad::Full { dy, relu_out: None } => &dy[n * per_out..][..per_out],
+            OutputGrad::Full {
+                dy,
+                relu_out: Some(y),
+            } => {
+                let (dy, y) = (&dy[n * per_out..][..per_out], &y[n * per_out..][..per_out]);
                 acc.masked.clear();
                 acc.masked.extend(
-                    dyn_.iter()
+                    dy.iter()
                         .zip(y)
                         .map(|(&d, &y)| d * f32::from(u8::from(y > 0.0))),
                 );
                 &acc.masked
             }
-            None => dyn_,
+            OutputGrad::MaxPooled {
+                dy,
+                values,
+                indices,
+                pooled,
+            } => {
+                let image = n * g.c_out * pooled..(n + 1) * g.c_out * pooled;
+                acc.masked.clear();
+                acc.masked.resize(per_out, 0.0);
+                let planes = acc.masked.chunks_mut(ohw);
+                for (((plane, dy), values), indices) in planes
+                    .zip(dy[image.clone()].chunks(pooled))
+                    .zip(values[image.clone()].chunks(pooled))
+                    .zip(indices[image].chunks(pooled))
+                {
+                    for ((&d, &v), &i) in dy.iter().zip(values).zip(indices) {
+                        // The ReLU passed the window's maximum only where it was positive.
+                        if v > 0.0 {
+                            plane[i as usize] += d;
+                        }
+                    }
+                }
+                &acc.masked
+            }
         };
         if want_bias {
             for (b, row) in acc.bias.iter_mut().zip(dyn_.chunks(ohw)) {

@@ -21,8 +21,8 @@ fn window(
     )
 }
 
-/// One plane's pooled values and argmax indices, not yet written.
-type PlaneOut<'a> = (&'a mut [MaybeUninit<f32>], &'a mut [MaybeUninit<u32>]);
+/// Pooled values and their argmax indices (one plane's or one image's), not yet written.
+pub(crate) type PlaneOut<'a> = (&'a mut [MaybeUninit<f32>], &'a mut [MaybeUninit<u32>]);
 
 /// Inputs below this many elements are pooled on the calling thread: waking another costs more.
 const SMALL: usize = 1 << 15;
@@ -44,32 +44,7 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
         Vec::<u32>::with_capacity(len),
     );
     let plane = |(plane, (vals, idx)): (usize, PlaneOut<'_>)| {
-        let src = &x[plane * hw..][..hw];
-        if is_2x2(g) {
-            return max_2x2(src, g, vals, idx);
-        }
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let (ys, xs) = window(g, oy, ox);
-                let mut best = f32::NEG_INFINITY;
-                let mut best_index = ys.start * g.w + xs.start;
-                for y in ys {
-                    let row = &src[y * g.w..][xs.clone()];
-                    for (offset, &v) in row.iter().enumerate() {
-                        // Branch-free select (maxima fall anywhere); the first NaN wins and stays.
-                        let better = v > best || (v.is_nan() && !best.is_nan());
-                        best = if better { v } else { best };
-                        best_index = if better {
-                            y * g.w + xs.start + offset
-                        } else {
-                            best_index
-                        };
-                    }
-                }
-                vals[oy * g.ow + ox].write(best);
-                idx[oy * g.ow + ox].write(best_index as u32);
-            }
-        }
+        max_plane(&x[plane * hw..][..hw], g, vals, idx)
     };
     let (vals, idx) = (
         &mut values.spare_capacity_mut()[..len],
@@ -87,13 +62,47 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
             .enumerate()
             .for_each(plane);
     }
-    // SAFETY: the planes cover the first `len` elements of both, and each plane's loop (or
-    // `max_2x2`) writes every output position.
+    // SAFETY: the planes cover the first `len` elements of both, and `max_plane` writes every
+    // output position.
     unsafe {
         values.set_len(len);
         indices.set_len(len);
     }
     (values, indices)
+}
+
+/// Max pooling of one `h×w` plane `src`: every pooled value and its argmax (`y·w + x`) written.
+pub(crate) fn max_plane(
+    src: &[f32],
+    g: &PoolGeometry,
+    vals: &mut [MaybeUninit<f32>],
+    idx: &mut [MaybeUninit<u32>],
+) {
+    if is_2x2(g) {
+        return max_2x2(src, g, vals, idx);
+    }
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let (ys, xs) = window(g, oy, ox);
+            let mut best = f32::NEG_INFINITY;
+            let mut best_index = ys.start * g.w + xs.start;
+            for y in ys {
+                let row = &src[y * g.w..][xs.clone()];
+                for (offset, &v) in row.iter().enumerate() {
+                    // Branch-free select (maxima fall anywhere); the first NaN wins and stays.
+                    let better = v > best || (v.is_nan() && !best.is_nan());
+                    best = if better { v } else { best };
+                    best_index = if better {
+                        y * g.w + xs.start + offset
+                    } else {
+                        best_index
+                    };
+                }
+            }
+            vals[oy * g.ow + ox].write(best);
+            idx[oy * g.ow + ox].write(best_index as u32);
+        }
+    }
 }
 
 multiversion! {

@@ -131,9 +131,24 @@ impl ConvGeometry {
     pub(crate) fn patch(&self) -> usize {
         self.c_in * self.kh * self.kw
     }
+
+    /// Refuses a bias that is not one value per output channel.
+    pub(crate) fn check_bias(&self, op: &'static str, bias: Option<&RawTensor>) -> Result<()> {
+        match bias {
+            Some(b) if b.shape().dims() != [self.c_out] => Err(Error::invalid(
+                op,
+                format!(
+                    "bias {} must be [{}] (one per output channel)",
+                    b.shape(),
+                    self.c_out
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
-fn check_grad(op: &'static str, grad: &RawTensor, g: &ConvGeometry) -> Result<()> {
+pub(crate) fn check_grad(op: &'static str, grad: &RawTensor, g: &ConvGeometry) -> Result<()> {
     if grad.shape() != &g.output_shape() {
         return Err(Error::invalid(
             op,
@@ -201,18 +216,7 @@ impl RawTensor {
     ) -> Result<RawTensor> {
         let op = if relu { "conv2d_relu" } else { "conv2d" };
         let g = ConvGeometry::new(op, self.shape(), weight.shape(), params)?;
-        if let Some(b) = bias
-            && b.shape().dims() != [g.c_out]
-        {
-            return Err(Error::invalid(
-                op,
-                format!(
-                    "bias {} must be [{}] (one per output channel)",
-                    b.shape(),
-                    g.c_out
-                ),
-            ));
-        }
+        g.check_bias(op, bias)?;
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         RawTensor::float_op(op, &inputs, |t| {
@@ -265,8 +269,10 @@ impl RawTensor {
                 // One pass over the images: ReLU mask, bias sums and both GEMMs per image.
                 Backend::Cpu(cpu) => {
                     let grads = cpu::conv2d::backward(
-                        t[0].host_f32(),
-                        t.get(3).map(RawTensor::host_f32),
+                        cpu::conv2d::OutputGrad::Full {
+                            dy: t[0].host_f32(),
+                            relu_out: t.get(3).map(RawTensor::host_f32),
+                        },
                         t[1].host_f32(),
                         t[2].host_f32(),
                         &g,

@@ -4,6 +4,7 @@
 pub(crate) mod concat;
 pub(crate) mod conv1d;
 pub(crate) mod conv2d;
+pub(crate) mod conv2d_pool;
 pub(crate) mod elementwise;
 pub(crate) mod index;
 pub(crate) mod loss;

@@ -39,7 +39,7 @@ pub(crate) struct PoolGeometry {
 }
 
 impl PoolGeometry {
-    fn new(op: &'static str, input: &Shape, p: Pool2dParams) -> Result<(Self, Shape)> {
+    pub(crate) fn new(op: &'static str, input: &Shape, p: Pool2dParams) -> Result<(Self, Shape)> {
         let d = input.dims();
         if d.len() != 4 {
             return Err(Error::invalid(

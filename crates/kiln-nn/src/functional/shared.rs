@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kiln_autograd::{Tensor, Var};
-use kiln_device::{DType, Device, Error, Result};
+use kiln_device::{DType, Device, Error, Pool2dParams, Result};
 
 use super::names::keras_type_name;
 use super::node::{Node, Source};
@@ -300,6 +300,17 @@ impl SharedLayer {
         let layer = self.layer();
         let y = layer.forward_masked(x, mask, training && !frozen_norm)?;
         Ok((y, layer.output_mask(x, mask)?))
+    }
+
+    /// The layer's output max-pooled by `pool` in one op ([`Layer::forward_max_pooled`]), if the
+    /// layer has a fused kernel for it.
+    pub(crate) fn call_max_pooled(
+        &self,
+        x: &Tensor,
+        pool: Pool2dParams,
+        training: bool,
+    ) -> Option<Result<Tensor>> {
+        self.layer().forward_max_pooled(x, pool, training)
     }
 }
 

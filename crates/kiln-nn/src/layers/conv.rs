@@ -2,7 +2,7 @@
 //! kh, kw]` as PyTorch stores them.
 
 use kiln_autograd::{Tensor, Var};
-use kiln_device::{Conv2dParams, Device, Error, Result};
+use kiln_device::{Conv2dParams, DType, Device, Error, Pool2dParams, Result};
 
 use super::{Activation, Initializer, Layer, built, zeros};
 
@@ -182,6 +182,18 @@ impl Layer for Conv2D {
     fn forward_before_activation(&self, x: &Tensor, _training: bool) -> Result<Tensor> {
         let (w, b, params) = built(&self.name, &self.params)?;
         x.conv2d(&w.tensor(), Some(&b.tensor()), *params)
+    }
+
+    fn forward_max_pooled(
+        &self,
+        x: &Tensor,
+        pool: Pool2dParams,
+        _training: bool,
+    ) -> Option<Result<Tensor>> {
+        (self.activation == Activation::Relu && x.dtype() == DType::F32).then(|| {
+            let (w, b, params) = built(&self.name, &self.params)?;
+            x.conv2d_relu_max_pool2d(&w.tensor(), Some(&b.tensor()), *params, pool)
+        })
     }
 
     fn activation(&self) -> Activation {

@@ -35,7 +35,7 @@ pub use recurrent::{GRU, LSTM, Recurrent};
 pub use reshape::{Permute, Reshape};
 
 use kiln_autograd::{Tensor, Var};
-use kiln_device::{Device, Error, Result};
+use kiln_device::{Device, Error, Pool2dParams, Result};
 
 /// A building block of a [`crate::Sequential`] model.
 pub trait Layer: Send {
@@ -78,6 +78,25 @@ pub trait Layer: Send {
     /// The activation applied last, if any.
     fn activation(&self) -> Activation {
         Activation::Linear
+    }
+
+    /// The max pooling this layer is, if it is one: the executor may then fuse it into the layer
+    /// before it (see [`Layer::forward_max_pooled`]).
+    fn max_pool_params(&self) -> Option<Pool2dParams> {
+        None
+    }
+
+    /// This layer's output max-pooled by `pool` as one op, when the layer has a fused kernel for
+    /// that (`Conv2D` with ReLU: each image is convolved and pooled while in cache). `None`: run
+    /// the two layers one after the other.
+    fn forward_max_pooled(
+        &self,
+        x: &Tensor,
+        pool: Pool2dParams,
+        training: bool,
+    ) -> Option<Result<Tensor>> {
+        let _ = (x, pool, training);
+        None
     }
 
     /// The layer's hyperparameters as Keras-style JSON (`{"kind": "dense", "units": 10, ...}`), enough

@@ -132,4 +132,8 @@ impl Layer for Pooling2D {
             Reduction::Average => x.avg_pool2d(self.params),
         }
     }
+
+    fn max_pool_params(&self) -> Option<Pool2dParams> {
+        (self.reduction == Reduction::Max).then_some(self.params)
+    }
 }

@@ -7,7 +7,7 @@ use kiln_device::{Device, Error, Result};
 
 use super::Model;
 use super::device::on_device;
-use super::graph::LayerRef;
+use super::graph::{Graph, LayerRef};
 use crate::data::{Batches, Dataset};
 use crate::layers::Activation;
 use crate::shape::{batched, tuple};
@@ -122,8 +122,21 @@ impl Model {
             .collect();
         // The values before the activation of the outputs that stop early, by slot.
         let mut fused: Vec<(usize, Tensor)> = Vec::new();
+        // The next step's value, when this step computed it with its own in one fused op.
+        let mut computed_ahead: Option<Value> = None;
         for (i, step) in graph.steps.iter().enumerate() {
             let slot = n_inputs + i;
+            if let Some(value) = computed_ahead.take() {
+                values[slot] = Some(value);
+                release_last_reads(graph, i, &mut values);
+                continue;
+            }
+            if let Some(pooled) = self.max_pooled_ahead(i, &values, &fused_slots, training) {
+                // This step's output is read only by the next step, a max pooling it fused.
+                computed_ahead = Some((pooled?, None));
+                release_last_reads(graph, i, &mut values);
+                continue;
+            }
             let args: Vec<&Value> = step
                 .args
                 .iter()
@@ -162,12 +175,7 @@ impl Model {
                 }
             };
             values[slot] = Some(value);
-            // Values no later step reads are released (outputs are kept).
-            for &a in &step.args {
-                if graph.last_read[a] == Some(i) && !graph.output_slots.contains(&a) {
-                    values[a] = None;
-                }
-            }
+            release_last_reads(graph, i, &mut values);
         }
         graph
             .output_slots
@@ -183,6 +191,39 @@ impl Model {
                     }),
             })
             .collect()
+    }
+
+    /// Step `i` and the max pooling after it as one op (`Conv2D` with ReLU, then `MaxPooling2D`),
+    /// when the pooling is the only reader of step `i`'s output, that output is not a model output
+    /// and carries no mask, and the layer has a fused kernel; `None` otherwise.
+    fn max_pooled_ahead(
+        &self,
+        i: usize,
+        values: &[Option<Value>],
+        fused_slots: &[usize],
+        training: bool,
+    ) -> Option<Result<Tensor>> {
+        let graph = &self.graph;
+        let slot = graph.inputs.len() + i;
+        let (step, next) = (&graph.steps[i], graph.steps.get(i + 1)?);
+        let only_read_by_next = next.args == [slot]
+            && graph.last_read[slot] == Some(i + 1)
+            && !graph.output_slots.contains(&slot)
+            && !fused_slots.contains(&(slot + 1));
+        if !only_read_by_next || step.args.len() != 1 {
+            return None;
+        }
+        let (LayerRef::Single(layer), LayerRef::Single(pool)) = (
+            &graph.layers[step.layer].layer,
+            &graph.layers[next.layer].layer,
+        ) else {
+            return None;
+        };
+        let pool = pool.layer().max_pool_params()?;
+        match values[step.args[0]].as_ref()? {
+            (x, None) => layer.call_max_pooled(x, pool, training),
+            (_, Some(_)) => None,
+        }
     }
 
     /// The activation output `o` ends with (`Linear` for merges and inputs).
@@ -384,5 +425,14 @@ impl Model {
             }
         }
         Ok(())
+    }
+}
+
+/// Releases the values step `i` was the last to read (outputs are kept).
+fn release_last_reads(graph: &Graph, i: usize, values: &mut [Option<Value>]) {
+    for &a in &graph.steps[i].args {
+        if graph.last_read[a] == Some(i) && !graph.output_slots.contains(&a) {
+            values[a] = None;
+        }
     }
 }
