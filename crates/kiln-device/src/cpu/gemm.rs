@@ -41,6 +41,16 @@ pub(crate) fn sgemm_uninit<'c>(
     c: &'c mut [std::mem::MaybeUninit<f32>],
 ) -> &'c mut [f32] {
     assert_eq!(c.len(), m * n, "output holds m×n elements");
+    if m == 1 && n > 0 && (b.col_stride == 1 || b.row_stride == 1) {
+        // One row: zeros first (n elements), then the unpacked product adds into them.
+        c.iter_mut().for_each(|v| {
+            v.write(0.0);
+        });
+        // SAFETY: every element was just written; `f32` and `MaybeUninit<f32>` share a layout.
+        let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+        gemv(k, &a, &b, c, true);
+        return c;
+    }
     // SAFETY: with `accumulate` false gemm writes every element of C without reading it
     // (`read_dst = false`), and the blocks of `gemm` cover all of C; so C may be
     // uninitialised, and is initialised afterwards. `f32` and `MaybeUninit<f32>` share a layout.
@@ -264,7 +274,7 @@ impl BlockPlan {
 
 #[cfg(test)]
 mod tests {
-    use super::{BlockPlan, Matrix, sgemm};
+    use super::{BlockPlan, Matrix, sgemm, sgemm_uninit};
 
     #[test]
     fn blocks_cover_the_output_once() {
@@ -293,7 +303,8 @@ mod tests {
             let (a, b) = (values(k, 1.0), values(k * n, 2.0));
             let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
             for (data, row_stride, col_stride) in [(&b, n, 1), (&bt, 1, k)] {
-                for accumulate in [false, true] {
+                // accumulate, then overwrite, then into uninitialised memory
+                for (accumulate, uninit) in [(true, false), (false, false), (false, true)] {
                     let mut c = vec![0.5f32; n];
                     let am = Matrix {
                         data: &a,
@@ -305,7 +316,15 @@ mod tests {
                         row_stride,
                         col_stride,
                     };
-                    sgemm(1, n, k, am, bm, &mut c, accumulate);
+                    if uninit {
+                        let mut out = Vec::with_capacity(n);
+                        sgemm_uninit(1, n, k, am, bm, &mut out.spare_capacity_mut()[..n]);
+                        // SAFETY: sgemm_uninit wrote all n elements.
+                        unsafe { out.set_len(n) };
+                        c = out;
+                    } else {
+                        sgemm(1, n, k, am, bm, &mut c, accumulate);
+                    }
                     for (j, got) in c.iter().enumerate() {
                         let want: f32 = (0..k).map(|p| a[p] * b[p * n + j]).sum::<f32>()
                             + if accumulate { 0.5 } else { 0.0 };

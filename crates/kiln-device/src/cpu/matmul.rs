@@ -3,7 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{Matrix, sgemm};
+use std::mem::MaybeUninit;
+
+use super::gemm::{Matrix, sgemm_uninit};
 use crate::Layout;
 use crate::ops::matmul::{MatmulDims, matrix_strides};
 
@@ -17,10 +19,12 @@ pub(crate) fn matmul(
     d: &MatmulDims,
 ) -> Vec<f32> {
     let batches: usize = d.batch.iter().product();
-    let mut out = vec![0.0f32; batches * d.m * d.n];
+    let len = batches * d.m * d.n;
     if d.m == 0 || d.n == 0 || d.k == 0 {
-        return out;
+        return vec![0.0f32; len];
     }
+    // Not zeroed first: the GEMM writes every element without reading it.
+    let mut out = Vec::with_capacity(len);
     let (a_rs, a_cs, a_bs) = matrix_strides(la);
     let (b_rs, b_cs, b_bs) = matrix_strides(lb);
     let offset = |batch: usize, strides: &[usize], base: usize| {
@@ -34,7 +38,7 @@ pub(crate) fn matmul(
     };
     let small = d.m * d.n * d.k < SMALL_PRODUCT;
     let threads = rayon::current_num_threads();
-    let product = |(batch, c): (usize, &mut [f32])| {
+    let product = |(batch, c): (usize, &mut [MaybeUninit<f32>])| {
         let a = Matrix {
             data: &a[offset(batch, a_bs, la.offset())..],
             row_stride: a_rs,
@@ -45,12 +49,15 @@ pub(crate) fn matmul(
             row_stride: b_rs,
             col_stride: b_cs,
         };
-        sgemm(d.m, d.n, d.k, a, b, c, false);
+        sgemm_uninit(d.m, d.n, d.k, a, b, c);
     };
+    let matrices = &mut out.spare_capacity_mut()[..len];
     if batches > 1 && (small || batches >= threads) {
-        out.par_chunks_mut(d.m * d.n).enumerate().for_each(product);
+        (matrices.par_chunks_mut(d.m * d.n).enumerate()).for_each(product);
     } else {
-        out.chunks_mut(d.m * d.n).enumerate().for_each(product);
+        (matrices.chunks_mut(d.m * d.n).enumerate()).for_each(product);
     }
+    // SAFETY: the matrices cover the first `len` elements and `sgemm_uninit` wrote every one.
+    unsafe { out.set_len(len) };
     out
 }
