@@ -24,6 +24,7 @@ mod storage;
 mod tensor;
 pub mod testing;
 
+pub use cpu::host_pool::{HostPoolStats, host_pool_stats};
 pub use device::{Device, DeviceInfo};
 pub use dtype::{DType, Element};
 pub use error::{Error, ErrorKind, Result};

@@ -67,7 +67,9 @@ impl RawTensor {
                     CpuData::F16(v) => bytemuck::cast_slice(v),
                     CpuData::U32(v) => bytemuck::cast_slice(v),
                 };
-                Storage::Gpu(gpu.ctx.upload("from_slice", bytes)?)
+                let buffer = gpu.ctx.upload("from_slice", bytes)?;
+                cpu::host_pool::give_back_data(data);
+                Storage::Gpu(buffer)
             }
         };
         Ok(RawTensor::new(storage, shape, dtype, device))
@@ -91,9 +93,9 @@ impl RawTensor {
             ));
         }
         let data = match T::DTYPE {
-            DType::F32 => CpuData::F32(bytemuck::cast_slice(data).to_vec()),
+            DType::F32 => CpuData::F32(cpu::host_pool::copied(bytemuck::cast_slice(data))),
             DType::F16 => CpuData::F16(bytemuck::cast_slice(data).to_vec()),
-            DType::U32 => CpuData::U32(bytemuck::cast_slice(data).to_vec()),
+            DType::U32 => CpuData::U32(cpu::host_pool::copied(bytemuck::cast_slice(data))),
         };
         RawTensor::from_cpu_data(data, shape, device)
     }
@@ -111,9 +113,17 @@ impl RawTensor {
             Device::Cpu(_) => {
                 let op = "full";
                 let data = match dtype {
-                    DType::F32 => CpuData::F32(cpu::filled(op, n, value as f32)?),
+                    DType::F32 => {
+                        let mut values = cpu::host_pool::try_take(op, n)?;
+                        values.resize(n, value as f32);
+                        CpuData::F32(values)
+                    }
                     DType::F16 => CpuData::F16(cpu::filled(op, n, f16::from_f64(value))?),
-                    DType::U32 => CpuData::U32(cpu::filled(op, n, value as u32)?),
+                    DType::U32 => {
+                        let mut values = cpu::host_pool::try_take(op, n)?;
+                        values.resize(n, value as u32);
+                        CpuData::U32(values)
+                    }
                 };
                 RawTensor::from_cpu_data(data, shape, device)
             }
@@ -174,6 +184,8 @@ impl RawTensor {
             CpuData::F16(v) => bytemuck::cast_slice(v).to_vec(),
             CpuData::U32(v) => bytemuck::cast_slice(v).to_vec(),
         };
+        // The caller gets its own copy; the gathered buffer goes back to the host pool.
+        cpu::host_pool::give_back_data(data);
         Ok(values)
     }
 

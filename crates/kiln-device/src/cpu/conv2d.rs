@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use super::gemm::{Matrix, sgemm, sgemm_uninit};
+use super::host_pool;
 use super::pool::{PlaneOut, max_plane};
 use super::reduce::reduce_run;
 use crate::ReduceOp;
@@ -167,7 +168,7 @@ pub(crate) fn forward(
 ) -> Vec<f32> {
     let len = g.n * g.c_out * g.oh * g.ow;
     // Not zeroed first: the GEMM writes every output (one pass over memory less).
-    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let mut out: Vec<f32> = host_pool::take(len);
     let image = |col: &mut Vec<f32>, (n, y): (usize, &mut [MaybeUninit<f32>])| {
         image_forward(x, w, bias, g, relu, n, col, y);
     };
@@ -200,10 +201,7 @@ pub(crate) fn forward_max_pool(
     let (ohw, phw) = (g.oh * g.ow, pool.oh * pool.ow);
     let len = g.n * g.c_out * phw;
     // Not zeroed first: `max_plane` writes every pooled value and index.
-    let (mut values, mut indices) = (
-        Vec::<f32>::with_capacity(len),
-        Vec::<u32>::with_capacity(len),
-    );
+    let (mut values, mut indices) = (host_pool::take::<f32>(len), host_pool::take::<u32>(len));
     let per_image = (g.c_out * phw).max(1);
     type Scratch = (Vec<f32>, Vec<MaybeUninit<f32>>);
     let image = |(col, conv): &mut Scratch, (n, (vals, idx)): (usize, PlaneOut<'_>)| {
@@ -310,13 +308,13 @@ pub(crate) fn backward(
     let (ohw, patch, chw) = (g.oh * g.ow, g.patch(), g.c_in * g.h * g.w);
     let per_out = g.c_out * ohw;
     let (weight_len, bias_len) = (g.c_out * patch, g.c_out);
-    let mut dx = want_input.then(|| vec![0.0f32; g.n * chw]);
+    let mut dx = want_input.then(|| host_pool::zeros(g.n * chw));
     if g.n == 0 || chw == 0 || per_out == 0 {
         // Nothing to sum: zero gradients of the right sizes.
         return Grads {
             input: dx,
-            weight: want_weight.then(|| vec![0.0; weight_len]),
-            bias: want_bias.then(|| vec![0.0; bias_len]),
+            weight: want_weight.then(|| host_pool::zeros(weight_len)),
+            bias: want_bias.then(|| host_pool::zeros(bias_len)),
         };
     }
     // Per worker: the weight and bias sums so far, and scratch for one image.
@@ -327,17 +325,14 @@ pub(crate) fn backward(
         col: Vec<f32>,
     }
     let new_acc = || Acc {
-        weight: vec![0.0; if want_weight { weight_len } else { 0 }],
-        bias: vec![0.0; if want_bias { bias_len } else { 0 }],
-        masked: Vec::new(),
-        col: vec![
-            0.0;
-            if want_weight || want_input {
-                patch * ohw
-            } else {
-                0
-            }
-        ],
+        weight: host_pool::zeros(if want_weight { weight_len } else { 0 }),
+        bias: host_pool::zeros(if want_bias { bias_len } else { 0 }),
+        masked: host_pool::take(per_out),
+        col: host_pool::zeros(if want_weight || want_input {
+            patch * ohw
+        } else {
+            0
+        }),
     };
     let image = |acc: &mut Acc, n: usize, dxn: Option<&mut [f32]>| {
         let dyn_: &[f32] = match grad {
@@ -442,19 +437,22 @@ pub(crate) fn backward(
             .map(|r| run(r * per_run, None))
             .collect(),
     };
-    let mut total = new_acc();
+    // The first run's sums become the totals; every other buffer goes back to the host pool.
+    let mut runs = runs.into_iter();
+    let mut total = runs.next().unwrap_or_else(new_acc);
     for acc in runs {
-        total
-            .weight
-            .iter_mut()
-            .zip(&acc.weight)
-            .for_each(|(x, y)| *x += y);
-        total
-            .bias
-            .iter_mut()
-            .zip(&acc.bias)
-            .for_each(|(x, y)| *x += y);
+        for (sum, part) in [
+            (&mut total.weight, &acc.weight),
+            (&mut total.bias, &acc.bias),
+        ] {
+            sum.iter_mut().zip(part).for_each(|(x, y)| *x += y);
+        }
+        [acc.weight, acc.bias, acc.masked, acc.col]
+            .into_iter()
+            .for_each(host_pool::give_back);
     }
+    host_pool::give_back(total.masked);
+    host_pool::give_back(total.col);
     Grads {
         input: dx,
         weight: want_weight.then_some(total.weight),

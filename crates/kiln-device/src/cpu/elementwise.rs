@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::host_pool;
 use crate::layout::coalesce_dims;
 use crate::ops::{BinaryOp, UnaryOp};
 use crate::{Layout, Shape};
@@ -38,9 +39,9 @@ macro_rules! each_binary {
 
 fn map_slice(input: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     if input.len() >= PARALLEL_THRESHOLD {
-        input.par_iter().map(|&x| f(x)).collect()
+        host_pool::par_collect(input.par_iter().map(|&x| f(x)))
     } else {
-        input.iter().map(|&x| f(x)).collect()
+        host_pool::collect(input.len(), input.iter().map(|&x| f(x)))
     }
 }
 
@@ -50,7 +51,7 @@ fn map_view(data: &[f32], layout: &Layout, f: impl Fn(f32) -> f32 + Sync) -> Vec
         let start = layout.offset();
         map_slice(&data[start..start + layout.shape().numel()], f)
     } else {
-        layout.indices().map(|i| f(data[i])).collect()
+        host_pool::collect(layout.shape().numel(), layout.indices().map(|i| f(data[i])))
     }
 }
 
@@ -90,9 +91,9 @@ fn binary_with(
         let a = &a[la.offset()..la.offset() + n];
         let b = &b[lb.offset()..lb.offset() + n];
         if n >= PARALLEL_THRESHOLD {
-            return a.par_iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+            return host_pool::par_collect(a.par_iter().zip(b).map(|(&x, &y)| f(x, y)));
         }
-        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        return host_pool::collect(n, a.iter().zip(b).map(|(&x, &y)| f(x, y)));
     }
     // Broadcast or strided: walk the merged dimensions, the innermost one as a tight loop.
     let (dims, strides) = coalesce_dims(out.dims(), &[la.strides(), lb.strides()]);
@@ -100,7 +101,7 @@ fn binary_with(
         return vec![f(a[la.offset()], b[lb.offset()])];
     };
     let (sa, sb) = (strides[0][dims.len() - 1], strides[1][dims.len() - 1]);
-    let mut result = vec![0.0f32; n];
+    let mut result = host_pool::zeros(n);
     let row = |(r, dst): (usize, &mut [f32])| {
         let (mut ia, mut ib, mut rest) = (la.offset(), lb.offset(), r);
         for (d, &size) in outer_dims.iter().enumerate().rev() {

@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::host_pool;
 use crate::ops::loss::PointwiseLoss;
 
 /// Class labels or per-class probabilities.
@@ -23,7 +24,7 @@ pub(crate) fn cross_entropy(
         return Err(bad);
     }
     let scale = 1.0 / rows as f32;
-    let mut grad = vec![0.0f32; logits.len()];
+    let mut grad = host_pool::zeros(logits.len());
     let row = |(r, g): (usize, &mut [f32])| {
         let x = &logits[r * classes..][..classes];
         let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -48,9 +49,9 @@ pub(crate) fn cross_entropy(
     };
     // A small batch stays on the calling thread: handing it to rayon's pool costs more.
     let losses = if logits.len() < 1 << 15 {
-        grad.chunks_mut(classes).enumerate().map(row).collect()
+        host_pool::collect(rows, grad.chunks_mut(classes).enumerate().map(row))
     } else {
-        grad.par_chunks_mut(classes).enumerate().map(row).collect()
+        host_pool::par_collect(grad.par_chunks_mut(classes).enumerate().map(row))
     };
     Ok((losses, grad))
 }
@@ -58,8 +59,8 @@ pub(crate) fn cross_entropy(
 /// Per-element losses and the gradient of their mean.
 pub(crate) fn pointwise(kind: PointwiseLoss, x: &[f32], t: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let scale = 1.0 / x.len() as f32;
-    x.iter()
-        .zip(t)
+    let (mut losses, mut grads) = (host_pool::take(x.len()), host_pool::take(x.len()));
+    (x.iter().zip(t))
         .map(|(&x, &t)| match kind {
             PointwiseLoss::BceWithLogits => {
                 let loss = x.max(0.0) - x * t + (-x.abs()).exp().ln_1p();
@@ -70,5 +71,9 @@ pub(crate) fn pointwise(kind: PointwiseLoss, x: &[f32], t: &[f32]) -> (Vec<f32>,
                 (d * d, 2.0 * d * scale)
             }
         })
-        .unzip()
+        .for_each(|(loss, grad)| {
+            losses.push(loss);
+            grads.push(grad);
+        });
+    (losses, grads)
 }

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use super::gemm::{Matrix, sgemm_uninit};
+use super::host_pool;
 use crate::Layout;
 use crate::ops::matmul::{MatmulDims, matrix_strides};
 
@@ -21,10 +22,10 @@ pub(crate) fn matmul(
     let batches: usize = d.batch.iter().product();
     let len = batches * d.m * d.n;
     if d.m == 0 || d.n == 0 || d.k == 0 {
-        return vec![0.0f32; len];
+        return host_pool::zeros(len);
     }
     // Not zeroed first: the GEMM writes every element without reading it.
-    let mut out = Vec::with_capacity(len);
+    let mut out = host_pool::take(len);
     let (a_rs, a_cs, a_bs) = matrix_strides(la);
     let (b_rs, b_cs, b_bs) = matrix_strides(lb);
     let offset = |batch: usize, strides: &[usize], base: usize| {

@@ -34,6 +34,7 @@ pub(crate) mod conv2d;
 pub(crate) mod copy;
 pub(crate) mod elementwise;
 mod gemm;
+pub mod host_pool;
 pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod norm;
@@ -114,6 +115,7 @@ impl Drop for CpuBuffer {
         self.counters
             .bytes_in_use
             .fetch_sub(self.data.bytes(), Ordering::Relaxed);
+        host_pool::give_back_data(std::mem::replace(&mut self.data, CpuData::F32(Vec::new())));
     }
 }
 
@@ -166,11 +168,13 @@ impl CpuDevice {
         }
     }
 
-    /// Host memory held by this device's live tensors.
+    /// Host memory held by this device's live tensors (`bytes_in_use`, and `allocations`: tensors
+    /// it has stored), and by the process's pool of freed tensor buffers (`bytes_pooled`; see
+    /// [`host_pool::host_pool_stats`]).
     pub fn memory_stats(&self) -> MemoryStats {
         MemoryStats {
             bytes_in_use: self.counters.bytes_in_use.load(Ordering::Relaxed),
-            bytes_pooled: 0,
+            bytes_pooled: host_pool::host_pool_stats().bytes_pooled,
             allocations: self.counters.allocations.load(Ordering::Relaxed),
             reuses: 0,
         }

@@ -4,6 +4,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::host_pool;
 use crate::{AdamConfig, RmsPropConfig, SgdConfig};
 
 /// Parameters per parallel chunk: below this one thread is faster than rayon's fork/join.
@@ -24,9 +25,9 @@ pub(crate) fn adam(
     let c2 = 1.0 - c.beta2.powi(step as i32);
     let n = p.len();
     let (mut p2, mut m2, mut v2) = (
-        Vec::<f32>::with_capacity(n),
-        Vec::<f32>::with_capacity(n),
-        Vec::<f32>::with_capacity(n),
+        host_pool::take::<f32>(n),
+        host_pool::take::<f32>(n),
+        host_pool::take::<f32>(n),
     );
     // Chunk `k` of the update into the outputs' uninitialised space (no zero fill first), the
     // slices zipped so that the loop vectorises.
@@ -83,8 +84,8 @@ pub(crate) fn sgd(
     buf: Option<&[f32]>,
     c: &SgdConfig,
 ) -> (Vec<f32>, Vec<f32>) {
-    let mut p2 = Vec::with_capacity(p.len());
-    let mut b2 = Vec::with_capacity(p.len());
+    let mut p2 = host_pool::take(p.len());
+    let mut b2 = host_pool::take(p.len());
     for i in 0..p.len() {
         let gi = g[i] + c.weight_decay * p[i];
         let b = match buf {
@@ -115,9 +116,9 @@ pub(crate) fn rmsprop(
 ) -> RmsPropOut<Vec<f32>> {
     let n = p.len();
     let with_momentum = c.momentum > 0.0;
-    let (mut p2, mut a2) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let mut b2 = with_momentum.then(|| Vec::with_capacity(n));
-    let mut m2 = c.centered.then(|| Vec::with_capacity(n));
+    let (mut p2, mut a2) = (host_pool::take(n), host_pool::take(n));
+    let mut b2 = with_momentum.then(|| host_pool::take(n));
+    let mut m2 = c.centered.then(|| host_pool::take(n));
     for i in 0..n {
         let gi = g[i] + c.weight_decay * p[i];
         let a = c.rho * square_avg[i] + (1.0 - c.rho) * gi * gi;
@@ -151,12 +152,10 @@ pub(crate) fn adagrad(
     lr: f32,
     eps: f32,
 ) -> (Vec<f32>, Vec<f32>) {
-    let sums: Vec<f32> = sum.iter().zip(g).map(|(s, g)| s + g * g).collect();
-    let params = p
-        .iter()
-        .zip(g)
-        .zip(&sums)
-        .map(|((p, g), s)| p - lr * g / (s.sqrt() + eps))
-        .collect();
+    let sums = host_pool::collect(sum.len(), sum.iter().zip(g).map(|(s, g)| s + g * g));
+    let params = host_pool::collect(
+        p.len(),
+        (p.iter().zip(g).zip(&sums)).map(|((p, g), s)| p - lr * g / (s.sqrt() + eps)),
+    );
     (params, sums)
 }

@@ -4,6 +4,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::host_pool;
 use crate::ops::pool::PoolGeometry;
 
 /// Taps of output (oy, ox) inside the image: `(y range, x range)`.
@@ -36,13 +37,10 @@ pub(crate) fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let len = g.planes * ohw;
     if ohw == 0 {
-        return (vec![0.0; len], vec![0; len]);
+        return (host_pool::zeros(len), host_pool::zeros(len));
     }
     // Not zeroed first: every output and index is written below.
-    let (mut values, mut indices) = (
-        Vec::<f32>::with_capacity(len),
-        Vec::<u32>::with_capacity(len),
-    );
+    let (mut values, mut indices) = (host_pool::take::<f32>(len), host_pool::take::<u32>(len));
     let plane = |(plane, (vals, idx)): (usize, PlaneOut<'_>)| {
         max_plane(&x[plane * hw..][..hw], g, vals, idx)
     };
@@ -156,7 +154,7 @@ fn max_2x2_generic(
 
 pub(crate) fn max_backward(dy: &[f32], indices: &[u32], g: &PoolGeometry) -> Vec<f32> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut dx = vec![0.0f32; g.planes * hw];
+    let mut dx = host_pool::zeros(g.planes * hw);
     dx.par_chunks_mut(hw).enumerate().for_each(|(plane, d)| {
         for o in 0..ohw {
             d[indices[plane * ohw + o] as usize] += dy[plane * ohw + o];
@@ -167,7 +165,7 @@ pub(crate) fn max_backward(dy: &[f32], indices: &[u32], g: &PoolGeometry) -> Vec
 
 pub(crate) fn avg_forward(x: &[f32], g: &PoolGeometry) -> Vec<f32> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut out = vec![0.0f32; g.planes * ohw];
+    let mut out = host_pool::zeros(g.planes * ohw);
     out.par_chunks_mut(ohw).enumerate().for_each(|(plane, o)| {
         let src = &x[plane * hw..][..hw];
         for oy in 0..g.oh {
@@ -186,7 +184,7 @@ pub(crate) fn avg_forward(x: &[f32], g: &PoolGeometry) -> Vec<f32> {
 
 pub(crate) fn avg_backward(dy: &[f32], g: &PoolGeometry) -> Vec<f32> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut dx = vec![0.0f32; g.planes * hw];
+    let mut dx = host_pool::zeros(g.planes * hw);
     dx.par_chunks_mut(hw).enumerate().for_each(|(plane, d)| {
         for oy in 0..g.oh {
             for ox in 0..g.ow {

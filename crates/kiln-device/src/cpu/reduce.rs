@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::host_pool;
 use crate::ReduceOp;
 
 /// Lanes the contiguous sum keeps apart so the compiler can vectorise it.
@@ -85,7 +86,7 @@ where
     F: Fn(f32, f32) -> f32 + Copy + Send + Sync,
 {
     if axis == 0 {
-        return vec![identity; outer * inner];
+        return host_pool::filled(outer * inner, identity);
     }
     if inner > 1 {
         return strided(x, [outer, axis, inner], identity, f);
@@ -95,12 +96,13 @@ where
             .par_chunks(PARALLEL_GRAIN)
             .map(|run| run_with(run, identity, f))
             .reduce(|| identity, f);
-        return vec![total];
+        return host_pool::filled(1, total);
     }
-    x.par_chunks(axis)
-        .with_min_len(PARALLEL_GRAIN / axis + 1)
-        .map(|row| run_with(row, identity, f))
-        .collect()
+    host_pool::par_collect(
+        x.par_chunks(axis)
+            .with_min_len(PARALLEL_GRAIN / axis + 1)
+            .map(|row| run_with(row, identity, f)),
+    )
 }
 
 /// [`reduce_with`] with `inner > 1`: whole rows of `inner` values are combined at a time. With several
@@ -111,7 +113,7 @@ fn strided<F>(x: &[f32], [outer, axis, inner]: [usize; 3], identity: f32, f: F) 
 where
     F: Fn(f32, f32) -> f32 + Copy + Send + Sync,
 {
-    let mut out = vec![identity; outer * inner];
+    let mut out = host_pool::filled(outer * inner, identity);
     if out.is_empty() {
         return out;
     }
@@ -157,7 +159,7 @@ pub(crate) fn extreme_backward(
     g: &[f32],
     [outer, axis, inner]: [usize; 3],
 ) -> Vec<f32> {
-    let mut dx = vec![0.0f32; outer * axis * inner];
+    let mut dx = host_pool::zeros(outer * axis * inner);
     if dx.is_empty() {
         return dx;
     }
@@ -188,23 +190,24 @@ pub(crate) fn extreme_backward(
 
 /// Index of the largest element along the axis (first on ties, NaN counts as largest).
 pub(crate) fn argmax(x: &[f32], [outer, axis, inner]: [usize; 3]) -> Vec<u32> {
-    (0..outer * inner)
-        .into_par_iter()
-        .with_min_len(64)
-        .map(|out| {
-            let (o, i) = (out / inner, out % inner);
-            let mut best = 0;
-            let mut best_value = x[o * axis * inner + i];
-            for j in 1..axis {
-                let v = x[(o * axis + j) * inner + i];
-                if !best_value.is_nan() && (v > best_value || v.is_nan()) {
-                    best = j;
-                    best_value = v;
+    host_pool::par_collect(
+        (0..outer * inner)
+            .into_par_iter()
+            .with_min_len(64)
+            .map(|out| {
+                let (o, i) = (out / inner, out % inner);
+                let mut best = 0;
+                let mut best_value = x[o * axis * inner + i];
+                for j in 1..axis {
+                    let v = x[(o * axis + j) * inner + i];
+                    if !best_value.is_nan() && (v > best_value || v.is_nan()) {
+                        best = j;
+                        best_value = v;
+                    }
                 }
-            }
-            best as u32
-        })
-        .collect()
+                best as u32
+            }),
+    )
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::host_pool;
 use super::vecmath::softmax_row;
 
 /// Runs `f(base)` for every row's first index; a row's element `j` is at `base + j·inner`.
@@ -29,7 +30,7 @@ impl Disjoint {
 /// Softmax of contiguous rows, vectorised (`vecmath::softmax_row`), into memory that is not zeroed
 /// first.
 fn forward_rows(x: &[f32], axis: usize, log: bool) -> Vec<f32> {
-    let mut out: Vec<f32> = Vec::with_capacity(x.len());
+    let mut out: Vec<f32> = host_pool::take(x.len());
     let rows = &mut out.spare_capacity_mut()[..x.len()];
     if x.len() < 1 << 15 {
         // Too little work to hand to other threads (batch-1 inference).
@@ -52,7 +53,7 @@ pub(crate) fn forward(x: &[f32], [outer, axis, inner]: [usize; 3], log: bool) ->
     if inner == 1 && axis > 0 {
         return forward_rows(x, axis, log);
     }
-    let mut out = vec![0.0f32; x.len()];
+    let mut out = host_pool::zeros(x.len());
     let dst = Disjoint(out.as_mut_ptr());
     rows(outer, axis, inner).for_each(|base| {
         let at = |j: usize| base + j * inner;
@@ -81,7 +82,7 @@ pub(crate) fn backward(
     [outer, axis, inner]: [usize; 3],
     log: bool,
 ) -> Vec<f32> {
-    let mut out = vec![0.0f32; y.len()];
+    let mut out = host_pool::zeros(y.len());
     let dst = Disjoint(out.as_mut_ptr());
     rows(outer, axis, inner).for_each(|base| {
         let at = |j: usize| base + j * inner;

@@ -1,0 +1,226 @@
+//! Reuse of host tensor memory: a training step frees and allocates the same buffers every batch,
+//! so the CPU backend keeps freed f32/u32 tensor buffers on a shelf by capacity and its kernels take
+//! their outputs from there. After the first steps a training step allocates no tensor memory
+//! (`host_pool_stats().allocations` stops growing; `tests/memory.rs` checks it). The shelf is one
+//! per process — every CPU device shares host memory. It takes back at most as many buffers of a
+//! size as it has handed out (so buffers made elsewhere cannot pile up on it) and holds at most
+//! [`MAX_POOLED_BYTES`]; a buffer past either bound is freed instead.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use super::CpuData;
+use crate::{Error, Result};
+
+/// Most bytes the shelf keeps for reuse.
+pub const MAX_POOLED_BYTES: u64 = 1 << 30;
+
+/// What the host pool has done since the process started (all CPU devices together).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostPoolStats {
+    /// Tensor buffers the pool could not serve, allocated from the system.
+    pub allocations: u64,
+    /// Tensor buffers served from the shelf.
+    pub reuses: u64,
+    /// Bytes on the shelf now, ready for reuse.
+    pub bytes_pooled: u64,
+}
+
+/// The freed buffers of one capacity, and how many of that capacity are handed out.
+pub(crate) struct Slot<T> {
+    free: Vec<Vec<T>>,
+    handed_out: usize,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            free: Vec::new(),
+            handed_out: 0,
+        }
+    }
+}
+
+/// Freed buffers of one element type, by capacity.
+pub(crate) type Shelf<T> = LazyLock<Mutex<FxHashMap<usize, Slot<T>>>>;
+
+fn lock<T: Pooled>() -> std::sync::MutexGuard<'static, FxHashMap<usize, Slot<T>>> {
+    T::shelf()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+static F32: Shelf<f32> = LazyLock::new(Default::default);
+static U32: Shelf<u32> = LazyLock::new(Default::default);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static REUSES: AtomicU64 = AtomicU64::new(0);
+static BYTES_POOLED: AtomicU64 = AtomicU64::new(0);
+
+/// The process's host pool statistics.
+pub fn host_pool_stats() -> HostPoolStats {
+    HostPoolStats {
+        allocations: ALLOCATIONS.load(Ordering::Relaxed),
+        reuses: REUSES.load(Ordering::Relaxed),
+        bytes_pooled: BYTES_POOLED.load(Ordering::Relaxed),
+    }
+}
+
+/// An element type whose tensor buffers are pooled.
+pub(crate) trait Pooled: Copy + Send + Sync + 'static {
+    /// This type's shelf.
+    fn shelf() -> &'static Shelf<Self>;
+}
+
+impl Pooled for f32 {
+    fn shelf() -> &'static Shelf<f32> {
+        &F32
+    }
+}
+
+impl Pooled for u32 {
+    fn shelf() -> &'static Shelf<u32> {
+        &U32
+    }
+}
+
+fn bytes<T>(capacity: usize) -> u64 {
+    (capacity as u64).saturating_mul(std::mem::size_of::<T>() as u64)
+}
+
+/// An empty buffer with room for `len` elements: a freed one of that capacity when the shelf has
+/// one, else a new allocation.
+pub(crate) fn take<T: Pooled>(len: usize) -> Vec<T> {
+    reuse(len).unwrap_or_else(|| {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        Vec::with_capacity(len)
+    })
+}
+
+/// [`take`] that reports a failed allocation as [`Error::HostAlloc`] naming `op` (for sizes a
+/// caller chose, where an abort would be the alternative).
+pub(crate) fn try_take<T: Pooled>(op: &'static str, len: usize) -> Result<Vec<T>> {
+    if let Some(buffer) = reuse(len) {
+        return Ok(buffer);
+    }
+    let mut buffer = Vec::new();
+    buffer
+        .try_reserve_exact(len)
+        .map_err(|_| Error::HostAlloc {
+            op,
+            bytes: bytes::<T>(len),
+        })?;
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    Ok(buffer)
+}
+
+/// A freed buffer of capacity `len` from the shelf (an empty one for `len` 0), if there is one; a
+/// buffer of that capacity is handed out either way (the caller allocates it when this is `None`).
+fn reuse<T: Pooled>(len: usize) -> Option<Vec<T>> {
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    let mut shelf = lock::<T>();
+    let slot = shelf.entry(len).or_default();
+    slot.handed_out += 1;
+    let buffer = slot.free.pop()?;
+    REUSES.fetch_add(1, Ordering::Relaxed);
+    BYTES_POOLED.fetch_sub(bytes::<T>(buffer.capacity()), Ordering::Relaxed);
+    Some(buffer)
+}
+
+/// `len` zeros in a pooled buffer.
+pub(crate) fn zeros<T: Pooled + Default>(len: usize) -> Vec<T> {
+    filled(len, T::default())
+}
+
+/// `len` copies of `value` in a pooled buffer.
+pub(crate) fn filled<T: Pooled>(len: usize, value: T) -> Vec<T> {
+    let mut buffer = take(len);
+    buffer.resize(len, value);
+    buffer
+}
+
+/// A copy of `values` in a pooled buffer.
+pub(crate) fn copied<T: Pooled>(values: &[T]) -> Vec<T> {
+    let mut buffer = take(values.len());
+    buffer.extend_from_slice(values);
+    buffer
+}
+
+/// The `len` items of `values` in a pooled buffer.
+pub(crate) fn collect<T: Pooled>(len: usize, values: impl Iterator<Item = T>) -> Vec<T> {
+    let mut buffer = take(len);
+    buffer.extend(values);
+    buffer
+}
+
+/// The items of `values`, computed in parallel, in a pooled buffer.
+pub(crate) fn par_collect<T: Pooled>(values: impl IndexedParallelIterator<Item = T>) -> Vec<T> {
+    let mut buffer = take(values.len());
+    values.collect_into_vec(&mut buffer);
+    buffer
+}
+
+/// Puts a freed tensor buffer on its shelf (f16 ones are freed).
+pub(crate) fn give_back_data(data: CpuData) {
+    match data {
+        CpuData::F32(values) => give_back(values),
+        CpuData::U32(values) => give_back(values),
+        CpuData::F16(_) => {}
+    }
+}
+
+/// Puts a freed buffer back on the shelf, or frees it: when no buffer of its capacity is handed out
+/// (it was made elsewhere) or the shelf is full.
+pub(crate) fn give_back<T: Pooled>(mut buffer: Vec<T>) {
+    let size = bytes::<T>(buffer.capacity());
+    if size == 0 || BYTES_POOLED.load(Ordering::Relaxed).saturating_add(size) > MAX_POOLED_BYTES {
+        return;
+    }
+    let mut shelf = lock::<T>();
+    let Some(slot) = shelf.get_mut(&buffer.capacity()) else {
+        return;
+    };
+    if slot.handed_out == 0 {
+        return;
+    }
+    slot.handed_out -= 1;
+    buffer.clear();
+    BYTES_POOLED.fetch_add(size, Ordering::Relaxed);
+    slot.free.push(buffer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{give_back, host_pool_stats, take, zeros};
+
+    #[test]
+    fn a_freed_buffer_is_taken_again_at_its_size() {
+        // An odd size no other test uses, so parallel tests do not take it first.
+        let len = 1_234_577;
+        let buffer: Vec<f32> = zeros(len);
+        let address = buffer.as_ptr();
+        give_back(buffer);
+        let before = host_pool_stats();
+        let again: Vec<f32> = take(len);
+        assert_eq!(again.as_ptr(), address);
+        assert!(again.is_empty() && again.capacity() == len);
+        assert!(host_pool_stats().reuses > before.reuses);
+    }
+
+    #[test]
+    fn buffers_made_elsewhere_are_not_kept() {
+        let len = 1_234_579;
+        let before = host_pool_stats().bytes_pooled;
+        give_back(vec![0.0f32; len]);
+        let taken: Vec<f32> = take(len);
+        assert!(host_pool_stats().bytes_pooled <= before);
+        give_back(taken);
+        give_back(vec![0.0f32; len]);
+        let (first, second): (Vec<f32>, Vec<f32>) = (take(len), take(len));
+        assert_ne!(first.as_ptr(), second.as_ptr());
+    }
+}
