@@ -25,6 +25,7 @@ mod tensor;
 pub mod testing;
 
 pub use cpu::host_pool::{HostPoolStats, host_pool_stats};
+pub use cpu::{SimdLevel, simd_level};
 pub use device::{Device, DeviceInfo};
 pub use dtype::{DType, Element};
 pub use error::{Error, ErrorKind, Result};

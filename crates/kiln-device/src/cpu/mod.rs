@@ -1,12 +1,13 @@
 //! The native CPU backend: host memory and one module per kernel family, multi-threaded with rayon.
 
-/// Defines `$name`, which runs `$generic` compiled for AVX-512 or AVX2 when the CPU has them.
+/// Defines `$name`, which runs `$generic` compiled for AVX-512 or AVX2 when [`simd_level`] allows.
 macro_rules! multiversion {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $generic:ident) => {
         $(#[$doc])*
         pub(crate) fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                use $crate::cpu::{SimdLevel, simd_level};
                 #[target_feature(enable = "avx512f")]
                 fn avx512($($arg: $ty),*) {
                     $generic($($arg),*)
@@ -15,13 +16,12 @@ macro_rules! multiversion {
                 fn avx2($($arg: $ty),*) {
                     $generic($($arg),*)
                 }
-                if is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has AVX2 and FMA.
-                    return unsafe { avx2($($arg),*) };
+                match simd_level() {
+                    // SAFETY: `simd_level` reports AVX-512F only where the CPU has it.
+                    SimdLevel::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: `simd_level` reports AVX2 only where the CPU has AVX2 and FMA.
+                    SimdLevel::Avx2 => return unsafe { avx2($($arg),*) },
+                    SimdLevel::Baseline => {}
                 }
             }
             $generic($($arg),*)
@@ -53,6 +53,66 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use half::f16;
 
 use crate::{DType, DeviceInfo, MemoryStats};
+
+/// The widest vector instructions kiln's own CPU kernels use (matrix products dispatch inside the
+/// `gemm` crate by themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SimdLevel {
+    /// The target's baseline (SSE2 on x86-64; NEON on AArch64).
+    Baseline,
+    /// AVX2 with FMA.
+    Avx2,
+    /// AVX-512F.
+    Avx512,
+}
+
+impl SimdLevel {
+    /// The level this CPU supports.
+    pub fn detected() -> SimdLevel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                return SimdLevel::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return SimdLevel::Avx2;
+            }
+        }
+        SimdLevel::Baseline
+    }
+
+    /// Parses `avx512`, `avx2` or `baseline` (the values of `KILN_CPU_FEATURES`).
+    pub fn parse(name: &str) -> Option<SimdLevel> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "avx512" | "avx-512" => Some(SimdLevel::Avx512),
+            "avx2" => Some(SimdLevel::Avx2),
+            "baseline" | "scalar" | "none" => Some(SimdLevel::Baseline),
+            _ => None,
+        }
+    }
+}
+
+/// The level kiln's CPU kernels run at: [`SimdLevel::detected`], lowered (never raised) by the
+/// environment variable `KILN_CPU_FEATURES=avx2|baseline` — to compare paths, or to rule out one
+/// while hunting a bug. Read once per process.
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: std::sync::LazyLock<SimdLevel> = std::sync::LazyLock::new(|| {
+        let detected = SimdLevel::detected();
+        match std::env::var("KILN_CPU_FEATURES") {
+            Ok(value) => match SimdLevel::parse(&value) {
+                Some(requested) => requested.min(detected),
+                None => {
+                    log::warn!(
+                        "kiln: KILN_CPU_FEATURES={value:?} is not avx512, avx2 or baseline; using {detected:?}"
+                    );
+                    detected
+                }
+            },
+            Err(_) => detected,
+        }
+    });
+    *LEVEL
+}
 
 /// Elements in host memory, by dtype.
 #[derive(Debug, Clone, PartialEq)]
@@ -184,7 +244,7 @@ impl CpuDevice {
     pub fn info(&self) -> DeviceInfo {
         let threads = rayon::current_num_threads();
         DeviceInfo {
-            name: format!("native CPU backend ({threads} threads)"),
+            name: format!("native CPU backend ({threads} threads, {:?})", simd_level()),
             backend: "cpu".into(),
             device_type: "cpu".into(),
             driver: String::new(),
