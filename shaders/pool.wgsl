@@ -10,13 +10,26 @@
 //   avg_forward   mean over the window's taps inside the image (padded taps are not counted)
 //   avg_backward  dx = sum over covering windows of dy / (taps of that window)
 //
+// An argmax index outside its H x W plane (indices not from max_forward) raises the device's error
+// flag in the backward kernels, with the largest such index; its gradient is dropped.
+//
 // Params (see crates/kiln-device/src/gpu/pool.rs):
 //   0 planes (N·C)  1 H  2 W  3 OH  4 OW  5 KH  6 KW  7 stride h  8 stride w  9 pad h  10 pad w
+//   11 error code (backward)
 
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> src_index: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst_index: array<u32>;
+@group(0) @binding(5) var<storage, read_write> error_flag: array<atomic<u32>>;
+
+// Raises the error flag when `index` lies outside the H x W plane.
+fn check_index(index: u32) {
+    if index >= word(1u) * word(2u) {
+        atomicMax(&error_flag[0], word(11u));
+        atomicMax(&error_flag[1], min(index, 0xfffffffeu) + 1u);
+    }
+}
 
 struct Window {
     y_begin: u32,
@@ -116,6 +129,11 @@ fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     for (var oh = c.rows.x; oh <= c.rows.y; oh = oh + 1) {
         for (var ow = c.cols.x; ow <= c.cols.y; ow = ow + 1) {
             let o = (c.plane * word(3u) + u32(oh)) * word(4u) + u32(ow);
+            // Each window's index is checked once, by the thread of its first tap.
+            let w = window(u32(oh), u32(ow));
+            if c.own == w.y_begin * word(2u) + w.x_begin {
+                check_index(src_index[o]);
+            }
             if src_index[o] == c.own {
                 total = total + src[o];
             }
@@ -136,6 +154,7 @@ fn max_backward_windows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     let base = o.base;
     let grad = src[i];
     let argmax = src_index[i];
+    check_index(argmax);
     for (var y = w.y_begin; y < w.y_end; y = y + 1u) {
         for (var x = w.x_begin; x < w.x_end; x = x + 1u) {
             let own = y * word(2u) + x;

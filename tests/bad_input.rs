@@ -144,6 +144,27 @@ fn tensor_cases(d: &Device) -> Vec<Case<'_>> {
             },
         ),
         refused(
+            "max-pool backward with an index past the plane",
+            ErrorKind::Data,
+            &["max_pool2d_backward", "outside", "4x4 plane"],
+            move || {
+                // Overlapping windows (3x3, stride 1) and disjoint ones (2x2, stride 2): both GPU
+                // kernels check, and report at the readback.
+                for (k, stride, out) in [(3, 1, 2), (2, 2, 2)] {
+                    let p = Pool2dParams {
+                        kernel: [k, k],
+                        stride: [stride, stride],
+                        padding: [0, 0],
+                    };
+                    let indices = RawTensor::from_slice(&[0u32, 1, 4, 99], [1, 1, out, out], d)?;
+                    let dy = t(d, &[1, 1, out, out]);
+                    RawTensor::max_pool2d_backward(&dy, &indices, [1, 1, 4, 4], p)?
+                        .to_vec::<f32>()?;
+                }
+                Ok(())
+            },
+        ),
+        refused(
             "topk with k = 0",
             ErrorKind::Argument,
             &["topk", "k = 0"],

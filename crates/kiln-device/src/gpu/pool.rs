@@ -67,14 +67,22 @@ pub(crate) fn max_backward(
     let op = "max_pool2d_backward";
     let p = &g.p;
     let n = g.planes * g.h * g.w;
+    let (flag, code) = ctx.error_check(format!(
+        "max_pool2d_backward: an index is outside the {} positions of a {}x{} plane \
+         (pass the indices max_pool2d returned)",
+        g.h * g.w,
+        g.h,
+        g.w
+    ));
+    let params = params(op, g)?.set(11, code);
     let disjoint = p.stride[0] >= p.kernel[0] && p.stride[1] >= p.kernel[1];
     if !disjoint {
         let dx = ctx.alloc(op, (n * 4) as u64)?;
         ctx.dispatch(
             op,
             &kernel("max_backward"),
-            &params(op, g)?,
-            &[(1, dy), (2, indices), (3, &dx)],
+            &params,
+            &[(1, dy), (2, indices), (3, &dx), (5, &flag)],
             groups_for(n),
         )?;
         return Ok(dx);
@@ -93,8 +101,8 @@ pub(crate) fn max_backward(
     ctx.dispatch(
         op,
         &kernel("max_backward_windows"),
-        &params(op, g)?,
-        &[(1, dy), (2, indices), (3, &dx)],
+        &params,
+        &[(1, dy), (2, indices), (3, &dx), (5, &flag)],
         groups_for(outputs),
     )?;
     Ok(dx)
