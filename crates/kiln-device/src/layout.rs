@@ -1,13 +1,14 @@
 //! `Layout`: how a tensor's elements sit in its storage (shape + strides + offset), so that reshape,
 //! transpose, broadcast and narrow are views that copy nothing.
 
+use crate::shape::Dims;
 use crate::{Error, Result, Shape};
 
 /// Shape, per-dimension strides and starting offset, all in elements.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     shape: Shape,
-    strides: Vec<usize>,
+    strides: Dims,
     offset: usize,
 }
 
@@ -15,7 +16,7 @@ impl Layout {
     /// The row-major layout of a fresh tensor.
     pub fn contiguous(shape: impl Into<Shape>) -> Self {
         let shape = shape.into();
-        let strides = shape.contiguous_strides();
+        let strides = shape.strides_row_major();
         Layout {
             shape,
             strides,
@@ -105,11 +106,7 @@ impl Layout {
             ));
         }
         Ok(Layout {
-            shape: order
-                .iter()
-                .map(|&d| self.shape.dims()[d])
-                .collect::<Vec<_>>()
-                .into(),
+            shape: order.iter().map(|&d| self.shape.dims()[d]).collect(),
             strides: order.iter().map(|&d| self.strides[d]).collect(),
             offset: self.offset,
         })
@@ -143,7 +140,7 @@ impl Layout {
             return Err(error());
         }
         let lead = target.rank() - self.shape.rank();
-        let mut strides = vec![0; target.rank()];
+        let mut strides: Dims = smallvec::smallvec![0; target.rank()];
         for (i, &dim) in self.shape.dims().iter().enumerate() {
             let want = target.dims()[lead + i];
             strides[lead + i] = if dim == want {
@@ -191,12 +188,12 @@ impl Layout {
                 format!("dimension {dim} of shape {} is not of size 1", self.shape),
             ));
         }
-        let mut dims = self.shape.dims().to_vec();
+        let mut dims = Dims::from_slice(self.shape.dims());
         let mut strides = self.strides.clone();
         dims.remove(dim);
         strides.remove(dim);
         Ok(Layout {
-            shape: dims.into(),
+            shape: Shape(dims),
             strides,
             offset: self.offset,
         })
@@ -210,12 +207,12 @@ impl Layout {
                 format!("position {dim} is out of range for shape {}", self.shape),
             ));
         }
-        let mut dims = self.shape.dims().to_vec();
+        let mut dims = Dims::from_slice(self.shape.dims());
         let mut strides = self.strides.clone();
         dims.insert(dim, 1);
         strides.insert(dim, 0);
         Ok(Layout {
-            shape: dims.into(),
+            shape: Shape(dims),
             strides,
             offset: self.offset,
         })

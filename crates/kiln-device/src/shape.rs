@@ -1,15 +1,21 @@
 //! `Shape` (the dimensions of a tensor) and numpy broadcasting.
 
+use smallvec::SmallVec;
+
 use crate::{Error, Result};
+
+/// Dimensions or strides, inline up to rank 4 (NCHW, attention scores): creating a tensor of such a
+/// rank allocates nothing for them.
+pub(crate) type Dims = SmallVec<[usize; 4]>;
 
 /// The dimensions of a tensor, outermost first (`[batch, channels, height, width]` for images).
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Shape(Vec<usize>);
+pub struct Shape(pub(crate) Dims);
 
 impl Shape {
     /// A shape from its dimensions.
     pub fn new(dims: impl Into<Vec<usize>>) -> Self {
-        Shape(dims.into())
+        Shape(Dims::from_vec(dims.into()))
     }
 
     /// The dimensions.
@@ -34,7 +40,12 @@ impl Shape {
 
     /// Row-major (C-order) strides of a contiguous tensor of this shape, in elements.
     pub fn contiguous_strides(&self) -> Vec<usize> {
-        let mut strides = vec![0; self.rank()];
+        self.strides_row_major().into_vec()
+    }
+
+    /// [`Shape::contiguous_strides`], inline.
+    pub(crate) fn strides_row_major(&self) -> Dims {
+        let mut strides: Dims = SmallVec::from_elem(0, self.rank());
         let mut acc = 1;
         for (stride, &dim) in strides.iter_mut().zip(&self.0).rev() {
             *stride = acc;
@@ -81,7 +92,7 @@ impl Shape {
                 }
             };
         }
-        Ok(Shape(dims))
+        Ok(Shape(Dims::from_vec(dims)))
     }
 
     /// The `i`-th dimension counted from the right, 1 past the rank.
@@ -108,25 +119,31 @@ impl std::fmt::Display for Shape {
 
 impl From<&[usize]> for Shape {
     fn from(dims: &[usize]) -> Self {
-        Shape(dims.to_vec())
+        Shape(Dims::from_slice(dims))
     }
 }
 
 impl From<Vec<usize>> for Shape {
     fn from(dims: Vec<usize>) -> Self {
-        Shape(dims)
+        Shape(Dims::from_vec(dims))
     }
 }
 
 impl<const N: usize> From<[usize; N]> for Shape {
     fn from(dims: [usize; N]) -> Self {
-        Shape(dims.to_vec())
+        Shape(Dims::from_slice(&dims))
+    }
+}
+
+impl FromIterator<usize> for Shape {
+    fn from_iter<I: IntoIterator<Item = usize>>(dims: I) -> Self {
+        Shape(dims.into_iter().collect())
     }
 }
 
 impl From<()> for Shape {
     fn from(_: ()) -> Self {
-        Shape(Vec::new())
+        Shape(Dims::new())
     }
 }
 
