@@ -569,6 +569,32 @@ device_test!(fused_linear_matches_matmul_add_relu, |device| {
             }
         }
     }
+    // A transposed input (read through strides) and a transposed weight (copied) give the same.
+    let xt = Tensor::from_slice(&values(7 * 5, 15.0), [7, 5], &device)
+        .unwrap()
+        .t()
+        .unwrap();
+    let wt = Tensor::from_slice(&values(7 * 3, 16.0), [7, 3], &device)
+        .unwrap()
+        .t()
+        .unwrap();
+    let fused = xt
+        .linear_relu(&wt, Some(&b))
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let plain = (xt
+        .matmul(&wt.t().unwrap())
+        .unwrap()
+        .add(&b)
+        .unwrap()
+        .relu()
+        .unwrap())
+    .to_vec::<f32>()
+    .unwrap();
+    for (a, p) in fused.iter().zip(&plain) {
+        assert!((a - p).abs() < 1e-5 + 1e-4 * p.abs(), "strided: {a} vs {p}");
+    }
     let err = x.linear(&w.t().unwrap(), None).unwrap_err().to_string();
     assert!(err.contains("linear") && err.contains("[out, in]"), "{err}");
 });

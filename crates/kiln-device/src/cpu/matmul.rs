@@ -62,3 +62,47 @@ pub(crate) fn matmul(
     unsafe { out.set_len(len) };
     out
 }
+
+/// A dense layer on the host: `x · wᵀ` for `x` `[n, k]` (`x_layout` over `x`) and `w` `[out, k]`
+/// (contiguous), plus `bias` and then max(·, 0) with `relu`, applied to each row right after the
+/// product wrote it (no pass of their own, no intermediate tensors).
+pub(crate) fn linear(
+    (x, x_layout): (&[f32], &Layout),
+    w: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    (n, k, out): (usize, usize, usize),
+) -> Vec<f32> {
+    let len = n * out;
+    if n == 0 || out == 0 {
+        return host_pool::zeros(len);
+    }
+    let mut y = host_pool::take(len);
+    let (x_rs, x_cs, _) = matrix_strides(x_layout);
+    let xm = Matrix {
+        data: &x[x_layout.offset()..],
+        row_stride: x_rs,
+        col_stride: x_cs,
+    };
+    // wᵀ read through strides: element (p, j) of the [k, out] operand is w[j·k + p].
+    let wt = Matrix {
+        data: w,
+        row_stride: 1,
+        col_stride: k,
+    };
+    let values = sgemm_uninit(n, out, k, xm, wt, &mut y.spare_capacity_mut()[..len]);
+    if bias.is_some() || relu {
+        for row in values.chunks_mut(out) {
+            match (bias, relu) {
+                (Some(b), true) => {
+                    (row.iter_mut().zip(b)).for_each(|(v, b)| *v = (*v + b).max(0.0))
+                }
+                (Some(b), false) => row.iter_mut().zip(b).for_each(|(v, b)| *v += b),
+                (None, _) => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+            }
+        }
+    }
+    // SAFETY: `sgemm_uninit` wrote all `len` elements.
+    unsafe { y.set_len(len) };
+    y
+}

@@ -3,7 +3,7 @@
 //! operands are strided views: neither backend copies them.
 
 use crate::tensor::Backend;
-use crate::{BinaryOp, DType, Error, Layout, RawTensor, Result, Shape, UnaryOp, cpu, gpu};
+use crate::{DType, Error, Layout, RawTensor, Result, Shape, cpu, gpu};
 
 /// The sizes of one matmul after promotion and broadcasting.
 pub(crate) struct MatmulDims {
@@ -152,12 +152,26 @@ impl RawTensor {
             ));
         }
         let wt = weight.transpose(0, 1)?;
-        if !matches!(self.backend(), Backend::Gpu(_)) {
-            let mut y = self.matmul(&wt)?;
-            if let Some(b) = bias {
-                y = y.binary(BinaryOp::Add, b)?;
-            }
-            return if relu { y.unary(UnaryOp::Relu) } else { Ok(y) };
+        if let Backend::Cpu(cpu) = self.backend() {
+            // One product with the bias and the ReLU applied to each row as it is written.
+            let mut inputs = vec![self, weight];
+            inputs.extend(bias);
+            return RawTensor::float_op(op, &inputs, |t| {
+                let (w, b) = (t[1].contiguous()?, t.get(2).map(RawTensor::contiguous));
+                let b = b.transpose()?;
+                let values = cpu::matmul::linear(
+                    (t[0].host_storage_f32(), t[0].layout()),
+                    w.host_f32(),
+                    b.as_ref().map(RawTensor::host_f32),
+                    relu,
+                    (x[0], x[1], w.shape().dims()[0]),
+                );
+                Ok(RawTensor::from_host_f32(
+                    values,
+                    [x[0], w.shape().dims()[0]],
+                    cpu,
+                ))
+            });
         }
         let dims = MatmulDims {
             batch: vec![],
