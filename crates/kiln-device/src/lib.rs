@@ -24,7 +24,7 @@ mod storage;
 mod tensor;
 pub mod testing;
 
-pub use cpu::host_pool::{HostPoolStats, host_pool_stats};
+pub use cpu::host_pool::{HostPoolStats, MAX_POOLED_BYTES, host_pool_stats, release_host_pool};
 pub use cpu::{SimdLevel, simd_level};
 pub use device::{Device, DeviceInfo};
 pub use dtype::{DType, Element};

@@ -92,6 +92,16 @@ impl RawTensor {
                 ),
             ));
         }
+        if let Device::Gpu(gpu) = device {
+            // Straight from the caller's slice: no host copy.
+            let buffer = gpu.ctx.upload("from_slice", bytemuck::cast_slice(data))?;
+            return Ok(RawTensor::new(
+                Storage::Gpu(buffer),
+                shape,
+                T::DTYPE,
+                device,
+            ));
+        }
         let data = match T::DTYPE {
             DType::F32 => CpuData::F32(cpu::host_pool::copied(bytemuck::cast_slice(data))),
             DType::F16 => CpuData::F16(bytemuck::cast_slice(data).to_vec()),
@@ -113,17 +123,9 @@ impl RawTensor {
             Device::Cpu(_) => {
                 let op = "full";
                 let data = match dtype {
-                    DType::F32 => {
-                        let mut values = cpu::host_pool::try_take(op, n)?;
-                        values.resize(n, value as f32);
-                        CpuData::F32(values)
-                    }
+                    DType::F32 => CpuData::F32(cpu::host_pool::try_filled(op, n, value as f32)?),
                     DType::F16 => CpuData::F16(cpu::filled(op, n, f16::from_f64(value))?),
-                    DType::U32 => {
-                        let mut values = cpu::host_pool::try_take(op, n)?;
-                        values.resize(n, value as u32);
-                        CpuData::U32(values)
-                    }
+                    DType::U32 => CpuData::U32(cpu::host_pool::try_filled(op, n, value as u32)?),
                 };
                 RawTensor::from_cpu_data(data, shape, device)
             }

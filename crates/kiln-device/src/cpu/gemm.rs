@@ -218,7 +218,7 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
 /// C's pointer, shared by the blocks that write disjoint parts of it.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
-// SAFETY: each block writes only its own rows or columns of C (see `sgemm_strided`).
+// SAFETY: each block writes only its own rows or columns of C (see `gemm`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 

@@ -1,13 +1,16 @@
 //! Reuse of host tensor memory: a training step frees and allocates the same buffers every batch,
 //! so the CPU backend keeps freed f32/u32 tensor buffers on a shelf by capacity and its kernels take
 //! their outputs from there. After the first steps a training step allocates no tensor memory
-//! (`host_pool_stats().allocations` stops growing; `tests/memory.rs` checks it). The shelf is one
-//! per process — every CPU device shares host memory. It takes back at most as many buffers of a
-//! size as it has handed out (so buffers made elsewhere cannot pile up on it) and holds at most
-//! [`MAX_POOLED_BYTES`]; a buffer past either bound is freed instead.
+//! (`host_pool_stats().allocations` stops growing; `tests/memory.rs` checks it).
+//!
+//! The shelf is one per process — every CPU device shares host memory. It takes a buffer back only
+//! while more of that capacity are handed out than returned (buffers made elsewhere cannot pile up
+//! on it). When a buffer would take it past [`MAX_POOLED_BYTES`], the shelf of that element type
+//! is emptied first (shapes changed: the old sizes are unlikely to come back), so memory held for
+//! reuse stays bounded; [`release_host_pool`] empties both shelves on demand.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
@@ -15,7 +18,7 @@ use rustc_hash::FxHashMap;
 use super::CpuData;
 use crate::{Error, Result};
 
-/// Most bytes the shelf keeps for reuse.
+/// Most bytes the shelves keep for reuse.
 pub const MAX_POOLED_BYTES: u64 = 1 << 30;
 
 /// What the host pool has done since the process started (all CPU devices together).
@@ -25,7 +28,7 @@ pub struct HostPoolStats {
     pub allocations: u64,
     /// Tensor buffers served from the shelf.
     pub reuses: u64,
-    /// Bytes on the shelf now, ready for reuse.
+    /// Bytes on the shelves now, ready for reuse.
     pub bytes_pooled: u64,
 }
 
@@ -47,12 +50,6 @@ impl<T> Default for Slot<T> {
 /// Freed buffers of one element type, by capacity.
 pub(crate) type Shelf<T> = LazyLock<Mutex<FxHashMap<usize, Slot<T>>>>;
 
-fn lock<T: Pooled>() -> std::sync::MutexGuard<'static, FxHashMap<usize, Slot<T>>> {
-    T::shelf()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 static F32: Shelf<f32> = LazyLock::new(Default::default);
 static U32: Shelf<u32> = LazyLock::new(Default::default);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -66,6 +63,13 @@ pub fn host_pool_stats() -> HostPoolStats {
         reuses: REUSES.load(Ordering::Relaxed),
         bytes_pooled: BYTES_POOLED.load(Ordering::Relaxed),
     }
+}
+
+/// Frees every buffer waiting on the shelves (tensors in use are not touched); later kernels
+/// allocate again as they need.
+pub fn release_host_pool() {
+    empty_shelf(&mut lock::<f32>());
+    empty_shelf(&mut lock::<u32>());
 }
 
 /// An element type whose tensor buffers are pooled.
@@ -86,8 +90,26 @@ impl Pooled for u32 {
     }
 }
 
+fn lock<T: Pooled>() -> MutexGuard<'static, FxHashMap<usize, Slot<T>>> {
+    T::shelf()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn bytes<T>(capacity: usize) -> u64 {
     (capacity as u64).saturating_mul(std::mem::size_of::<T>() as u64)
+}
+
+/// Frees a shelf's waiting buffers and forgets the capacities none of which are handed out.
+fn empty_shelf<T>(shelf: &mut FxHashMap<usize, Slot<T>>) {
+    for (&capacity, slot) in shelf.iter_mut() {
+        BYTES_POOLED.fetch_sub(
+            bytes::<T>(capacity) * slot.free.len() as u64,
+            Ordering::Relaxed,
+        );
+        slot.free.clear();
+    }
+    shelf.retain(|_, slot| slot.handed_out > 0);
 }
 
 /// An empty buffer with room for `len` elements: a freed one of that capacity when the shelf has
@@ -106,12 +128,16 @@ pub(crate) fn try_take<T: Pooled>(op: &'static str, len: usize) -> Result<Vec<T>
         return Ok(buffer);
     }
     let mut buffer = Vec::new();
-    buffer
-        .try_reserve_exact(len)
-        .map_err(|_| Error::HostAlloc {
+    if buffer.try_reserve_exact(len).is_err() {
+        // Nothing was handed out after all.
+        if let Some(slot) = lock::<T>().get_mut(&len) {
+            slot.handed_out = slot.handed_out.saturating_sub(1);
+        }
+        return Err(Error::HostAlloc {
             op,
             bytes: bytes::<T>(len),
-        })?;
+        });
+    }
     ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     Ok(buffer)
 }
@@ -141,6 +167,13 @@ pub(crate) fn filled<T: Pooled>(len: usize, value: T) -> Vec<T> {
     let mut buffer = take(len);
     buffer.resize(len, value);
     buffer
+}
+
+/// [`filled`] that reports a failed allocation as [`Error::HostAlloc`] naming `op`.
+pub(crate) fn try_filled<T: Pooled>(op: &'static str, len: usize, value: T) -> Result<Vec<T>> {
+    let mut buffer = try_take(op, len)?;
+    buffer.resize(len, value);
+    Ok(buffer)
 }
 
 /// A copy of `values` in a pooled buffer.
@@ -173,32 +206,49 @@ pub(crate) fn give_back_data(data: CpuData) {
     }
 }
 
-/// Puts a freed buffer back on the shelf, or frees it: when no buffer of its capacity is handed out
-/// (it was made elsewhere) or the shelf is full.
+/// Puts a freed buffer back on the shelf, or frees it when no buffer of its capacity is handed out
+/// (it was made elsewhere). A buffer that would pass [`MAX_POOLED_BYTES`] empties the shelf first.
 pub(crate) fn give_back<T: Pooled>(mut buffer: Vec<T>) {
     let size = bytes::<T>(buffer.capacity());
-    if size == 0 || BYTES_POOLED.load(Ordering::Relaxed).saturating_add(size) > MAX_POOLED_BYTES {
+    if size == 0 || size > MAX_POOLED_BYTES {
         return;
     }
     let mut shelf = lock::<T>();
-    let Some(slot) = shelf.get_mut(&buffer.capacity()) else {
-        return;
-    };
-    if slot.handed_out == 0 {
-        return;
+    match shelf.get_mut(&buffer.capacity()) {
+        Some(slot) if slot.handed_out > 0 => slot.handed_out -= 1,
+        _ => return,
     }
-    slot.handed_out -= 1;
+    if BYTES_POOLED.load(Ordering::Relaxed).saturating_add(size) > MAX_POOLED_BYTES {
+        empty_shelf(&mut shelf);
+    }
+    if BYTES_POOLED.load(Ordering::Relaxed).saturating_add(size) > MAX_POOLED_BYTES {
+        return; // the other element type's shelf holds the bytes
+    }
     buffer.clear();
     BYTES_POOLED.fetch_add(size, Ordering::Relaxed);
-    slot.free.push(buffer);
+    shelf
+        .entry(buffer.capacity())
+        .or_default()
+        .free
+        .push(buffer);
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{give_back, host_pool_stats, take, zeros};
+    use super::{give_back, host_pool_stats, lock, release_host_pool, take, zeros};
+
+    /// These tests take turns: one of them empties the shelves.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn turn() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 
     #[test]
     fn a_freed_buffer_is_taken_again_at_its_size() {
+        let _turn = turn();
         // An odd size no other test uses, so parallel tests do not take it first.
         let len = 1_234_577;
         let buffer: Vec<f32> = zeros(len);
@@ -212,7 +262,22 @@ mod tests {
     }
 
     #[test]
+    fn release_frees_the_waiting_buffers() {
+        let _turn = turn();
+        let len = 1_234_581;
+        give_back(take::<f32>(len));
+        assert_eq!(lock::<f32>().get(&len).map(|slot| slot.free.len()), Some(1));
+        release_host_pool();
+        assert!(
+            lock::<f32>()
+                .get(&len)
+                .is_none_or(|slot| slot.free.is_empty())
+        );
+    }
+
+    #[test]
     fn buffers_made_elsewhere_are_not_kept() {
+        let _turn = turn();
         let len = 1_234_579;
         let before = host_pool_stats().bytes_pooled;
         give_back(vec![0.0f32; len]);

@@ -1,8 +1,21 @@
 //! The native CPU backend: host memory and one module per kernel family, multi-threaded with rayon.
 
 /// Defines `$name`, which runs `$generic` compiled for AVX-512 or AVX2 when [`simd_level`] allows.
+/// With `$generic::<FMA>`, the generic function takes a `const FMA: bool`: true where fused
+/// multiply-adds are single instructions (the AVX builds; AArch64), so it can use `mul_add` there
+/// and plain `a * b + c` elsewhere (where `mul_add` would be a slow libm call).
 macro_rules! multiversion {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $generic:ident) => {
+        multiversion!(@define $(#[$doc])* fn $name($($arg: $ty),*) => $generic, $generic, $generic);
+    };
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $generic:ident::<FMA>) => {
+        multiversion!(@define $(#[$doc])* fn $name($($arg: $ty),*) =>
+            $generic::<true>,
+            $generic::<true>,
+            $generic::<{ cfg!(any(target_arch = "aarch64", target_feature = "fma")) }>);
+    };
+    (@define $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) =>
+        $avx512:expr, $avx2:expr, $baseline:expr) => {
         $(#[$doc])*
         pub(crate) fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
@@ -10,11 +23,11 @@ macro_rules! multiversion {
                 use $crate::cpu::{SimdLevel, simd_level};
                 #[target_feature(enable = "avx512f")]
                 fn avx512($($arg: $ty),*) {
-                    $generic($($arg),*)
+                    $avx512($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) {
-                    $generic($($arg),*)
+                    $avx2($($arg),*)
                 }
                 match simd_level() {
                     // SAFETY: `simd_level` reports AVX-512F only where the CPU has it.
@@ -24,7 +37,7 @@ macro_rules! multiversion {
                     SimdLevel::Baseline => {}
                 }
             }
-            $generic($($arg),*)
+            $baseline($($arg),*)
         }
     };
 }
@@ -34,7 +47,7 @@ pub(crate) mod conv2d;
 pub(crate) mod copy;
 pub(crate) mod elementwise;
 mod gemm;
-pub mod host_pool;
+pub(crate) mod host_pool;
 pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod norm;
@@ -81,7 +94,8 @@ impl SimdLevel {
         SimdLevel::Baseline
     }
 
-    /// Parses `avx512`, `avx2` or `baseline` (the values of `KILN_CPU_FEATURES`).
+    /// Parses `avx512`, `avx2` or `baseline` (the values of `KILN_CPU_FEATURES`, as `Display`
+    /// writes them).
     pub fn parse(name: &str) -> Option<SimdLevel> {
         match name.trim().to_ascii_lowercase().as_str() {
             "avx512" | "avx-512" => Some(SimdLevel::Avx512),
@@ -89,6 +103,16 @@ impl SimdLevel {
             "baseline" | "scalar" | "none" => Some(SimdLevel::Baseline),
             _ => None,
         }
+    }
+}
+
+impl std::fmt::Display for SimdLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SimdLevel::Baseline => "baseline",
+            SimdLevel::Avx2 => "avx2",
+            SimdLevel::Avx512 => "avx512",
+        })
     }
 }
 
@@ -228,15 +252,15 @@ impl CpuDevice {
         }
     }
 
-    /// Host memory held by this device's live tensors (`bytes_in_use`, and `allocations`: tensors
-    /// it has stored), and by the process's pool of freed tensor buffers (`bytes_pooled`; see
-    /// [`host_pool::host_pool_stats`]).
+    /// Host memory of this device: `bytes_in_use` by its live tensors and `allocations`, the
+    /// tensors it has stored. `bytes_pooled` and `reuses` are the process's host pool, which every
+    /// CPU device shares (do not add them up across devices; see [`host_pool::host_pool_stats`]).
     pub fn memory_stats(&self) -> MemoryStats {
         MemoryStats {
             bytes_in_use: self.counters.bytes_in_use.load(Ordering::Relaxed),
             bytes_pooled: host_pool::host_pool_stats().bytes_pooled,
             allocations: self.counters.allocations.load(Ordering::Relaxed),
-            reuses: 0,
+            reuses: host_pool::host_pool_stats().reuses,
         }
     }
 
@@ -244,7 +268,7 @@ impl CpuDevice {
     pub fn info(&self) -> DeviceInfo {
         let threads = rayon::current_num_threads();
         DeviceInfo {
-            name: format!("native CPU backend ({threads} threads, {:?})", simd_level()),
+            name: format!("native CPU backend ({threads} threads, {})", simd_level()),
             backend: "cpu".into(),
             device_type: "cpu".into(),
             driver: String::new(),

@@ -9,7 +9,8 @@ use std::mem::MaybeUninit;
 /// float's neighbourhood); NaN stays NaN. Positive inputs are outside its domain (softmax's `x -
 /// max` never is positive).
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+fn exp_nonpositive<const FMA: bool>(x: f32) -> f32 {
+    let mul_add = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -19,15 +20,15 @@ fn exp_nonpositive(x: f32) -> f32 {
     // Round to nearest with the 1.5·2^23 trick, which also leaves n in the low mantissa bits: no
     // float-to-int conversion, so the loop vectorises.
     const MAGIC: f32 = 12_582_912.0;
-    // `mul_add` is one FMA instruction in the AVX-512/AVX2 builds (a libm call on a CPU without FMA,
-    // which is slower but exact); plain `a * b + c` is never contracted, and costs two.
-    let t = x.mul_add(LOG2E, MAGIC);
+    // With FMA each step is one fused instruction (`mul_add`); without it `mul_add` would be a libm
+    // call, so the baseline build multiplies and adds (two instructions, never contracted).
+    let t = mul_add(x, LOG2E, MAGIC);
     let n = t - MAGIC;
     let n_int = t.to_bits() as i32 - MAGIC.to_bits() as i32;
-    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, x));
+    let r = mul_add(-n, LN2_LO, mul_add(-n, LN2_HI, x));
     let p = [0.008_333_334, 0.041_666_668, 0.166_666_67, 0.5, 1.0, 1.0]
         .into_iter()
-        .fold(0.001_388_889f32, |acc, c| acc.mul_add(r, c));
+        .fold(0.001_388_889f32, |acc, c| mul_add(acc, r, c));
     // n is in [-126, 0], so 2^n is one normal float built from its exponent bits.
     p * f32::from_bits(((n_int + 127) as u32) << 23)
 }
@@ -41,7 +42,7 @@ const LANES: usize = 16;
 /// maximum, then the exponentials written and summed together; then `y` scaled (or shifted). A NaN
 /// anywhere makes the row NaN, through the sum.
 #[inline(always)]
-fn softmax_row_generic(x: &[f32], y: &mut [MaybeUninit<f32>], log: bool) {
+fn softmax_row_generic<const FMA: bool>(x: &[f32], y: &mut [MaybeUninit<f32>], log: bool) {
     assert_eq!(x.len(), y.len(), "softmax_row: one output per input");
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = x.chunks_exact(LANES);
@@ -58,7 +59,7 @@ fn softmax_row_generic(x: &[f32], y: &mut [MaybeUninit<f32>], log: bool) {
         .chain(tail)
         .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     for (out, &v) in y.iter_mut().zip(x) {
-        out.write(exp_nonpositive(v - max));
+        out.write(exp_nonpositive::<FMA>(v - max));
     }
     // SAFETY: the loop above wrote every element of `y` (same length as `x`).
     let y: &mut [f32] = unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) };
@@ -85,7 +86,7 @@ fn softmax_row_generic(x: &[f32], y: &mut [MaybeUninit<f32>], log: bool) {
 multiversion! {
     /// Writes the softmax (or log-softmax when `log`) of the contiguous row `x` into `y` (which may
     /// be uninitialised).
-    fn softmax_row(x: &[f32], y: &mut [MaybeUninit<f32>], log: bool) => softmax_row_generic
+    fn softmax_row(x: &[f32], y: &mut [MaybeUninit<f32>], log: bool) => softmax_row_generic::<FMA>
 }
 
 #[cfg(test)]
@@ -100,18 +101,24 @@ mod tests {
             .map(|i| i as f32 * 0.0443)
             .chain([0.0, -0.0, -87.3]);
         for x in xs {
-            let (got, want) = (exp_nonpositive(x), x.exp());
+            let (got, want) = (exp_nonpositive::<true>(x), x.exp());
+            let plain = exp_nonpositive::<false>(x);
+            assert!(
+                (plain - want).abs() <= 4.0 * f32::EPSILON * want.abs(),
+                "exp({x}) without FMA: {plain}"
+            );
             assert!(
                 (got - want).abs() <= 4.0 * f32::EPSILON * want.abs(),
                 "exp({x}): {got} vs {want}"
             );
         }
         assert_eq!(
-            exp_nonpositive(-103.0),
+            exp_nonpositive::<true>(-103.0),
             (-87.336_54f32).exp(),
             "inputs below the range clamp"
         );
-        assert!(exp_nonpositive(f32::NAN).is_nan());
+        assert!(exp_nonpositive::<true>(f32::NAN).is_nan());
+        assert!(exp_nonpositive::<false>(f32::NAN).is_nan());
     }
 
     #[test]

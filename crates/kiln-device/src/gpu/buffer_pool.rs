@@ -10,7 +10,7 @@ pub struct MemoryStats {
     pub bytes_in_use: u64,
     /// Bytes held by the pool, ready for reuse.
     pub bytes_pooled: u64,
-    /// Buffers created with the driver (or host allocations on the CPU).
+    /// Buffers created with the driver (on the CPU: tensors the device has stored).
     pub allocations: u64,
     /// Allocations served from the pool.
     pub reuses: u64,

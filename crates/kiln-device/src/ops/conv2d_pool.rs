@@ -28,7 +28,7 @@ fn geometry(
 impl RawTensor {
     /// `max_pool2d(relu(conv2d(self, weight, bias)))` in one op: the pooled `[N, Cout, PH, PW]`
     /// values and the u32 argmax of every window within its convolution-output plane (as
-    /// [`RawTensor::max_pool2d`] returns them).
+    /// [`RawTensor::max_pool2d`] returns them). f32 only, as max pooling is.
     pub fn conv2d_relu_max_pool2d(
         &self,
         weight: &RawTensor,

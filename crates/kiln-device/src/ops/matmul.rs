@@ -151,7 +151,6 @@ impl RawTensor {
                 format!("bias {} must be [{}] (one per output)", b.shape(), w[0]),
             ));
         }
-        let wt = weight.transpose(0, 1)?;
         if let Backend::Cpu(cpu) = self.backend() {
             // One product with the bias and the ReLU applied to each row as it is written.
             let mut inputs = vec![self, weight];
@@ -173,6 +172,7 @@ impl RawTensor {
                 ))
             });
         }
+        let wt = weight.transpose(0, 1)?;
         let dims = MatmulDims {
             batch: vec![],
             m: x[0],
