@@ -721,6 +721,22 @@ fn file_cases(d: &Device) -> Vec<Case<'_>> {
     ]
 }
 
+/// Every file of a folder with its bytes, by name (to check that a refused call changed nothing).
+fn folder_bytes(dir: &std::path::Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (
+                entry.file_name(),
+                std::fs::read(entry.path()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// A file holding `text` in a fresh scratch folder named after `name` (`ratings.csv` for the
 /// MovieLens reader, `<name>.csv` otherwise).
 fn csv(name: &str, text: &str) -> std::path::PathBuf {
@@ -880,11 +896,30 @@ fn misuse_cases(d: &Device) -> Vec<Case<'_>> {
                 m.save(&dir)?;
                 std::fs::write(dir.join("model.safetensors"), b"truncated").unwrap();
                 let before = m.named_parameters()[0].1.tensor().to_vec::<f32>()?;
+                let files_before = folder_bytes(&dir);
                 let err = m.load(&dir);
-                if m.named_parameters()[0].1.tensor().to_vec::<f32>()? != before {
+                let untouched = folder_bytes(&dir) == files_before;
+                if m.named_parameters()[0].1.tensor().to_vec::<f32>()? != before || !untouched {
                     return Ok(());
                 }
                 err
+            },
+        ),
+        refused(
+            "saving a checkpoint where a file stands leaves the file as it was",
+            ErrorKind::Argument,
+            &["is a file", "another name"],
+            move || {
+                let path = scratch("file-in-the-way").join("notes.txt");
+                std::fs::write(&path, b"keep me").unwrap();
+                let mut m = Sequential::new([3]).on(d).add(Dense::new(2))?;
+                m.compile(Adam::new(0.01), Loss::MeanSquaredError, &[])?;
+                let result = m.save(&path);
+                let moved = path.with_file_name("notes.txt.previous").exists();
+                if std::fs::read(&path).ok().as_deref() != Some(b"keep me".as_slice()) || moved {
+                    return Ok(()); // reported as "accepted": the file was touched
+                }
+                result
             },
         ),
         refused(

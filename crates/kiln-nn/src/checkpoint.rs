@@ -96,6 +96,16 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 /// `Err` unless `dir` ends in a folder name a sibling can be made of (`.`, `..` and `/` cannot be
 /// swapped by a rename).
 fn check_name(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        // Saving would move the file aside to make room: refuse, and leave it as it is.
+        return Err(Error::argument(
+            "checkpoint",
+            format!(
+                "{} is a file, not a folder: save the checkpoint under another name",
+                dir.display()
+            ),
+        ));
+    }
     match dir.file_name() {
         Some(_) => Ok(()),
         None => Err(Error::argument(
