@@ -301,6 +301,13 @@ pub(crate) fn filled<T: Clone>(op: &'static str, n: usize, value: T) -> crate::R
     Ok(values)
 }
 
+/// The largest of `indices` when it is `bound` or more (an index out of range; the GPU kernels report
+/// the largest too), else `None`. One vectorised pass, no early exit: indices are nearly always fine.
+pub(crate) fn index_past(indices: &[u32], bound: usize) -> Option<u32> {
+    let largest = indices.iter().copied().max()?;
+    (largest as usize >= bound).then_some(largest)
+}
+
 /// `Err` naming `op` when the host cannot hold `n` values of `T` (checked before a computation
 /// that would otherwise abort on a failed allocation).
 pub(crate) fn check_alloc<T>(op: &'static str, n: usize) -> crate::Result<()> {

@@ -109,7 +109,7 @@ impl RawTensor {
             t.expect_dtype(op, DType::F32, "cast to f32 first")?;
         }
         let plane = g.oh * g.ow;
-        if let Some(bad) = t[2].host_u32().iter().find(|&&i| i as usize >= plane) {
+        if let Some(bad) = cpu::index_past(t[2].host_u32(), plane) {
             return Err(Error::InvalidData {
                 op,
                 message: format!(

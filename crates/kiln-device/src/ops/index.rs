@@ -37,7 +37,7 @@ impl RawTensor {
         Ok(match table.backend() {
             Backend::Cpu(cpu) => {
                 let (src, ids) = (table.host_f32(), idx.host_u32());
-                if let Some(bad) = ids.iter().find(|&&i| i as usize >= rows) {
+                if let Some(bad) = crate::cpu::index_past(ids, rows) {
                     return Err(Error::InvalidData {
                         op,
                         message: format!(

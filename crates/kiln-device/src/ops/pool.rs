@@ -146,7 +146,7 @@ impl RawTensor {
         Ok(match dy.backend() {
             Backend::Cpu(cpu) => {
                 let window = g.h * g.w;
-                if let Some(bad) = idx.host_u32().iter().find(|&&i| i as usize >= window) {
+                if let Some(bad) = cpu::index_past(idx.host_u32(), window) {
                     return Err(Error::InvalidData {
                         op: "max_pool2d_backward",
                         message: format!(
