@@ -7,6 +7,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{Matrix, sgemm, sgemm_strided};
+use super::matmul::bias_relu_rows;
 
 /// Sizes of one channels-last convolution.
 #[derive(Debug, Clone, Copy)]
@@ -85,14 +86,7 @@ pub(crate) fn forward(
                 col_stride: 1,
             };
             sgemm(lout, o, kc, patches, weights, y, false);
-            for row in y.chunks_mut(o) {
-                if let Some(b) = bias {
-                    row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
-                }
-                if relu {
-                    row.iter_mut().for_each(|v| *v = v.max(0.0));
-                }
-            }
+            bias_relu_rows(y, o, bias, relu);
         });
     y
 }

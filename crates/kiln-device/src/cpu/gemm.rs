@@ -41,7 +41,7 @@ pub(crate) fn sgemm_uninit<'c>(
     c: &'c mut [std::mem::MaybeUninit<f32>],
 ) -> &'c mut [f32] {
     assert_eq!(c.len(), m * n, "output holds m×n elements");
-    if m == 1 && n > 0 && (b.col_stride == 1 || b.row_stride == 1) {
+    if takes_gemv(m, n, &b) {
         // One row: zeros first (n elements), then the unpacked product adds into them.
         c.iter_mut().for_each(|v| {
             v.write(0.0);
@@ -72,7 +72,7 @@ pub(crate) fn sgemm_strided(
     c_row_stride: usize,
     accumulate: bool,
 ) {
-    if m == 1 && n > 0 && (b.col_stride == 1 || b.row_stride == 1) {
+    if takes_gemv(m, n, &b) {
         return gemv(k, &a, &b, &mut c[..n], accumulate);
     }
     // SAFETY: `c` is an initialised slice of its own length.
@@ -175,6 +175,11 @@ unsafe fn gemm(
         use rayon::prelude::*;
         (0..blocks.count).into_par_iter().for_each(run_block);
     }
+}
+
+/// Whether a product goes to [`gemv`]: one row of C, and B contiguous along one of its axes.
+fn takes_gemv(m: usize, n: usize, b: &Matrix<'_>) -> bool {
+    m == 1 && n > 0 && (b.col_stride == 1 || b.row_stride == 1)
 }
 
 /// One row of C (`m = 1`, batch-1 inference): `c = a · B` without packing B, which for a single row

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::CpuData;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Most bytes the shelves keep for reuse.
 pub const MAX_POOLED_BYTES: u64 = 1 << 30;
@@ -121,22 +121,19 @@ pub(crate) fn take<T: Pooled>(len: usize) -> Vec<T> {
     })
 }
 
-/// [`take`] that reports a failed allocation as [`Error::HostAlloc`] naming `op` (for sizes a
+/// [`take`] that reports a failed allocation as [`crate::Error::HostAlloc`] naming `op` (for sizes a
 /// caller chose, where an abort would be the alternative).
 pub(crate) fn try_take<T: Pooled>(op: &'static str, len: usize) -> Result<Vec<T>> {
     if let Some(buffer) = reuse(len) {
         return Ok(buffer);
     }
     let mut buffer = Vec::new();
-    if buffer.try_reserve_exact(len).is_err() {
+    if let Err(error) = super::reserve_exact(op, &mut buffer, len) {
         // Nothing was handed out after all.
         if let Some(slot) = lock::<T>().get_mut(&len) {
             slot.handed_out = slot.handed_out.saturating_sub(1);
         }
-        return Err(Error::HostAlloc {
-            op,
-            bytes: bytes::<T>(len),
-        });
+        return Err(error);
     }
     ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     Ok(buffer)
@@ -169,7 +166,7 @@ pub(crate) fn filled<T: Pooled>(len: usize, value: T) -> Vec<T> {
     buffer
 }
 
-/// [`filled`] that reports a failed allocation as [`Error::HostAlloc`] naming `op`.
+/// [`filled`] that reports a failed allocation as [`crate::Error::HostAlloc`] naming `op`.
 pub(crate) fn try_filled<T: Pooled>(op: &'static str, len: usize, value: T) -> Result<Vec<T>> {
     let mut buffer = try_take(op, len)?;
     buffer.resize(len, value);

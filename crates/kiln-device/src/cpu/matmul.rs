@@ -91,18 +91,23 @@ pub(crate) fn linear(
         col_stride: k,
     };
     let values = sgemm_uninit(n, out, k, xm, wt, &mut y.spare_capacity_mut()[..len]);
-    if bias.is_some() || relu {
-        for row in values.chunks_mut(out) {
-            match (bias, relu) {
-                (Some(b), true) => {
-                    (row.iter_mut().zip(b)).for_each(|(v, b)| *v = (*v + b).max(0.0))
-                }
-                (Some(b), false) => row.iter_mut().zip(b).for_each(|(v, b)| *v += b),
-                (None, _) => row.iter_mut().for_each(|v| *v = v.max(0.0)),
-            }
-        }
-    }
+    bias_relu_rows(values, out, bias, relu);
     // SAFETY: `sgemm_uninit` wrote all `len` elements.
     unsafe { y.set_len(len) };
     y
+}
+
+/// Rows of `width` values: `bias` (one per column) added, then max(·, 0) with `relu`, in one pass
+/// (the epilogue of a product whose columns are output channels: Dense, the channels-last conv1d).
+pub(crate) fn bias_relu_rows(values: &mut [f32], width: usize, bias: Option<&[f32]>, relu: bool) {
+    if bias.is_none() && !relu {
+        return;
+    }
+    for row in values.chunks_mut(width.max(1)) {
+        match (bias, relu) {
+            (Some(b), true) => (row.iter_mut().zip(b)).for_each(|(v, b)| *v = (*v + b).max(0.0)),
+            (Some(b), false) => row.iter_mut().zip(b).for_each(|(v, b)| *v += b),
+            (None, _) => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+        }
+    }
 }

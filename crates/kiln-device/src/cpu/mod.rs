@@ -291,14 +291,24 @@ impl CpuDevice {
 /// abort an infallible allocation would be).
 pub(crate) fn filled<T: Clone>(op: &'static str, n: usize, value: T) -> crate::Result<Vec<T>> {
     let mut values = Vec::new();
+    reserve_exact(op, &mut values, n)?;
+    values.resize(n, value);
+    Ok(values)
+}
+
+/// Room for `n` more values in `values`, or an [`Error::HostAlloc`](crate::Error::HostAlloc)
+/// naming `op` when the host cannot hold them.
+pub(crate) fn reserve_exact<T>(
+    op: &'static str,
+    values: &mut Vec<T>,
+    n: usize,
+) -> crate::Result<()> {
     values
         .try_reserve_exact(n)
         .map_err(|_| crate::Error::HostAlloc {
             op,
             bytes: (n as u64).saturating_mul(std::mem::size_of::<T>() as u64),
-        })?;
-    values.resize(n, value);
-    Ok(values)
+        })
 }
 
 /// The largest of `indices` when it is `bound` or more (an index out of range; the GPU kernels report
@@ -311,10 +321,5 @@ pub(crate) fn index_past(indices: &[u32], bound: usize) -> Option<u32> {
 /// `Err` naming `op` when the host cannot hold `n` values of `T` (checked before a computation
 /// that would otherwise abort on a failed allocation).
 pub(crate) fn check_alloc<T>(op: &'static str, n: usize) -> crate::Result<()> {
-    Vec::<T>::new()
-        .try_reserve_exact(n)
-        .map_err(|_| crate::Error::HostAlloc {
-            op,
-            bytes: (n as u64).saturating_mul(std::mem::size_of::<T>() as u64),
-        })
+    reserve_exact(op, &mut Vec::<T>::new(), n)
 }
