@@ -4,10 +4,12 @@ use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
+use super::CpuDevice;
 use super::gemm::{Matrix, sgemm, sgemm_uninit};
 use super::host_pool;
 use super::pool::{PlaneOut, max_plane};
 use super::reduce::reduce_run;
+use crate::RawTensor;
 use crate::ReduceOp;
 use crate::ops::conv2d::ConvGeometry;
 use crate::ops::pool::PoolGeometry;
@@ -271,6 +273,18 @@ pub(crate) struct Grads {
     pub weight: Option<Vec<f32>>,
     /// `[Cout]`
     pub bias: Option<Vec<f32>>,
+}
+
+impl Grads {
+    /// The input, weight and bias gradients as tensors of `cpu`, shaped by `g`.
+    pub(crate) fn into_tensors(self, g: &ConvGeometry, cpu: &CpuDevice) -> [Option<RawTensor>; 3] {
+        let tensor = |values, shape| RawTensor::from_host_f32(values, shape, cpu);
+        [
+            self.input.map(|v| tensor(v, g.input_shape())),
+            self.weight.map(|v| tensor(v, g.weight_shape())),
+            self.bias.map(|v| tensor(v, [g.c_out].into())),
+        ]
+    }
 }
 
 /// The gradient reaching a convolution's output, as [`backward`] takes it.

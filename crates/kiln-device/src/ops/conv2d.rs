@@ -278,12 +278,7 @@ impl RawTensor {
                         &g,
                         (wanted.input, wanted.weight, wanted.bias),
                     );
-                    let tensor = |values, shape| RawTensor::from_host_f32(values, shape, cpu);
-                    return Ok(vec![
-                        grads.input.map(|v| tensor(v, g.input_shape())),
-                        grads.weight.map(|v| tensor(v, g.weight_shape())),
-                        grads.bias.map(|v| tensor(v, Shape::from([g.c_out]))),
-                    ]);
+                    return Ok(grads.into_tensors(&g, cpu).into());
                 }
                 Backend::Gpu(ctx) => ctx,
             };

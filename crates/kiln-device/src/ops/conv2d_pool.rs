@@ -5,7 +5,7 @@
 //! run the same arithmetic as the separate ops (fused conv + ReLU, then pooling).
 
 use crate::ops::conv2d::{ConvGeometry, check_grad};
-use crate::ops::pool::PoolGeometry;
+use crate::ops::pool::{PoolGeometry, check_plane_indices};
 use crate::tensor::Backend;
 use crate::{
     BinaryOp, Conv2dGrads, Conv2dParams, Conv2dWanted, DType, Error, Pool2dParams, RawTensor,
@@ -108,16 +108,7 @@ impl RawTensor {
         for t in [&t[0], &t[1], &t[3], &t[4]] {
             t.expect_dtype(op, DType::F32, "cast to f32 first")?;
         }
-        let plane = g.oh * g.ow;
-        if let Some(bad) = cpu::index_past(t[2].host_u32(), plane) {
-            return Err(Error::InvalidData {
-                op,
-                message: format!(
-                    "index {bad} is outside the {plane} positions of a {}x{} plane",
-                    g.oh, g.ow
-                ),
-            });
-        }
+        check_plane_indices(op, t[2].host_u32(), (g.oh, g.ow))?;
         let grads = cpu::conv2d::backward(
             cpu::conv2d::OutputGrad::MaxPooled {
                 dy: t[0].host_f32(),
@@ -130,11 +121,11 @@ impl RawTensor {
             &g,
             (wanted.input, wanted.weight, wanted.bias),
         );
-        let tensor = |values, shape| RawTensor::from_host_f32(values, shape, cpu);
+        let [input, weight, bias] = grads.into_tensors(&g, cpu);
         Ok(Conv2dGrads {
-            input: grads.input.map(|v| tensor(v, g.input_shape())),
-            weight: grads.weight.map(|v| tensor(v, g.weight_shape())),
-            bias: grads.bias.map(|v| tensor(v, Shape::from([g.c_out]))),
+            input,
+            weight,
+            bias,
         })
     }
 }

@@ -89,6 +89,25 @@ impl PoolGeometry {
     }
 }
 
+/// Refuses argmax indices (host ones) outside an `h×w` plane, naming the largest as the GPU
+/// kernels do.
+pub(crate) fn check_plane_indices(
+    op: &'static str,
+    indices: &[u32],
+    (h, w): (usize, usize),
+) -> Result<()> {
+    match cpu::index_past(indices, h * w) {
+        Some(bad) => Err(Error::InvalidData {
+            op,
+            message: format!(
+                "index {bad} is outside the {} positions of a {h}x{w} plane",
+                h * w
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn check_grad(op: &'static str, grad: &RawTensor, out_shape: &Shape) -> Result<()> {
     if grad.shape() != out_shape {
         return Err(Error::invalid(
@@ -145,16 +164,7 @@ impl RawTensor {
         let (dy, idx) = (grad_out.contiguous()?, indices.contiguous()?);
         Ok(match dy.backend() {
             Backend::Cpu(cpu) => {
-                let window = g.h * g.w;
-                if let Some(bad) = cpu::index_past(idx.host_u32(), window) {
-                    return Err(Error::InvalidData {
-                        op: "max_pool2d_backward",
-                        message: format!(
-                            "index {bad} is outside the {window} positions of a {}x{} plane",
-                            g.h, g.w
-                        ),
-                    });
-                }
+                check_plane_indices(op, idx.host_u32(), (g.h, g.w))?;
                 RawTensor::from_host_f32(
                     cpu::pool::max_backward(dy.host_f32(), idx.host_u32(), &g),
                     input_shape,
